@@ -1,0 +1,104 @@
+// swift-tools-version:6.1
+// Swift 6 language mode (the default for tools 6.x): complete strict concurrency checking in every target.
+import PackageDescription
+
+let package = Package(
+    name: "o365-gateway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "o365-gateway", targets: ["O365Gateway"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.4"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+    ],
+    targets: [
+        // Domain types, validation, error codes and the ports (protocols) other targets implement.
+        .target(
+            name: "GatewayCore",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
+        // Sealing of tenant credentials: AES-256-GCM under a key ring with key ids.
+        .target(
+            name: "CredentialCrypto",
+            dependencies: [
+                "GatewayCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // PostgreSQL: migrations and the tenant registry.
+        .target(
+            name: "PostgresStorage",
+            dependencies: [
+                "GatewayCore",
+                "CredentialCrypto",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The admin REST API: the OpenAPI document, its generated server code, handlers and middleware.
+        .target(
+            name: "AdminAPI",
+            dependencies: [
+                "GatewayCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["openapi.yaml", "openapi-generator-config.yaml"]
+        ),
+        // Configuration and the one place where everything is wired into services.
+        .target(
+            name: "GatewayApp",
+            dependencies: [
+                "GatewayCore",
+                "CredentialCrypto",
+                "PostgresStorage",
+                "AdminAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "O365Gateway",
+            dependencies: [
+                "GatewayApp",
+                "GatewayCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "UnitTests",
+            dependencies: ["GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp"]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+    ]
+)

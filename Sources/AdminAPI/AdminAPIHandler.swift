@@ -1,0 +1,99 @@
+import Foundation
+import GatewayCore
+import HTTPTypes
+import Logging
+import OpenAPIRuntime
+import Prometheus
+
+/// Implements the operations of openapi.yaml over the domain ports.
+struct AdminAPIHandler: APIProtocol {
+    let store: any TenantStore
+    let readiness: any ReadinessCheck
+    let metrics: PrometheusCollectorRegistry
+    let logger: Logger
+
+    func getHealth(_ input: Operations.GetHealth.Input) async throws -> Operations.GetHealth.Output {
+        .ok(.init(body: .plainText("ok\n")))
+    }
+
+    func getReadiness(_ input: Operations.GetReadiness.Input) async throws -> Operations.GetReadiness.Output {
+        if let reason = await readiness.notReadyReason() {
+            return .serviceUnavailable(.init(body: .plainText(HTTPBody(reason + "\n"))))
+        }
+        return .ok(.init(body: .plainText("ready\n")))
+    }
+
+    func getMetrics(_ input: Operations.GetMetrics.Input) async throws -> Operations.GetMetrics.Output {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(4096)
+        metrics.emit(into: &buffer)
+        return .ok(.init(body: .plainText(HTTPBody(buffer))))
+    }
+
+    func getOpenAPIDocument(
+        _ input: Operations.GetOpenAPIDocument.Input
+    ) async throws -> Operations.GetOpenAPIDocument.Output {
+        .ok(.init(body: .yaml(HTTPBody(OpenAPIDocument.yaml))))
+    }
+
+    func listTenants(_ input: Operations.ListTenants.Input) async throws -> Operations.ListTenants.Output {
+        let tenants = try await store.list()
+        return .ok(.init(body: .json(.init(items: tenants.map(Components.Schemas.Tenant.init)))))
+    }
+
+    func createTenant(_ input: Operations.CreateTenant.Input) async throws -> Operations.CreateTenant.Output {
+        guard case .json(let body) = input.body else { throw unsupportedMediaType }
+        let tenant = try await store.create(try NewTenant(validating: body))
+        return .created(
+            .init(
+                headers: .init(eTag: ETag.make(tenant.version), location: "/api/v1/tenants/\(tenant.id)"),
+                body: .json(.init(tenant))))
+    }
+
+    func getTenant(_ input: Operations.GetTenant.Input) async throws -> Operations.GetTenant.Output {
+        let id = try tenantID(input.path.id)
+        guard let tenant = try await store.get(id) else { throw GatewayError.tenantNotFound("\(id)") }
+        return .ok(.init(headers: .init(eTag: ETag.make(tenant.version)), body: .json(.init(tenant))))
+    }
+
+    func updateTenant(_ input: Operations.UpdateTenant.Input) async throws -> Operations.UpdateTenant.Output {
+        let id = try tenantID(input.path.id)
+        guard case .json(let body) = input.body else { throw unsupportedMediaType }
+        let changes = try TenantChanges(validating: body)
+        let expected = try ETag.expectedVersion(ifMatch: input.headers.ifMatch)
+        let tenant = try await store.update(id, changes, expectedVersion: expected)
+        return .ok(.init(headers: .init(eTag: ETag.make(tenant.version)), body: .json(.init(tenant))))
+    }
+
+    func deleteTenant(_ input: Operations.DeleteTenant.Input) async throws -> Operations.DeleteTenant.Output {
+        let id = try tenantID(input.path.id)
+        try await store.delete(id, expectedVersion: try ETag.expectedVersion(ifMatch: input.headers.ifMatch))
+        return .noContent(.init())
+    }
+
+    func rotateTenantSecret(
+        _ input: Operations.RotateTenantSecret.Input
+    ) async throws -> Operations.RotateTenantSecret.Output {
+        let id = try tenantID(input.path.id)
+        guard case .json(let body) = input.body else { throw unsupportedMediaType }
+        let secret = try Validation.clientSecret(body.clientSecret)
+        let expected = try ETag.expectedVersion(ifMatch: input.headers.ifMatch)
+        let expiresAt = try body.secretExpiresAt.map { try Validation.timestamp($0, field: "secretExpiresAt") }
+        let tenant = try await store.replaceCredential(
+            id, .clientSecret(secret), secretExpiresAt: expiresAt, expectedVersion: expected)
+        return .ok(.init(headers: .init(eTag: ETag.make(tenant.version)), body: .json(.init(tenant))))
+    }
+
+    func validateTenant(_ input: Operations.ValidateTenant.Input) async throws -> Operations.ValidateTenant.Output {
+        let id = try tenantID(input.path.id)
+        guard try await store.get(id) != nil else { throw GatewayError.tenantNotFound("\(id)") }
+        throw GatewayError(
+            .notImplemented, code: "validation_unavailable",
+            "This build cannot test credentials against Microsoft yet; the tenant is stored and will be checked "
+                + "when collection starts.")
+    }
+
+    private var unsupportedMediaType: GatewayError {
+        GatewayError(.unsupportedMediaType, code: "unsupported_media_type", "Send the body as application/json.")
+    }
+}

@@ -1,0 +1,29 @@
+import GatewayCore
+import Hummingbird
+import Logging
+import OpenAPIHummingbird
+import OpenAPIRuntime
+import Prometheus
+
+/// Builds the admin HTTP router: the generated OpenAPI routes behind the error mapping, token and size limit.
+public enum AdminRouter {
+    public static let defaultMaxBodyBytes = 64 * 1024
+
+    public static func build(
+        store: any TenantStore,
+        readiness: any ReadinessCheck,
+        adminToken: Secret,
+        metrics: PrometheusCollectorRegistry,
+        maxBodyBytes: Int = defaultMaxBodyBytes,
+        logger: Logger
+    ) throws -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: ObserveAndMapErrorsMiddleware(logger: logger, metrics: metrics))
+        router.add(middleware: BearerTokenMiddleware(adminToken: adminToken))
+        router.add(middleware: BodyLimitMiddleware(maxBytes: maxBodyBytes))
+        let handler = AdminAPIHandler(store: store, readiness: readiness, metrics: metrics, logger: logger)
+        try handler.registerHandlers(
+            on: router, middlewares: [DeclaredHeadersMiddleware()])
+        return router
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import GatewayCore
+
+/// Conversions between the generated API types and the domain, with the domain's validation.
+extension Components.Schemas.Tenant {
+    init(_ tenant: Tenant) {
+        self.init(
+            id: "\(tenant.id)",
+            name: tenant.name,
+            tenantId: tenant.microsoftTenantID.uuidString.lowercased(),
+            clientId: tenant.clientID.uuidString.lowercased(),
+            cloud: Components.Schemas.Cloud(rawValue: tenant.cloud.rawValue)!,
+            contentTypes: tenant.contentTypes.map { Components.Schemas.ContentType(rawValue: $0.rawValue)! },
+            publisherId: tenant.publisherID?.uuidString.lowercased(),
+            utmTenantId: tenant.utmTenantID,
+            dataSource: tenant.dataSource,
+            enabled: tenant.enabled,
+            credentialType: CredentialTypePayload(rawValue: tenant.credentialKind.rawValue)!,
+            secretExpiresAt: tenant.secretExpiresAt.map(RFC3339.format),
+            createdAt: RFC3339.format(tenant.createdAt),
+            updatedAt: RFC3339.format(tenant.updatedAt),
+            version: tenant.version
+        )
+    }
+}
+
+extension NewTenant {
+    init(validating body: Components.Schemas.TenantCreate) throws {
+        let name = try Validation.text(body.name, field: "name")
+        self.init(
+            name: name,
+            microsoftTenantID: try Validation.guid(body.tenantId, field: "tenantId"),
+            clientID: try Validation.guid(body.clientId, field: "clientId"),
+            credential: .clientSecret(try Validation.clientSecret(body.clientSecret)),
+            secretExpiresAt: try body.secretExpiresAt.map { try Validation.timestamp($0, field: "secretExpiresAt") },
+            publisherID: try body.publisherId.map { try Validation.guid($0, field: "publisherId") },
+            contentTypes: try body.contentTypes.map { try Validation.contentTypes($0.map(\.rawValue)) }
+                ?? ContentType.allCases,
+            cloud: try body.cloud.map { try Validation.cloud($0.rawValue) } ?? .commercial,
+            utmTenantID: try body.utmTenantId.map { try Validation.text($0, field: "utmTenantId") }
+                ?? defaultUTMStackTenantID,
+            dataSource: try body.dataSource.map { try Validation.text($0, field: "dataSource") } ?? name
+        )
+    }
+}
+
+extension TenantChanges {
+    init(validating body: Components.Schemas.TenantPatch) throws {
+        self.init(
+            name: try body.name.map { try Validation.text($0, field: "name") },
+            contentTypes: try body.contentTypes.map { try Validation.contentTypes($0.map(\.rawValue)) },
+            enabled: body.enabled,
+            publisherID: try body.publisherId.map { try Validation.guid($0, field: "publisherId") },
+            utmTenantID: try body.utmTenantId.map { try Validation.text($0, field: "utmTenantId") },
+            dataSource: try body.dataSource.map { try Validation.text($0, field: "dataSource") }
+        )
+        if isEmpty {
+            throw GatewayError(
+                .invalidInput, code: "empty_patch",
+                "The body changes nothing; give at least one of name, contentTypes, enabled, publisherId, "
+                    + "utmTenantId, dataSource.")
+        }
+    }
+}
+
+/// Entity tags carry the tenant's version: `"7"`.
+enum ETag {
+    static func make(_ version: Int64) -> String { "\"\(version)\"" }
+
+    /// Parses `If-Match`; nil means no precondition (absent or `*`).
+    static func expectedVersion(ifMatch: String?) throws -> Int64? {
+        guard let raw = ifMatch?.trimmingCharacters(in: .whitespaces), !raw.isEmpty, raw != "*" else { return nil }
+        guard raw.count >= 3, raw.hasPrefix("\""), raw.hasSuffix("\""),
+            let version = Int64(raw.dropFirst().dropLast())
+        else {
+            throw GatewayError(
+                .invalidInput, code: "invalid_if_match",
+                "If-Match must be the tenant's ETag as returned by the API, such as \"3\" (with the quotes).")
+        }
+        return version
+    }
+}
+
+func tenantID(_ raw: String) throws -> TenantID {
+    guard let id = TenantID(raw) else {
+        throw GatewayError(
+            .notFound, code: "tenant_not_found",
+            "No tenant has the id \(raw.prefix(60)); tenant ids are the GUIDs returned by GET /api/v1/tenants.")
+    }
+    return id
+}

@@ -1,0 +1,138 @@
+import AdminAPI
+import CredentialCrypto
+import GatewayCore
+import Hummingbird
+import Logging
+import PostgresNIO
+import PostgresStorage
+import Prometheus
+import ServiceLifecycle
+
+/// The one place where the parts are wired together.
+public enum Gateway {
+    /// Runs `body` with a connected PostgreSQL client, then shuts the client down.
+    public static func withDatabase<R: Sendable>(
+        _ database: DatabaseURL, logger: Logger, _ body: @Sendable (PostgresClient) async throws -> R
+    ) async throws -> R {
+        let client = PostgresClient(configuration: database.clientConfiguration, backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            // Let run() start before the first lease, which would otherwise log a warning.
+            try await Task.sleep(for: .milliseconds(10))
+            return try await body(client)
+        }
+    }
+
+    /// `o365-gateway migrate`.
+    public static func migrate(_ database: DatabaseURL, logger: Logger) async throws -> [Migration] {
+        try await withDatabase(database, logger: logger) { client in
+            try await Migrator(client: client, logger: logger).migrate()
+        }
+    }
+
+    /// `o365-gateway reseal`: re-encrypt every credential under the active key.
+    public static func reseal(
+        _ database: DatabaseURL, keyRing: KeyRing, logger: Logger
+    ) async throws -> CredentialResealer.Report {
+        try await withDatabase(database, logger: logger) { client in
+            try await requireCurrentSchema(client, logger: logger)
+            return try await CredentialResealer(
+                client: client, sealer: CredentialSealer(keyRing: keyRing), logger: logger
+            ).resealAll()
+        }
+    }
+
+    static func requireCurrentSchema(_ client: PostgresClient, logger: Logger) async throws {
+        let status = try await Migrator(client: client, logger: logger).status()
+        if let problem = status.problem {
+            throw GatewayError(.unavailable, code: "schema_outdated", "Refusing to start: \(problem)")
+        }
+        if !status.unknown.isEmpty {
+            logger.warning(
+                "database has migrations this build does not know; a newer gateway migrated it",
+                metadata: ["versions": "\(status.unknown)"])
+        }
+    }
+
+    /// The services of `serve`, in dependency order (shutdown runs in reverse): database, admin API.
+    public static func services(
+        _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws -> [any Service] {
+        let client = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+        let store = PostgresTenantStore(
+            client: client, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger)
+        let router = try AdminRouter.build(
+            store: store, readiness: SchemaReadiness(client: client, logger: logger),
+            adminToken: configuration.adminToken, metrics: metrics,
+            maxBodyBytes: configuration.maxRequestBodyBytes, logger: logger)
+        let app = Application(
+            router: router,
+            configuration: .init(
+                address: .hostname(configuration.listen.host, port: configuration.listen.port),
+                serverName: "o365-gateway"),
+            onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        return [client, AdminService(client: client, app: app, logger: logger)]
+    }
+
+    /// `o365-gateway serve`: runs until SIGTERM or SIGINT.
+    public static func serve(
+        _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
+        let group = ServiceGroup(
+            configuration: .init(
+                services: try services(configuration, metrics: metrics, logger: logger, onListening: onListening)
+                    .map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+}
+
+/// Serves the admin API once the schema is known to be current; refuses to start otherwise.
+struct AdminService: Service {
+    let client: PostgresClient
+    let app: Application<RouterResponder<BasicRequestContext>>
+    let logger: Logger
+
+    func run() async throws {
+        try await Gateway.requireCurrentSchema(client, logger: logger)
+        try await app.runService()
+    }
+}
+
+/// `/readyz`: the database answers and its schema is current.
+struct SchemaReadiness: ReadinessCheck {
+    let client: PostgresClient
+    let logger: Logger
+
+    func notReadyReason() async -> String? {
+        do {
+            return try await withTimeout(.seconds(5)) {
+                try await Migrator(client: client, logger: logger).status().problem
+            }
+        } catch {
+            return "the database is not reachable or too slow (\(String(reflecting: error)))"
+        }
+    }
+}
+
+struct TimeoutError: Error, CustomStringConvertible {
+    var description: String { "timed out" }
+}
+
+/// Runs `body`, failing with ``TimeoutError`` when it takes longer than `limit`.
+func withTimeout<R: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> R) async throws -> R {
+    try await withThrowingTaskGroup(of: R.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            throw TimeoutError()
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}

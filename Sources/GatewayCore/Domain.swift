@@ -1,0 +1,150 @@
+import Foundation
+
+/// The gateway's own id of an onboarded customer tenant (not the Microsoft tenant GUID).
+public struct TenantID: Hashable, Sendable, CustomStringConvertible {
+    public let uuid: UUID
+    public init(_ uuid: UUID) { self.uuid = uuid }
+    public init() { self.uuid = UUID() }
+    public init?(_ string: String) {
+        guard let uuid = UUID(uuidString: string) else { return nil }
+        self.uuid = uuid
+    }
+    /// Lower-case canonical form, as stored and as shown in the API.
+    public var description: String { uuid.uuidString.lowercased() }
+}
+
+/// The five audit feeds of the Office 365 Management Activity API (case-exact, as Microsoft spells them).
+public enum ContentType: String, CaseIterable, Sendable, Hashable, Comparable {
+    case azureActiveDirectory = "Audit.AzureActiveDirectory"
+    case exchange = "Audit.Exchange"
+    case sharePoint = "Audit.SharePoint"
+    case general = "Audit.General"
+    case dlpAll = "DLP.All"
+
+    public static func < (lhs: ContentType, rhs: ContentType) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+}
+
+/// Microsoft cloud a tenant lives in; it decides the login, manage and Graph hosts.
+public enum Cloud: String, CaseIterable, Sendable, Hashable {
+    case commercial, gcc, gcchigh, dod
+}
+
+/// How the gateway authenticates to Microsoft for one tenant. Sealed at rest; never returned by the API.
+public enum Credential: Sendable, Equatable, CustomStringConvertible {
+    case clientSecret(Secret)
+
+    public var kind: CredentialKind {
+        switch self {
+        case .clientSecret: .secret
+        }
+    }
+
+    public var description: String { "Credential(\(kind.rawValue), <redacted>)" }
+}
+
+public enum CredentialKind: String, Sendable {
+    case secret
+}
+
+/// The UTMStack tenant id used by single-tenant UTMStack installations.
+public let defaultUTMStackTenantID = "ce66672c-e36d-4761-a8c8-90058fee1a24"
+
+/// A tenant as stored in the registry, without its credential.
+public struct Tenant: Sendable, Equatable {
+    public var id: TenantID
+    public var name: String
+    /// The customer's Microsoft Entra tenant GUID.
+    public var microsoftTenantID: UUID
+    /// The application (client) id of the app registration.
+    public var clientID: UUID
+    public var cloud: Cloud
+    public var contentTypes: [ContentType]
+    public var publisherID: UUID?
+    public var utmTenantID: String
+    public var dataSource: String
+    public var enabled: Bool
+    public var credentialKind: CredentialKind
+    public var secretExpiresAt: Date?
+    public var createdAt: Date
+    public var updatedAt: Date
+    /// Grows by one on every change; used for optimistic concurrency (ETag / If-Match).
+    public var version: Int64
+
+    public init(
+        id: TenantID, name: String, microsoftTenantID: UUID, clientID: UUID, cloud: Cloud,
+        contentTypes: [ContentType], publisherID: UUID?, utmTenantID: String, dataSource: String, enabled: Bool,
+        credentialKind: CredentialKind, secretExpiresAt: Date?, createdAt: Date, updatedAt: Date, version: Int64
+    ) {
+        self.id = id
+        self.name = name
+        self.microsoftTenantID = microsoftTenantID
+        self.clientID = clientID
+        self.cloud = cloud
+        self.contentTypes = contentTypes
+        self.publisherID = publisherID
+        self.utmTenantID = utmTenantID
+        self.dataSource = dataSource
+        self.enabled = enabled
+        self.credentialKind = credentialKind
+        self.secretExpiresAt = secretExpiresAt
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.version = version
+    }
+}
+
+/// A validated onboarding request.
+public struct NewTenant: Sendable {
+    public var name: String
+    public var microsoftTenantID: UUID
+    public var clientID: UUID
+    public var credential: Credential
+    public var secretExpiresAt: Date?
+    public var publisherID: UUID?
+    public var contentTypes: [ContentType]
+    public var cloud: Cloud
+    public var utmTenantID: String
+    public var dataSource: String
+
+    public init(
+        name: String, microsoftTenantID: UUID, clientID: UUID, credential: Credential, secretExpiresAt: Date?,
+        publisherID: UUID?, contentTypes: [ContentType], cloud: Cloud, utmTenantID: String, dataSource: String
+    ) {
+        self.name = name
+        self.microsoftTenantID = microsoftTenantID
+        self.clientID = clientID
+        self.credential = credential
+        self.secretExpiresAt = secretExpiresAt
+        self.publisherID = publisherID
+        self.contentTypes = contentTypes
+        self.cloud = cloud
+        self.utmTenantID = utmTenantID
+        self.dataSource = dataSource
+    }
+}
+
+/// A validated partial update; `nil` leaves a field unchanged.
+public struct TenantChanges: Sendable, Equatable {
+    public var name: String?
+    public var contentTypes: [ContentType]?
+    public var enabled: Bool?
+    public var publisherID: UUID?
+    public var utmTenantID: String?
+    public var dataSource: String?
+
+    public init(
+        name: String? = nil, contentTypes: [ContentType]? = nil, enabled: Bool? = nil, publisherID: UUID? = nil,
+        utmTenantID: String? = nil, dataSource: String? = nil
+    ) {
+        self.name = name
+        self.contentTypes = contentTypes
+        self.enabled = enabled
+        self.publisherID = publisherID
+        self.utmTenantID = utmTenantID
+        self.dataSource = dataSource
+    }
+
+    public var isEmpty: Bool { self == TenantChanges() }
+}

@@ -1,0 +1,26 @@
+import Foundation
+
+/// The tenant registry. Implemented by PostgreSQL; every write is one transaction.
+public protocol TenantStore: Sendable {
+    /// Stores a new tenant with its credential sealed. Throws `tenant_exists` (conflict) on a duplicate
+    /// Microsoft tenant id.
+    func create(_ tenant: NewTenant) async throws -> Tenant
+    func list() async throws -> [Tenant]
+    func get(_ id: TenantID) async throws -> Tenant?
+    /// Applies `changes`; when `expectedVersion` is given and differs, throws `version_mismatch`.
+    func update(_ id: TenantID, _ changes: TenantChanges, expectedVersion: Int64?) async throws -> Tenant
+    /// Replaces the credential (secret rotation).
+    func replaceCredential(
+        _ id: TenantID, _ credential: Credential, secretExpiresAt: Date?, expectedVersion: Int64?
+    ) async throws -> Tenant
+    /// Deletes the tenant and destroys its sealed credential.
+    func delete(_ id: TenantID, expectedVersion: Int64?) async throws
+    /// Unseals the tenant's credential for a call to Microsoft.
+    func credential(of id: TenantID) async throws -> Credential
+}
+
+/// Answers whether the gateway can serve: the database is reachable and its schema is current.
+public protocol ReadinessCheck: Sendable {
+    /// Returns nil when ready, else a sentence saying why not.
+    func notReadyReason() async -> String?
+}

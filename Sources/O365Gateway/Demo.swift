@@ -1,0 +1,70 @@
+import ArgumentParser
+import CredentialCrypto
+import Foundation
+import GatewayApp
+import GatewayCore
+import Logging
+import Metrics
+import Prometheus
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run everything on this machine with no Microsoft account: a private PostgreSQL and the gateway.")
+
+    @Option(name: .customLong("listen"), help: "Admin API address host:port (default 127.0.0.1:8080).")
+    var listen: String = "127.0.0.1:8080"
+
+    @Option(name: .customLong("duration"), help: "Stop after this many seconds (default: until Ctrl-C).")
+    var duration: Int?
+
+    @Option(name: .customLong("log-level"), help: "Log level (default notice).")
+    var logLevel: String = "notice"
+
+    func run() async throws {
+        try await runReportingErrors {
+            guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level") }
+            LoggingBootstrap.once(level: level)
+            let logger = {
+                var logger = Logger(label: "o365-gateway")
+                logger.logLevel = level
+                return logger
+            }()
+            let postgres = try LocalPostgres(logger: logger)
+            defer { postgres.stop() }
+            let database = try postgres.databaseURL
+            let databasePort = postgres.port
+            _ = try await Gateway.migrate(database, logger: logger)
+            let token = Secret(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))
+            let configuration = try GatewayConfiguration(
+                database: database, keyRing: .random(), adminToken: token, listen: try ListenAddress(parsing: listen))
+            let metrics = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
+            if let duration {
+                // Stop the way an operator does (SIGTERM), so the graceful shutdown path is the one exercised.
+                Thread.detachNewThread {
+                    Thread.sleep(forTimeInterval: TimeInterval(duration))
+                    kill(getpid(), SIGTERM)
+                }
+            }
+            try await Gateway.serve(configuration, metrics: metrics, logger: logger) { port in
+                printBanner(port: port, token: token, database: databasePort)
+            }
+        }
+    }
+}
+
+private func printBanner(port: Int, token: Secret, database: Int) {
+    let base = "http://127.0.0.1:\(port)"
+    let text = """
+        o365-gateway demo is running (private PostgreSQL on 127.0.0.1:\(database); stops with Ctrl-C).
+        Admin API: \(base)   (OpenAPI document: \(base)/api/v1/openapi.yaml)
+        Try:
+          export TOKEN=\(token.unredacted)
+          curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+            -d '{"name":"Contoso","tenantId":"4a81a7c3-26fc-4aed-89c6-2e6039ab833b","clientId":"0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9","clientSecret":"demo~secret.value"}' \\
+            \(base)/api/v1/tenants
+          curl -s -H "Authorization: Bearer $TOKEN" \(base)/api/v1/tenants
+
+        """
+    FileHandle.standardOutput.write(Data(text.utf8))
+}

@@ -1,0 +1,156 @@
+import ArgumentParser
+import CredentialCrypto
+import Foundation
+import GatewayApp
+import GatewayCore
+import Logging
+import Metrics
+import PostgresStorage
+import Prometheus
+
+@main
+struct O365GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "o365-gateway",
+        abstract: "Collects Office 365 audit logs for many customer tenants and forwards them to UTMStack.",
+        discussion: """
+            Every option can also be given by its environment variable (O365GW_...); the flag wins.
+            Prefer the environment for secrets: command lines are visible to other users of the machine.
+            """,
+        subcommands: [Serve.self, Migrate.self, Reseal.self, Demo.self]
+    )
+}
+
+/// Options shared by the subcommands, each with its environment variable.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .customLong("database-url"), help: "PostgreSQL URL (env O365GW_DATABASE_URL).")
+    var databaseURL: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (env O365GW_LOG_LEVEL; default info).")
+    var logLevel: String?
+
+    func database() throws -> DatabaseURL {
+        try DatabaseURL(try required(databaseURL, env: "O365GW_DATABASE_URL", flag: "--database-url"))
+    }
+
+    func makeLogger() throws -> Logger {
+        let text = logLevel ?? ProcessInfo.processInfo.environment["O365GW_LOG_LEVEL"] ?? "info"
+        guard let level = Logger.Level(rawValue: text) else {
+            throw ValidationError("O365GW_LOG_LEVEL must be one of trace, debug, info, notice, warning, error.")
+        }
+        LoggingBootstrap.once(level: level)
+        var logger = Logger(label: "o365-gateway")
+        logger.logLevel = level
+        return logger
+    }
+}
+
+struct SecretOptions: ParsableArguments {
+    @Option(name: .customLong("encryption-keys"), help: "keyId:base64(32 bytes),... the first seals (env O365GW_ENCRYPTION_KEYS).")
+    var encryptionKeys: String?
+
+    func keyRing() throws -> KeyRing {
+        try KeyRing(parsing: try required(encryptionKeys, env: "O365GW_ENCRYPTION_KEYS", flag: "--encryption-keys"))
+    }
+}
+
+func required(_ flag: String?, env: String, flag flagName: String) throws -> Secret {
+    if let flag, !flag.isEmpty { return Secret(flag) }
+    if let value = ProcessInfo.processInfo.environment[env], !value.isEmpty { return Secret(value) }
+    throw GatewayError(.invalidInput, code: "missing_setting", "\(env) is required; set it or pass \(flagName).")
+}
+
+enum LoggingBootstrap {
+    nonisolated(unsafe) private static var done = false
+    static func once(level: Logger.Level) {
+        guard !done else { return }
+        done = true
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+/// Prints a ``GatewayError`` as one clear line and exits non-zero; anything else goes to ArgumentParser.
+func runReportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as GatewayError {
+        FileHandle.standardError.write(Data("error: \(error.code): \(error.message)\n".utf8))
+        throw ExitCode(2)
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway: admin API (and, as they land, scheduler, collectors, forwarder).")
+
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var secrets: SecretOptions
+
+    @Option(name: .customLong("admin-token"), help: "Bearer token of the admin API (env O365GW_ADMIN_TOKEN).")
+    var adminToken: String?
+
+    @Option(name: .customLong("listen"), help: "Admin API address host:port (env O365GW_LISTEN; default 127.0.0.1:8080).")
+    var listen: String?
+
+    func run() async throws {
+        try await runReportingErrors {
+            let logger = try common.makeLogger()
+            let configuration = try GatewayConfiguration(
+                database: try common.database(),
+                keyRing: try secrets.keyRing(),
+                adminToken: try required(adminToken, env: "O365GW_ADMIN_TOKEN", flag: "--admin-token"),
+                listen: try ListenAddress(
+                    parsing: listen ?? ProcessInfo.processInfo.environment["O365GW_LISTEN"] ?? "127.0.0.1:8080"))
+            let metrics = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
+            logger.info(
+                "starting",
+                metadata: ["listen": "\(configuration.listen)", "database": "\(configuration.database)",
+                           "activeKeyId": "\(configuration.keyRing.activeKeyID)"])
+            try await Gateway.serve(configuration, metrics: metrics, logger: logger)
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply the forward-only SQL migrations and exit. Safe to run again; refuses edited migrations.")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        try await runReportingErrors {
+            let logger = try common.makeLogger()
+            let applied = try await Gateway.migrate(try common.database(), logger: logger)
+            print(applied.isEmpty
+                ? "schema is current"
+                : "applied \(applied.count) migration(s): " + applied.map { "\($0.version)_\($0.name)" }.joined(separator: ", "))
+        }
+    }
+}
+
+struct Reseal: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-encrypt every stored credential under the active (first) key; safe while gateways run.",
+        discussion: """
+            Key rotation: put the new key first in O365GW_ENCRYPTION_KEYS and keep the old ones after it, restart or
+            roll the gateways, run this command, then remove the old keys once it reports none in use.
+            """)
+
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var secrets: SecretOptions
+
+    func run() async throws {
+        try await runReportingErrors {
+            let logger = try common.makeLogger()
+            let keyRing = try secrets.keyRing()
+            let report = try await Gateway.reseal(try common.database(), keyRing: keyRing, logger: logger)
+            let keys = report.byKey.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            print("re-sealed \(report.resealed) credential(s) under key \(keyRing.activeKeyID); credentials per key: \(keys.isEmpty ? "none" : keys)")
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import GatewayCore
+import PostgresNIO
+
+/// `O365GW_DATABASE_URL`: `postgres://user:pass@host:port/db?sslmode=disable|require`.
+/// The URL may hold a password, so it arrives as a ``Secret`` and no error repeats it.
+public struct DatabaseURL: Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var username: String
+    public var password: Secret?
+    public var database: String
+    public var requireTLS: Bool
+
+    public init(_ url: Secret) throws {
+        func invalid(_ why: String) -> GatewayError {
+            GatewayError(
+                .invalidInput, code: "invalid_database_url",
+                "O365GW_DATABASE_URL \(why); write postgres://user:password@host:5432/database?sslmode=disable")
+        }
+        guard let components = URLComponents(string: url.unredacted) else { throw invalid("is not a URL") }
+        guard components.scheme == "postgres" || components.scheme == "postgresql" else {
+            throw invalid("must start with postgres://")
+        }
+        guard let host = components.host, !host.isEmpty else { throw invalid("has no host") }
+        guard let user = components.user, !user.isEmpty else { throw invalid("has no user name") }
+        let database = String(components.path.drop(while: { $0 == "/" }))
+        guard !database.isEmpty else { throw invalid("has no database name after the host") }
+        var requireTLS = false
+        for item in components.queryItems ?? [] {
+            switch (item.name, item.value) {
+            case ("sslmode", "disable"): requireTLS = false
+            case ("sslmode", "require"), ("sslmode", "verify-full"): requireTLS = true
+            case ("sslmode", _): throw invalid("has an sslmode other than disable, require or verify-full")
+            default: throw invalid("has the unknown parameter \(item.name)")
+            }
+        }
+        self.host = host
+        self.port = components.port ?? 5432
+        self.username = user.removingPercentEncoding ?? user
+        self.password = components.password.map { Secret($0.removingPercentEncoding ?? $0) }
+        self.database = database.removingPercentEncoding ?? database
+        self.requireTLS = requireTLS
+    }
+
+    public var clientConfiguration: PostgresClient.Configuration {
+            var configuration = PostgresClient.Configuration(
+                host: host, port: port, username: username, password: password?.unredacted, database: database,
+                tls: requireTLS ? .require(.makeClientConfiguration()) : .disable)
+            configuration.options.connectTimeout = .seconds(10)
+            return configuration
+    }
+
+    public var description: String {
+        "postgres://\(username)\(password == nil ? "" : ":<redacted>")@\(host):\(port)/\(database)"
+    }
+}

@@ -1,0 +1,178 @@
+import CredentialCrypto
+import Foundation
+import GatewayCore
+import Logging
+import PostgresNIO
+
+/// The tenant registry in PostgreSQL. Credentials are sealed before they reach SQL and opened only on demand.
+public struct PostgresTenantStore: TenantStore {
+    let client: PostgresClient
+    let sealer: CredentialSealer
+    let logger: Logger
+
+    public init(client: PostgresClient, sealer: CredentialSealer, logger: Logger) {
+        self.client = client
+        self.sealer = sealer
+        self.logger = logger
+    }
+
+    static let columns = """
+        id, name, ms_tenant_id, client_id, cloud, content_types, publisher_id, utm_tenant_id, data_source, enabled,
+        credential_kind, secret_expires_at, created_at, updated_at, version
+        """
+
+    public func create(_ new: NewTenant) async throws -> Tenant {
+        let id = TenantID()
+        let sealed = try sealer.seal(new.credential, for: id)
+        let contentTypes = new.contentTypes.map(\.rawValue)
+        let query: PostgresQuery = try """
+            INSERT INTO tenants (id, name, ms_tenant_id, client_id, cloud, content_types, publisher_id, utm_tenant_id,
+                data_source, credential_kind, credential_key_id, credential_box, secret_expires_at)
+            VALUES (\(id.uuid), \(new.name), \(new.microsoftTenantID), \(new.clientID), \(new.cloud.rawValue),
+                \(contentTypes), \(new.publisherID), \(new.utmTenantID), \(new.dataSource),
+                \(new.credential.kind.rawValue), \(sealed.keyID), \(sealed.box), \(new.secretExpiresAt))
+            ON CONFLICT (ms_tenant_id) DO NOTHING
+            RETURNING \(unescaped: Self.columns)
+            """
+        guard let tenant = try await client.query(query, logger: logger).collectTenants().first else {
+            throw GatewayError(
+                .conflict, code: "tenant_exists",
+                "The Microsoft tenant \(new.microsoftTenantID.uuidString.lowercased()) is already onboarded; "
+                    + "find it with GET /api/v1/tenants and change it with PATCH instead.")
+        }
+        logger.info("tenant onboarded", metadata: ["tenant": "\(tenant.id)", "keyId": "\(sealed.keyID)"])
+        return tenant
+    }
+
+    public func list() async throws -> [Tenant] {
+        try await client.query(
+            "SELECT \(unescaped: Self.columns) FROM tenants ORDER BY lower(name), id", logger: logger
+        ).collectTenants()
+    }
+
+    public func get(_ id: TenantID) async throws -> Tenant? {
+        try await client.query(
+            "SELECT \(unescaped: Self.columns) FROM tenants WHERE id = \(id.uuid)", logger: logger
+        ).collectTenants().first
+    }
+
+    public func update(_ id: TenantID, _ changes: TenantChanges, expectedVersion: Int64?) async throws -> Tenant {
+        let contentTypes = changes.contentTypes?.map(\.rawValue)
+        return try await writeExisting(id, expectedVersion: expectedVersion) { tx in
+            try await tx.query(
+                """
+                UPDATE tenants SET
+                    name = COALESCE(\(changes.name), name),
+                    content_types = COALESCE(\(contentTypes)::text[], content_types),
+                    enabled = COALESCE(\(changes.enabled), enabled),
+                    publisher_id = COALESCE(\(changes.publisherID), publisher_id),
+                    utm_tenant_id = COALESCE(\(changes.utmTenantID), utm_tenant_id),
+                    data_source = COALESCE(\(changes.dataSource), data_source),
+                    version = version + 1,
+                    updated_at = now()
+                WHERE id = \(id.uuid)
+                RETURNING \(unescaped: Self.columns)
+                """, logger: logger
+            ).collectTenants()
+        }
+    }
+
+    public func replaceCredential(
+        _ id: TenantID, _ credential: Credential, secretExpiresAt: Date?, expectedVersion: Int64?
+    ) async throws -> Tenant {
+        let sealed = try sealer.seal(credential, for: id)
+        let tenant = try await writeExisting(id, expectedVersion: expectedVersion) { tx in
+            try await tx.query(
+                """
+                UPDATE tenants SET
+                    credential_kind = \(credential.kind.rawValue),
+                    credential_key_id = \(sealed.keyID),
+                    credential_box = \(sealed.box),
+                    secret_expires_at = \(secretExpiresAt),
+                    version = version + 1,
+                    updated_at = now()
+                WHERE id = \(id.uuid)
+                RETURNING \(unescaped: Self.columns)
+                """, logger: logger
+            ).collectTenants()
+        }
+        logger.info("tenant secret rotated", metadata: ["tenant": "\(id)", "keyId": "\(sealed.keyID)"])
+        return tenant
+    }
+
+    public func delete(_ id: TenantID, expectedVersion: Int64?) async throws {
+        _ = try await client.transaction(logger: logger) { tx in
+            try await Self.lockAndCheck(tx, id, expectedVersion: expectedVersion, logger: logger)
+            try await tx.query("DELETE FROM tenants WHERE id = \(id.uuid)", logger: logger)
+        }
+        logger.info("tenant deleted", metadata: ["tenant": "\(id)"])
+    }
+
+    public func credential(of id: TenantID) async throws -> Credential {
+        let rows = try await client.query(
+            "SELECT credential_key_id, credential_box FROM tenants WHERE id = \(id.uuid)", logger: logger)
+        for try await (keyID, box) in rows.decode((String, Data).self) {
+            return try sealer.open(SealedCredential(keyID: keyID, box: box), for: id)
+        }
+        throw GatewayError.tenantNotFound("\(id)")
+    }
+
+    /// Runs `write` in a transaction after locking the row and checking `expectedVersion`.
+    private func writeExisting(
+        _ id: TenantID, expectedVersion: Int64?,
+        _ write: (PostgresConnection) async throws -> [Tenant]
+    ) async throws -> Tenant {
+        try await client.transaction(logger: logger) { tx in
+            try await Self.lockAndCheck(tx, id, expectedVersion: expectedVersion, logger: logger)
+            guard let tenant = try await write(tx).first else { throw GatewayError.tenantNotFound("\(id)") }
+            return tenant
+        }
+    }
+
+    private static func lockAndCheck(
+        _ tx: PostgresConnection, _ id: TenantID, expectedVersion: Int64?, logger: Logger
+    ) async throws {
+        let rows = try await tx.query(
+            "SELECT version FROM tenants WHERE id = \(id.uuid) FOR UPDATE", logger: logger)
+        var current: Int64?
+        for try await version in rows.decode(Int64.self) { current = version }
+        guard let current else { throw GatewayError.tenantNotFound("\(id)") }
+        if let expectedVersion, expectedVersion != current { throw GatewayError.versionMismatch(current: current) }
+    }
+}
+
+extension PostgresRowSequence {
+    func collectTenants() async throws -> [Tenant] {
+        var tenants: [Tenant] = []
+        for try await row in self { tenants.append(try Tenant(row: row)) }
+        return tenants
+    }
+}
+
+extension Tenant {
+    init(row: PostgresRow) throws {
+        let r = row.makeRandomAccess()
+        let cloudText = try r["cloud"].decode(String.self)
+        let kindText = try r["credential_kind"].decode(String.self)
+        guard let cloud = Cloud(rawValue: cloudText), let kind = CredentialKind(rawValue: kindText) else {
+            throw GatewayError(.internal, code: "corrupt_row", "A tenant row has an unknown cloud or credential kind.")
+        }
+        self.init(
+            id: TenantID(try r["id"].decode(UUID.self)),
+            name: try r["name"].decode(String.self),
+            microsoftTenantID: try r["ms_tenant_id"].decode(UUID.self),
+            clientID: try r["client_id"].decode(UUID.self),
+            cloud: cloud,
+            contentTypes: try r["content_types"].decode([String].self).compactMap(ContentType.init(rawValue:)),
+            publisherID: try r["publisher_id"].decode(UUID?.self),
+            utmTenantID: try r["utm_tenant_id"].decode(String.self),
+            dataSource: try r["data_source"].decode(String.self),
+            enabled: try r["enabled"].decode(Bool.self),
+            credentialKind: kind,
+            secretExpiresAt: try r["secret_expires_at"].decode(Date?.self),
+            createdAt: try r["created_at"].decode(Date.self),
+            updatedAt: try r["updated_at"].decode(Date.self),
+            version: try r["version"].decode(Int64.self)
+        )
+    }
+}

@@ -1,0 +1,195 @@
+import Foundation
+import GatewayCore
+import Testing
+
+@Suite(.timeLimit(.minutes(2))) struct AdminAPITests {
+    @Test func onboardListGetPatchRotateDelete() async throws {
+        try await GatewayHarness.run { gw in
+            let msTenant = UUID().uuidString.lowercased()
+            let created = try await gw.request(
+                .POST, "/api/v1/tenants",
+                json: tenantBody(tenantId: msTenant, [
+                    "contentTypes": ["DLP.All", "Audit.Exchange"], "cloud": "gcc",
+                    "secretExpiresAt": "2027-01-31T10:00:00+02:00",
+                ]))
+            #expect(created.status == 201)
+            let tenant = created.json
+            let id = try #require(tenant["id"] as? String)
+            #expect(created.headers["ETag"].first == "\"1\"")
+            #expect(created.headers["Location"].first == "/api/v1/tenants/\(id)")
+            #expect(tenant["tenantId"] as? String == msTenant)
+            #expect(tenant["cloud"] as? String == "gcc")
+            #expect(tenant["contentTypes"] as? [String] == ["Audit.Exchange", "DLP.All"])
+            #expect(tenant["utmTenantId"] as? String == defaultUTMStackTenantID)
+            #expect(tenant["dataSource"] as? String == "Contoso Ltd")
+            #expect(tenant["enabled"] as? Bool == true)
+            #expect(tenant["secretExpiresAt"] as? String == "2027-01-31T08:00:00.000Z")
+            #expect(tenant["clientSecret"] == nil)
+
+            let list = try await gw.request(.GET, "/api/v1/tenants")
+            #expect(list.status == 200)
+            #expect((list.json["items"] as? [[String: Any]])?.map { $0["id"] as? String } == [id])
+
+            let got = try await gw.request(.GET, "/api/v1/tenants/\(id)")
+            #expect(got.status == 200 && got.json["name"] as? String == "Contoso Ltd")
+
+            let patched = try await gw.request(
+                .PATCH, "/api/v1/tenants/\(id)", json: #"{"enabled": false, "name": "Contoso", "dataSource": "contoso-o365"}"#,
+                headers: [("If-Match", "\"1\"")])
+            #expect(patched.status == 200)
+            #expect(patched.json["enabled"] as? Bool == false)
+            #expect(patched.json["name"] as? String == "Contoso")
+            #expect(patched.json["dataSource"] as? String == "contoso-o365")
+            #expect(patched.json["contentTypes"] as? [String] == ["Audit.Exchange", "DLP.All"])
+            #expect(patched.json["version"] as? Int == 2)
+            #expect(patched.headers["ETag"].first == "\"2\"")
+
+            let rotated = try await gw.request(
+                .PUT, "/api/v1/tenants/\(id)/secret",
+                json: #"{"clientSecret": "New~secret.value_0123456789abcdefghij", "secretExpiresAt": "2028-01-01T00:00:00Z"}"#)
+            #expect(rotated.status == 200)
+            #expect(rotated.json["secretExpiresAt"] as? String == "2028-01-01T00:00:00.000Z")
+            #expect(rotated.json["version"] as? Int == 3)
+            for response in [created, list, got, patched, rotated] {
+                #expect(!response.body.contains("Abc~def") && !response.body.contains("New~secret"))
+            }
+
+            let deleted = try await gw.request(.DELETE, "/api/v1/tenants/\(id)")
+            #expect(deleted.status == 204)
+            #expect(try await gw.request(.GET, "/api/v1/tenants/\(id)").status == 404)
+            #expect((try await gw.request(.GET, "/api/v1/tenants").json["items"] as? [Any])?.isEmpty == true)
+        }
+    }
+
+    @Test func authenticationIsRequiredUnderAPI() async throws {
+        try await GatewayHarness.run { gw in
+            let missing = try await gw.request(.GET, "/api/v1/tenants", auth: .none)
+            #expect(missing.status == 401 && missing.errorCode == "missing_token")
+            #expect(missing.headers["WWW-Authenticate"].first == "Bearer")
+            let wrong = try await gw.request(.GET, "/api/v1/tenants", auth: .token("Bearer not-the-token"))
+            #expect(wrong.status == 401 && wrong.errorCode == "invalid_token")
+            let prefixOnly = try await gw.request(
+                .GET, "/api/v1/tenants", auth: .token("Bearer " + String(gw.token.unredacted.dropLast())))
+            #expect(prefixOnly.status == 401)
+            let basic = try await gw.request(.GET, "/api/v1/tenants", auth: .token("Basic \(gw.token.unredacted)"))
+            #expect(basic.status == 401)
+            let write = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody(), auth: .none)
+            #expect(write.status == 401)
+            #expect((try await gw.request(.GET, "/api/v1/tenants").json["items"] as? [Any])?.isEmpty == true)
+        }
+    }
+
+    @Test func unauthenticatedEndpoints() async throws {
+        try await GatewayHarness.run { gw in
+            let health = try await gw.request(.GET, "/healthz", auth: .none)
+            #expect(health.status == 200)
+            let ready = try await gw.request(.GET, "/readyz", auth: .none)
+            #expect(ready.status == 200 && ready.body == "ready\n")
+            let document = try await gw.request(.GET, "/api/v1/openapi.yaml", auth: .none)
+            #expect(document.status == 200 && document.body.hasPrefix("openapi: 3.1.0"))
+            _ = try await gw.request(.GET, "/api/v1/tenants")
+            let metrics = try await gw.request(.GET, "/metrics", auth: .none)
+            #expect(metrics.status == 200)
+            #expect(metrics.body.contains(#"o365gw_http_requests_total{method="GET",route="/api/v1/tenants",status="200"} 1"#))
+        }
+    }
+
+    /// Every malformed request is a 4xx with a stable code and a message naming what to fix, and writes nothing.
+    @Test func malformedRequestsAreRejectedAndWriteNothing() async throws {
+        try await GatewayHarness.run { gw in
+            let cases: [(String, String, Int, String, String)] = [
+                ("tenantId not a GUID", tenantBody(tenantId: "contoso.onmicrosoft.com"), 400, "invalid_field", "tenantId"),
+                ("clientId not a GUID", tenantBody(["clientId": "abc"]), 400, "invalid_field", "clientId"),
+                ("publisherId not a GUID", tenantBody(["publisherId": "x"]), 400, "invalid_field", "publisherId"),
+                ("missing name", tenantBody(["name": nil]), 400, "missing_field", "name"),
+                ("missing secret", tenantBody(["clientSecret": nil]), 400, "missing_field", "clientSecret"),
+                ("empty name", tenantBody(["name": "   "]), 400, "invalid_field", "name"),
+                ("long name", tenantBody(["name": String(repeating: "n", count: 201)]), 400, "invalid_field", "name"),
+                ("control characters", tenantBody(["name": "a\u{7}b"]), 400, "invalid_field", "name"),
+                ("secret id instead of value", tenantBody(secret: UUID().uuidString), 400, "invalid_field", "secret's ID"),
+                ("unknown content type", tenantBody(["contentTypes": ["Audit.Teams"]]), 400, "invalid_field", "contentTypes[0]"),
+                ("wrong case content type", tenantBody(["contentTypes": ["audit.exchange"]]), 400, "invalid_field", "contentTypes[0]"),
+                ("empty content types", tenantBody(["contentTypes": [String]()]), 400, "invalid_field", "contentTypes"),
+                ("unknown cloud", tenantBody(["cloud": "china"]), 400, "invalid_field", "cloud"),
+                ("bad date", tenantBody(["secretExpiresAt": "next tuesday"]), 400, "invalid_field", "secretExpiresAt"),
+                ("date without zone", tenantBody(["secretExpiresAt": "2027-01-31T00:00:00"]), 400, "invalid_field", "secretExpiresAt"),
+                ("unknown field", tenantBody(["clientSecretId": "x"]), 400, "unknown_field", "clientSecretId"),
+                ("wrong type", tenantBody(["name": 42]), 400, "invalid_field", "name"),
+                ("not JSON", "{\"name\": ", 400, "invalid_json", "JSON"),
+                ("JSON array", "[]", 400, "invalid_json", "JSON"),
+            ]
+            for (label, body, status, code, mention) in cases {
+                let response = try await gw.request(.POST, "/api/v1/tenants", json: body)
+                #expect(response.status == status, "\(label): \(response.body)")
+                #expect(response.errorCode == code, "\(label): \(response.body)")
+                #expect(response.errorMessage?.contains(mention) == true, "\(label): \(response.body)")
+            }
+            let wrongMediaType = try await gw.request(
+                .POST, "/api/v1/tenants", json: tenantBody(), contentType: "text/plain")
+            #expect(wrongMediaType.status == 415 && wrongMediaType.errorCode == "unsupported_media_type")
+            let noBody = try await gw.request(.POST, "/api/v1/tenants")
+            #expect((400..<500).contains(noBody.status) && noBody.errorCode != nil)
+            #expect((try await gw.request(.GET, "/api/v1/tenants").json["items"] as? [Any])?.isEmpty == true)
+        }
+    }
+
+    @Test func oversizedBodiesAreRefused() async throws {
+        try await GatewayHarness.run(maxBodyBytes: 1024) { gw in
+            let big = tenantBody(["name": String(repeating: "x", count: 2000)])
+            let response = try await gw.request(.POST, "/api/v1/tenants", json: big)
+            #expect(response.status == 413 && response.errorCode == "payload_too_large")
+        }
+    }
+
+    @Test func duplicatesUnknownIdsAndStaleVersions() async throws {
+        try await GatewayHarness.run { gw in
+            let msTenant = UUID().uuidString.lowercased()
+            let first = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody(tenantId: msTenant))
+            #expect(first.status == 201)
+            let id = try #require(first.json["id"] as? String)
+            let duplicate = try await gw.request(
+                .POST, "/api/v1/tenants", json: tenantBody(tenantId: msTenant.uppercased(), ["name": "Other"]))
+            #expect(duplicate.status == 409 && duplicate.errorCode == "tenant_exists")
+
+            let unknown = UUID().uuidString.lowercased()
+            for (method, path, body) in [
+                (HTTPMethodName.GET, "/api/v1/tenants/\(unknown)", nil),
+                (.PATCH, "/api/v1/tenants/\(unknown)", #"{"enabled": false}"#),
+                (.DELETE, "/api/v1/tenants/\(unknown)", nil),
+                (.PUT, "/api/v1/tenants/\(unknown)/secret", #"{"clientSecret": "Another~secret.value_1234567890"}"#),
+                (.POST, "/api/v1/tenants/\(unknown)/validate", nil),
+                (.GET, "/api/v1/tenants/not-a-guid", nil),
+            ] {
+                let response = try await gw.request(method.nio, path, json: body)
+                #expect(response.status == 404 && response.errorCode == "tenant_not_found", "\(method) \(path)")
+            }
+
+            let stale = try await gw.request(
+                .PATCH, "/api/v1/tenants/\(id)", json: #"{"enabled": false}"#, headers: [("If-Match", "\"7\"")])
+            #expect(stale.status == 412 && stale.errorCode == "version_mismatch")
+            let staleDelete = try await gw.request(.DELETE, "/api/v1/tenants/\(id)", headers: [("If-Match", "\"0\"")])
+            #expect(staleDelete.status == 412)
+            let badIfMatch = try await gw.request(
+                .PATCH, "/api/v1/tenants/\(id)", json: #"{"enabled": false}"#, headers: [("If-Match", "seven")])
+            #expect(badIfMatch.status == 400 && badIfMatch.errorCode == "invalid_if_match")
+            let emptyPatch = try await gw.request(.PATCH, "/api/v1/tenants/\(id)", json: "{}")
+            #expect(emptyPatch.status == 400 && emptyPatch.errorCode == "empty_patch")
+            let unchanged = try await gw.request(.GET, "/api/v1/tenants/\(id)")
+            #expect(unchanged.json["version"] as? Int == 1 && unchanged.json["enabled"] as? Bool == true)
+
+            let validate = try await gw.request(.POST, "/api/v1/tenants/\(id)/validate")
+            #expect(validate.status == 501 && validate.errorCode == "validation_unavailable")
+            let route = try await gw.request(.GET, "/api/v1/nothing-here")
+            #expect(route.status == 404 && route.errorCode == "route_not_found")
+        }
+    }
+}
+
+/// The HTTP method names used in table-driven tests.
+enum HTTPMethodName: String, CustomStringConvertible {
+    case GET, POST, PATCH, PUT, DELETE
+    var description: String { rawValue }
+    var nio: NIOHTTP1.HTTPMethod { .init(rawValue: rawValue) }
+}
+
+import NIOHTTP1

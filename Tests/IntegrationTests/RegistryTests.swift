@@ -1,0 +1,151 @@
+import Crypto
+import CredentialCrypto
+import Foundation
+import GatewayApp
+import GatewayCore
+import Logging
+import PostgresNIO
+import PostgresStorage
+import Testing
+
+let quietLogger: Logger = {
+    var logger = Logger(label: "test")
+    logger.logLevel = .warning
+    return logger
+}()
+
+func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTenant {
+    NewTenant(
+        name: "Fabrikam", microsoftTenantID: UUID(), clientID: UUID(), credential: .clientSecret(Secret(secret)),
+        secretExpiresAt: nil, publisherID: nil, contentTypes: ContentType.allCases, cloud: .commercial,
+        utmTenantID: defaultUTMStackTenantID, dataSource: "Fabrikam")
+}
+
+@Suite(.timeLimit(.minutes(2))) struct MigrationIntegrationTests {
+    @Test func migrateIsIdempotentAndRecordsChecksums() async throws {
+        let db = try await TestDatabase.create("mig")
+        let first = try await Gateway.migrate(db, logger: quietLogger)
+        #expect(first.map(\.version) == Migration.embedded.map(\.version))
+        let second = try await Gateway.migrate(db, logger: quietLogger)
+        #expect(second.isEmpty)
+        let rows = try await TestDatabase.withClient(db) { client in
+            var rows: [String] = []
+            for try await (version, checksum) in try await client.query(
+                "SELECT version, checksum FROM schema_migrations ORDER BY version", logger: quietLogger
+            ).decode((Int, String).self) {
+                rows.append("\(version):\(checksum)")
+            }
+            return rows
+        }
+        #expect(rows == Migration.embedded.map { "\($0.version):\($0.checksum)" })
+    }
+
+    @Test func concurrentMigrationsApplyEachVersionOnce() async throws {
+        let db = try await TestDatabase.create("mig")
+        async let a = Gateway.migrate(db, logger: quietLogger)
+        async let b = Gateway.migrate(db, logger: quietLogger)
+        let applied = try await a.count + b.count
+        #expect(applied == Migration.embedded.count)
+    }
+
+    @Test func aChangedMigrationFileIsRefused() async throws {
+        let db = try await TestDatabase.create("mig")
+        _ = try await Gateway.migrate(db, logger: quietLogger)
+        var edited = Migration.embedded
+        edited[0] = Migration(version: edited[0].version, name: edited[0].name, sql: edited[0].sql + "\n-- edited\n")
+        let migrations = edited
+        await #expect { try await TestDatabase.withClient(db) { client in
+            try await Migrator(client: client, migrations: migrations, logger: quietLogger).migrate()
+        } } throws: { ($0 as? GatewayError)?.code == "migration_modified" }
+    }
+
+    @Test func serveRefusesAnOutdatedSchema() async throws {
+        let db = try await TestDatabase.create("mig")
+        let configuration = try GatewayConfiguration(
+            database: db, keyRing: .random(), adminToken: Secret("0123456789abcdef0123"),
+            listen: ListenAddress(host: "127.0.0.1", port: 0))
+        await #expect { try await Gateway.serve(configuration, metrics: .init(), logger: quietLogger) } throws: {
+            let error = $0 as? GatewayError
+            return error?.code == "schema_outdated" && error?.message.contains("o365-gateway migrate") == true
+        }
+    }
+}
+
+@Suite(.timeLimit(.minutes(2))) struct TenantStoreIntegrationTests {
+    func withStore(
+        keyRing: KeyRing = .random(),
+        _ body: @escaping @Sendable (PostgresTenantStore, PostgresClient) async throws -> Void
+    ) async throws {
+        let db = try await TestDatabase.create("store")
+        _ = try await Gateway.migrate(db, logger: quietLogger)
+        try await TestDatabase.withClient(db) { client in
+            try await body(PostgresTenantStore(client: client, sealer: CredentialSealer(keyRing: keyRing), logger: quietLogger), client)
+        }
+    }
+
+    @Test func credentialsRoundTripAndAreBoundToTheirRow() async throws {
+        try await withStore { store, client in
+            let a = try await store.create(newTenant(secret: "Secret~A.0123456789abcdefghijkl"))
+            let b = try await store.create(newTenant(secret: "Secret~B.0123456789abcdefghijkl"))
+            #expect(try await store.credential(of: a.id) == .clientSecret(Secret("Secret~A.0123456789abcdefghijkl")))
+            // Copy A's sealed box onto B's row: it must not open as B's credential.
+            try await client.query(
+                """
+                UPDATE tenants SET credential_box = (SELECT credential_box FROM tenants WHERE id = \(a.id.uuid))
+                WHERE id = \(b.id.uuid)
+                """, logger: quietLogger)
+            await #expect { try await store.credential(of: b.id) } throws: {
+                ($0 as? GatewayError)?.code == "credential_unreadable"
+            }
+        }
+    }
+
+    @Test func updatesAreVersionedAndDeleteDestroysTheCredential() async throws {
+        try await withStore { store, client in
+            let tenant = try await store.create(newTenant())
+            let updated = try await store.update(
+                tenant.id, TenantChanges(contentTypes: [.exchange], enabled: false), expectedVersion: 1)
+            #expect(updated.version == 2 && updated.contentTypes == [.exchange] && !updated.enabled)
+            #expect(updated.name == tenant.name)
+            await #expect { try await store.update(tenant.id, TenantChanges(enabled: true), expectedVersion: 1) } throws: {
+                ($0 as? GatewayError)?.code == "version_mismatch"
+            }
+            try await store.delete(tenant.id, expectedVersion: nil)
+            #expect(try await store.get(tenant.id) == nil)
+            let remaining = try await client.query("SELECT count(*) FROM tenants", logger: quietLogger)
+                .decode(Int.self).first { _ in true }
+            #expect(remaining == 0)
+            await #expect { try await store.credential(of: tenant.id) } throws: {
+                ($0 as? GatewayError)?.code == "tenant_not_found"
+            }
+        }
+    }
+
+    @Test func resealingMovesEveryCredentialToTheActiveKey() async throws {
+        let oldKey = SymmetricKey(size: .bits256)
+        let oldRing = KeyRing(activeKeyID: "old", keys: ["old": oldKey])
+        let db = try await TestDatabase.create("store")
+        _ = try await Gateway.migrate(db, logger: quietLogger)
+        let secrets = (0..<5).map { "Secret~\($0).0123456789abcdefghijkl" }
+        let ids = try await TestDatabase.withClient(db) { client in
+            let store = PostgresTenantStore(client: client, sealer: CredentialSealer(keyRing: oldRing), logger: quietLogger)
+            var ids: [TenantID] = []
+            for secret in secrets { ids.append(try await store.create(newTenant(secret: secret)).id) }
+            return ids
+        }
+        let newKey = SymmetricKey(size: .bits256)
+        let newRing = KeyRing(activeKeyID: "new", keys: ["new": newKey, "old": oldKey])
+        let report = try await Gateway.reseal(db, keyRing: newRing, logger: quietLogger)
+        #expect(report.resealed == 5 && report.byKey == ["new": 5])
+        #expect(try await Gateway.reseal(db, keyRing: newRing, logger: quietLogger).resealed == 0)
+        // Without the old key, every credential still opens.
+        let newOnly = KeyRing(activeKeyID: "new", keys: ["new": newKey])
+        try await TestDatabase.withClient(db) { client in
+            let store = PostgresTenantStore(client: client, sealer: CredentialSealer(keyRing: newOnly), logger: quietLogger)
+            for (id, secret) in zip(ids, secrets) {
+                let credential = try await store.credential(of: id)
+                #expect(credential == .clientSecret(Secret(secret)))
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+
+@testable import GatewayCore
+
+@Suite struct ValidationTests {
+    @Test func guidsInTheirCanonicalShapeAreAccepted() throws {
+        let id = try Validation.guid("4A81A7C3-26fc-4aed-89c6-2e6039ab833b", field: "tenantId")
+        #expect(id.uuidString.lowercased() == "4a81a7c3-26fc-4aed-89c6-2e6039ab833b")
+    }
+
+    @Test(arguments: [
+        "", "not-a-guid", "4a81a7c326fc4aed89c62e6039ab833b", "{4a81a7c3-26fc-4aed-89c6-2e6039ab833b}",
+        "4a81a7c3-26fc-4aed-89c6-2e6039ab833", "4a81a7c3-26fc-4aed-89c6-2e6039ab833g", " 4a81a7c3-26fc-4aed-89c6-2e6039ab833b",
+        "contoso.onmicrosoft.com",
+    ])
+    func malformedGuidsAreRejectedNamingTheField(_ value: String) {
+        #expect { try Validation.guid(value, field: "tenantId") } throws: {
+            let error = $0 as? GatewayError
+            return error?.code == "invalid_field" && error?.message.hasPrefix("tenantId:") == true
+        }
+    }
+
+    @Test func namesAreTrimmedAndBounded() throws {
+        #expect(try Validation.text("  Contoso  ", field: "name") == "Contoso")
+        #expect(try Validation.text(String(repeating: "é", count: 200), field: "name").count == 200)
+        for bad in ["", "   ", String(repeating: "x", count: 201), "Con\ntoso", "tab\there"] {
+            #expect(throws: GatewayError.self) { try Validation.text(bad, field: "name") }
+        }
+    }
+
+    @Test func secretsThatLookLikeASecretIDAreRejected() {
+        #expect { try Validation.clientSecret("4a81a7c3-26fc-4aed-89c6-2e6039ab833b") } throws: {
+            ($0 as? GatewayError)?.message.contains("secret's ID") == true
+        }
+    }
+
+    @Test func secretsAreCheckedButNeverQuoted() throws {
+        #expect(try Validation.clientSecret("abc~DEF.123_x").unredacted == "abc~DEF.123_x")
+        for bad in ["", " leading", "trailing ", "line\nbreak", String(repeating: "s", count: 1025)] {
+            do {
+                _ = try Validation.clientSecret(bad)
+                Issue.record("accepted an invalid secret")
+            } catch let error as GatewayError {
+                #expect(error.code == "invalid_field")
+                #expect(bad.isEmpty || !error.message.contains(bad.trimmingCharacters(in: .whitespacesAndNewlines)))
+            } catch {
+                Issue.record("unexpected error type")
+            }
+        }
+    }
+
+    @Test func contentTypesAreCaseExactFoldedAndOrdered() throws {
+        #expect(try Validation.contentTypes(["DLP.All", "Audit.Exchange", "DLP.All"]) == [.exchange, .dlpAll])
+        #expect { try Validation.contentTypes(["audit.exchange"]) } throws: {
+            ($0 as? GatewayError)?.message.hasPrefix("contentTypes[0]:") == true
+        }
+        #expect(throws: GatewayError.self) { try Validation.contentTypes([]) }
+    }
+
+    @Test func cloudsAreTheFourPlans() throws {
+        #expect(try Validation.cloud("gcchigh") == .gcchigh)
+        #expect(throws: GatewayError.self) { try Validation.cloud("china") }
+    }
+}
