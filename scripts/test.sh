@@ -9,7 +9,8 @@ source "$root/scripts/lib/postgres.sh"
 
 if [[ -z "${O365GW_TEST_DATABASE_URL:-}" ]]; then
   ensure_postgres_installed
-  start_private_postgres "$root/.build-test-postgres"
+  # Under /tmp, not in the checkout: the server runs as the postgres user, which may not reach the checkout.
+  start_private_postgres "$(mktemp -d /tmp/o365gw-test-pg.XXXXXX)"
   trap stop_private_postgres EXIT
   export O365GW_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:${PG_PORT}/postgres?sslmode=disable"
   echo "test: private PostgreSQL on 127.0.0.1:${PG_PORT}"

@@ -93,6 +93,45 @@ struct AdminAPIHandler: APIProtocol {
                 + "when collection starts.")
     }
 
+    func getSecretExpiryReport(
+        _ input: Operations.GetSecretExpiryReport.Input
+    ) async throws -> Operations.GetSecretExpiryReport.Output {
+        let withinDays = input.query.withinDays ?? SecretExpiryReport.defaultWithinDays
+        guard (0...3650).contains(withinDays) else {
+            throw GatewayError.invalidField("withinDays", "must be a whole number of days from 0 to 3650.")
+        }
+        let now = Date()
+        let items = SecretExpiryReport.items(try await store.list(), now: now, withinDays: withinDays)
+        if prefersCSV(input.headers.accept) {
+            let text = SecretExpiryReport.csv(items) { $0.secretExpirySource?.rawValue ?? "" }
+            return .ok(.init(body: .csv(HTTPBody(text))))
+        }
+        return .ok(.init(body: .json(.init(
+            generatedAt: RFC3339.format(now), withinDays: withinDays,
+            items: items.map { item in
+                .init(
+                    id: "\(item.tenant.id)", name: item.tenant.name,
+                    tenantId: item.tenant.microsoftTenantID.uuidString.lowercased(),
+                    secretExpiresAt: item.tenant.secretExpiresAt.map(RFC3339.format), daysLeft: item.daysLeft,
+                    status: .init(rawValue: item.status.rawValue)!,
+                    source: item.tenant.secretExpirySource.flatMap { .init(rawValue: $0.rawValue) })
+            }))))
+    }
+
+    /// CSV when the client ranks text/csv above application/json; JSON otherwise.
+    private func prefersCSV(
+        _ accept: [AcceptHeaderContentType<Operations.GetSecretExpiryReport.AcceptableContentType>]
+    ) -> Bool {
+        for entry in accept.sortedByQuality() {
+            switch entry.contentType {
+            case .csv: return true
+            case .json: return false
+            case .other: continue
+            }
+        }
+        return false
+    }
+
     private var unsupportedMediaType: GatewayError {
         GatewayError(.unsupportedMediaType, code: "unsupported_media_type", "Send the body as application/json.")
     }

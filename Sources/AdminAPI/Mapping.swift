@@ -17,6 +17,7 @@ extension Components.Schemas.Tenant {
             enabled: tenant.enabled,
             credentialType: CredentialTypePayload(rawValue: tenant.credentialKind.rawValue)!,
             secretExpiresAt: tenant.secretExpiresAt.map(RFC3339.format),
+            secretExpirySource: tenant.secretExpirySource.flatMap { .init(rawValue: $0.rawValue) },
             createdAt: RFC3339.format(tenant.createdAt),
             updatedAt: RFC3339.format(tenant.updatedAt),
             version: tenant.version

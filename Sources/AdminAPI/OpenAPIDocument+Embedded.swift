@@ -200,6 +200,29 @@ paths:
           content:
             application/json:
               schema: {$ref: '#/components/schemas/Error'}
+  /api/v1/reports/secret-expiry:
+    get:
+      operationId: getSecretExpiryReport
+      summary: The expiry alert report; every tenant with the state of its client secret, most urgent first.
+      description: |
+        `expired` once the expiry is past, `expiring` within `withinDays`, `unknown` when no expiry date is known,
+        otherwise `ok`. `Accept: text/csv` answers the same rows as CSV.
+      parameters:
+        - name: withinDays
+          in: query
+          required: false
+          description: How many days ahead count as `expiring` (0 to 3650; default 30).
+          schema: {type: integer, minimum: 0, maximum: 3650}
+      responses:
+        '200':
+          description: The report.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/SecretExpiryReport'}
+            text/csv:
+              schema: {type: string}
+        '400': {$ref: '#/components/responses/BadRequest'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
 components:
   securitySchemes:
     bearer:
@@ -374,12 +397,40 @@ components:
           enum: [secret]
           description: How the gateway authenticates to Microsoft for this tenant.
         secretExpiresAt: {$ref: '#/components/schemas/Timestamp'}
+        secretExpirySource: {$ref: '#/components/schemas/SecretExpirySource'}
         createdAt: {$ref: '#/components/schemas/Timestamp'}
         updatedAt: {$ref: '#/components/schemas/Timestamp'}
         version:
           type: integer
           format: int64
           description: Grows by one on every change; the ETag carries it.
+    SecretExpirySource:
+      type: string
+      enum: [onboarding, graph, token_error]
+      description: Where the expiry date came from (the operator, Microsoft Graph, or a token error).
+    SecretExpiryReport:
+      type: object
+      required: [generatedAt, withinDays, items]
+      properties:
+        generatedAt: {$ref: '#/components/schemas/Timestamp'}
+        withinDays: {type: integer}
+        items:
+          type: array
+          items:
+            type: object
+            required: [id, name, tenantId, status]
+            properties:
+              id: {type: string}
+              name: {type: string}
+              tenantId: {$ref: '#/components/schemas/Guid'}
+              secretExpiresAt: {$ref: '#/components/schemas/Timestamp'}
+              daysLeft:
+                type: integer
+                description: Whole days left; negative once expired; absent when unknown.
+              status:
+                type: string
+                enum: [ok, expiring, expired, unknown]
+              source: {$ref: '#/components/schemas/SecretExpirySource'}
     TenantList:
       type: object
       required: [items]

@@ -67,6 +67,7 @@ public struct Tenant: Sendable, Equatable {
     public var enabled: Bool
     public var credentialKind: CredentialKind
     public var secretExpiresAt: Date?
+    public var secretExpirySource: SecretExpirySource?
     public var createdAt: Date
     public var updatedAt: Date
     /// Grows by one on every change; used for optimistic concurrency (ETag / If-Match).
@@ -75,7 +76,8 @@ public struct Tenant: Sendable, Equatable {
     public init(
         id: TenantID, name: String, microsoftTenantID: UUID, clientID: UUID, cloud: Cloud,
         contentTypes: [ContentType], publisherID: UUID?, utmTenantID: String, dataSource: String, enabled: Bool,
-        credentialKind: CredentialKind, secretExpiresAt: Date?, createdAt: Date, updatedAt: Date, version: Int64
+        credentialKind: CredentialKind, secretExpiresAt: Date?, secretExpirySource: SecretExpirySource?,
+        createdAt: Date, updatedAt: Date, version: Int64
     ) {
         self.id = id
         self.name = name
@@ -89,6 +91,7 @@ public struct Tenant: Sendable, Equatable {
         self.enabled = enabled
         self.credentialKind = credentialKind
         self.secretExpiresAt = secretExpiresAt
+        self.secretExpirySource = secretExpirySource
         self.createdAt = createdAt
         self.updatedAt = updatedAt
         self.version = version

@@ -22,6 +22,8 @@ CREATE TABLE tenants (
     credential_key_id   text NOT NULL,
     credential_box      bytea NOT NULL,
     secret_expires_at   timestamptz,
+    -- Where secret_expires_at came from: the operator (onboarding/rotation), Microsoft Graph, or a token error.
+    secret_expiry_source text CHECK (secret_expiry_source IN ('onboarding', 'graph', 'token_error')),
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     version             bigint NOT NULL DEFAULT 1,

@@ -18,7 +18,7 @@ public struct PostgresTenantStore: TenantStore {
 
     static let columns = """
         id, name, ms_tenant_id, client_id, cloud, content_types, publisher_id, utm_tenant_id, data_source, enabled,
-        credential_kind, secret_expires_at, created_at, updated_at, version
+        credential_kind, secret_expires_at, secret_expiry_source, created_at, updated_at, version
         """
 
     public func create(_ new: NewTenant) async throws -> Tenant {
@@ -27,10 +27,12 @@ public struct PostgresTenantStore: TenantStore {
         let contentTypes = new.contentTypes.map(\.rawValue)
         let query: PostgresQuery = try """
             INSERT INTO tenants (id, name, ms_tenant_id, client_id, cloud, content_types, publisher_id, utm_tenant_id,
-                data_source, credential_kind, credential_key_id, credential_box, secret_expires_at)
+                data_source, credential_kind, credential_key_id, credential_box, secret_expires_at,
+                secret_expiry_source)
             VALUES (\(id.uuid), \(new.name), \(new.microsoftTenantID), \(new.clientID), \(new.cloud.rawValue),
                 \(contentTypes), \(new.publisherID), \(new.utmTenantID), \(new.dataSource),
-                \(new.credential.kind.rawValue), \(sealed.keyID), \(sealed.box), \(new.secretExpiresAt))
+                \(new.credential.kind.rawValue), \(sealed.keyID), \(sealed.box), \(new.secretExpiresAt),
+                \(new.secretExpiresAt == nil ? nil : SecretExpirySource.onboarding.rawValue))
             ON CONFLICT (ms_tenant_id) DO NOTHING
             RETURNING \(unescaped: Self.columns)
             """
@@ -89,6 +91,7 @@ public struct PostgresTenantStore: TenantStore {
                     credential_key_id = \(sealed.keyID),
                     credential_box = \(sealed.box),
                     secret_expires_at = \(secretExpiresAt),
+                    secret_expiry_source = \(secretExpiresAt == nil ? nil : SecretExpirySource.onboarding.rawValue),
                     version = version + 1,
                     updated_at = now()
                 WHERE id = \(id.uuid)
@@ -170,6 +173,7 @@ extension Tenant {
             enabled: try r["enabled"].decode(Bool.self),
             credentialKind: kind,
             secretExpiresAt: try r["secret_expires_at"].decode(Date?.self),
+            secretExpirySource: try r["secret_expiry_source"].decode(String?.self).flatMap(SecretExpirySource.init),
             createdAt: try r["created_at"].decode(Date.self),
             updatedAt: try r["updated_at"].decode(Date.self),
             version: try r["version"].decode(Int64.self)

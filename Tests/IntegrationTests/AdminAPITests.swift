@@ -193,3 +193,32 @@ enum HTTPMethodName: String, CustomStringConvertible {
 }
 
 import NIOHTTP1
+
+@Suite(.timeLimit(.minutes(2))) struct SecretExpiryReportAPITests {
+    @Test func reportInJSONAndCSV() async throws {
+        try await GatewayHarness.run { gw in
+            let soon = RFC3339.format(Date().addingTimeInterval(5 * 86_400 + 3600))
+            _ = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody(["name": "Soon", "secretExpiresAt": soon]))
+            _ = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody(["name": "Unknown"]))
+            let json = try await gw.request(.GET, "/api/v1/reports/secret-expiry?withinDays=7")
+            #expect(json.status == 200)
+            let items = try #require(json.json["items"] as? [[String: Any]])
+            #expect(items.map { $0["name"] as? String } == ["Soon", "Unknown"])
+            #expect(items[0]["status"] as? String == "expiring" && items[0]["daysLeft"] as? Int == 5)
+            #expect(items[0]["source"] as? String == "onboarding")
+            #expect(items[1]["status"] as? String == "unknown" && items[1]["daysLeft"] == nil)
+            let narrow = try await gw.request(.GET, "/api/v1/reports/secret-expiry?withinDays=2")
+            let narrowItems = try #require(narrow.json["items"] as? [[String: Any]])
+            #expect(narrowItems.map { $0["name"] as? String } == ["Unknown", "Soon"])
+            #expect(narrowItems[1]["status"] as? String == "ok")
+            let csv = try await gw.request(.GET, "/api/v1/reports/secret-expiry", headers: [("Accept", "text/csv")])
+            #expect(csv.status == 200 && csv.headers["Content-Type"].first?.hasPrefix("text/csv") == true)
+            #expect(csv.body.hasPrefix("id,name,tenantId,secretExpiresAt,daysLeft,status,source\r\n"))
+            #expect(csv.body.contains(",Soon,") && csv.body.contains(",5,expiring,onboarding\r\n"))
+            let bad = try await gw.request(.GET, "/api/v1/reports/secret-expiry?withinDays=-1")
+            #expect(bad.status == 400 && bad.errorCode == "invalid_field")
+            let notANumber = try await gw.request(.GET, "/api/v1/reports/secret-expiry?withinDays=soon")
+            #expect(notANumber.status == 400)
+        }
+    }
+}

@@ -63,3 +63,41 @@ import Testing
         #expect(throws: GatewayError.self) { try Validation.cloud("china") }
     }
 }
+
+@Suite struct SecretExpiryReportTests {
+    let now = RFC3339.parse("2026-11-25T12:00:00Z")!
+
+    func tenant(_ name: String, expires: String?) -> Tenant {
+        Tenant(
+            id: TenantID(), name: name, microsoftTenantID: UUID(), clientID: UUID(), cloud: .commercial,
+            contentTypes: ContentType.allCases, publisherID: nil, utmTenantID: defaultUTMStackTenantID, dataSource: name,
+            enabled: true, credentialKind: .secret, secretExpiresAt: expires.flatMap(RFC3339.parse),
+            secretExpirySource: expires == nil ? nil : .onboarding, createdAt: now, updatedAt: now, version: 1)
+    }
+
+    @Test func statusesDaysLeftAndUrgencyOrder() {
+        let items = SecretExpiryReport.items(
+            [
+                tenant("Far", expires: "2027-06-01T00:00:00Z"),
+                tenant("Unknown", expires: nil),
+                tenant("Soon", expires: "2026-12-05T12:00:00Z"),
+                tenant("Edge", expires: "2026-12-25T12:00:00Z"),
+                tenant("Gone", expires: "2026-11-20T00:00:00Z"),
+                tenant("JustGone", expires: "2026-11-25T12:00:00Z"),
+            ], now: now, withinDays: 30)
+        #expect(items.map(\.tenant.name) == ["Gone", "JustGone", "Soon", "Edge", "Unknown", "Far"])
+        #expect(items.map(\.status) == [.expired, .expired, .expiring, .expiring, .unknown, .ok])
+        #expect(items.map(\.daysLeft) == [-6, 0, 10, 30, nil, 187])
+    }
+
+    @Test func csvEscapesAndDefusesFormulas() {
+        let items = SecretExpiryReport.items(
+            [tenant("=HYPERLINK(\"x\")", expires: nil), tenant("Contoso, Ltd", expires: "2026-12-01T00:00:00Z")],
+            now: now, withinDays: 30)
+        let lines = SecretExpiryReport.csv(items) { $0.secretExpirySource?.rawValue ?? "" }
+            .split(separator: "\r\n").map(String.init)
+        #expect(lines[0] == "id,name,tenantId,secretExpiresAt,daysLeft,status,source")
+        #expect(lines[1].contains(",\"Contoso, Ltd\",") && lines[1].hasSuffix(",5,expiring,onboarding"))
+        #expect(lines[2].contains(",\"'=HYPERLINK(\"\"x\"\")\",") && lines[2].hasSuffix(",,unknown,"))
+    }
+}

@@ -367,6 +367,8 @@ extension Components {
             internal var credentialType: Components.Schemas.Tenant.CredentialTypePayload
             /// - Remark: Generated from `#/components/schemas/Tenant/secretExpiresAt`.
             internal var secretExpiresAt: Components.Schemas.Timestamp?
+            /// - Remark: Generated from `#/components/schemas/Tenant/secretExpirySource`.
+            internal var secretExpirySource: Components.Schemas.SecretExpirySource?
             /// - Remark: Generated from `#/components/schemas/Tenant/createdAt`.
             internal var createdAt: Components.Schemas.Timestamp
             /// - Remark: Generated from `#/components/schemas/Tenant/updatedAt`.
@@ -390,6 +392,7 @@ extension Components {
             ///   - enabled:
             ///   - credentialType: How the gateway authenticates to Microsoft for this tenant.
             ///   - secretExpiresAt:
+            ///   - secretExpirySource:
             ///   - createdAt:
             ///   - updatedAt:
             ///   - version: Grows by one on every change; the ETag carries it.
@@ -406,6 +409,7 @@ extension Components {
                 enabled: Swift.Bool,
                 credentialType: Components.Schemas.Tenant.CredentialTypePayload,
                 secretExpiresAt: Components.Schemas.Timestamp? = nil,
+                secretExpirySource: Components.Schemas.SecretExpirySource? = nil,
                 createdAt: Components.Schemas.Timestamp,
                 updatedAt: Components.Schemas.Timestamp,
                 version: Swift.Int64
@@ -422,6 +426,7 @@ extension Components {
                 self.enabled = enabled
                 self.credentialType = credentialType
                 self.secretExpiresAt = secretExpiresAt
+                self.secretExpirySource = secretExpirySource
                 self.createdAt = createdAt
                 self.updatedAt = updatedAt
                 self.version = version
@@ -439,9 +444,111 @@ extension Components {
                 case enabled
                 case credentialType
                 case secretExpiresAt
+                case secretExpirySource
                 case createdAt
                 case updatedAt
                 case version
+            }
+        }
+        /// Where the expiry date came from (the operator, Microsoft Graph, or a token error).
+        ///
+        /// - Remark: Generated from `#/components/schemas/SecretExpirySource`.
+        internal enum SecretExpirySource: String, Codable, Hashable, Sendable, CaseIterable {
+            case onboarding = "onboarding"
+            case graph = "graph"
+            case tokenError = "token_error"
+        }
+        /// - Remark: Generated from `#/components/schemas/SecretExpiryReport`.
+        internal struct SecretExpiryReport: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/generatedAt`.
+            internal var generatedAt: Components.Schemas.Timestamp
+            /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/withinDays`.
+            internal var withinDays: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload`.
+            internal struct ItemsPayloadPayload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/id`.
+                internal var id: Swift.String
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/name`.
+                internal var name: Swift.String
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/tenantId`.
+                internal var tenantId: Components.Schemas.Guid
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/secretExpiresAt`.
+                internal var secretExpiresAt: Components.Schemas.Timestamp?
+                /// Whole days left; negative once expired; absent when unknown.
+                ///
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/daysLeft`.
+                internal var daysLeft: Swift.Int?
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/status`.
+                internal enum StatusPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                    case ok = "ok"
+                    case expiring = "expiring"
+                    case expired = "expired"
+                    case unknown = "unknown"
+                }
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/status`.
+                internal var status: Components.Schemas.SecretExpiryReport.ItemsPayloadPayload.StatusPayload
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/source`.
+                internal var source: Components.Schemas.SecretExpirySource?
+                /// Creates a new `ItemsPayloadPayload`.
+                ///
+                /// - Parameters:
+                ///   - id:
+                ///   - name:
+                ///   - tenantId:
+                ///   - secretExpiresAt:
+                ///   - daysLeft: Whole days left; negative once expired; absent when unknown.
+                ///   - status:
+                ///   - source:
+                internal init(
+                    id: Swift.String,
+                    name: Swift.String,
+                    tenantId: Components.Schemas.Guid,
+                    secretExpiresAt: Components.Schemas.Timestamp? = nil,
+                    daysLeft: Swift.Int? = nil,
+                    status: Components.Schemas.SecretExpiryReport.ItemsPayloadPayload.StatusPayload,
+                    source: Components.Schemas.SecretExpirySource? = nil
+                ) {
+                    self.id = id
+                    self.name = name
+                    self.tenantId = tenantId
+                    self.secretExpiresAt = secretExpiresAt
+                    self.daysLeft = daysLeft
+                    self.status = status
+                    self.source = source
+                }
+                internal enum CodingKeys: String, CodingKey {
+                    case id
+                    case name
+                    case tenantId
+                    case secretExpiresAt
+                    case daysLeft
+                    case status
+                    case source
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/items`.
+            internal typealias ItemsPayload = [Components.Schemas.SecretExpiryReport.ItemsPayloadPayload]
+            /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/items`.
+            internal var items: Components.Schemas.SecretExpiryReport.ItemsPayload
+            /// Creates a new `SecretExpiryReport`.
+            ///
+            /// - Parameters:
+            ///   - generatedAt:
+            ///   - withinDays:
+            ///   - items:
+            internal init(
+                generatedAt: Components.Schemas.Timestamp,
+                withinDays: Swift.Int,
+                items: Components.Schemas.SecretExpiryReport.ItemsPayload
+            ) {
+                self.generatedAt = generatedAt
+                self.withinDays = withinDays
+                self.items = items
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case generatedAt
+                case withinDays
+                case items
             }
         }
         /// - Remark: Generated from `#/components/schemas/TenantList`.

@@ -60,6 +60,15 @@ internal protocol APIProtocol: Sendable {
     /// - Remark: HTTP `POST /api/v1/tenants/{id}/validate`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)`.
     func validateTenant(_ input: Operations.ValidateTenant.Input) async throws -> Operations.ValidateTenant.Output
+    /// The expiry alert report; every tenant with the state of its client secret, most urgent first.
+    ///
+    /// `expired` once the expiry is past, `expiring` within `withinDays`, `unknown` when no expiry date is known,
+    /// otherwise `ok`. `Accept: text/csv` answers the same rows as CSV.
+    ///
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/secret-expiry`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/secret-expiry/get(getSecretExpiryReport)`.
+    func getSecretExpiryReport(_ input: Operations.GetSecretExpiryReport.Input) async throws -> Operations.GetSecretExpiryReport.Output
 }
 
 /// Convenience overloads for operation inputs.
@@ -178,6 +187,23 @@ extension APIProtocol {
     ) async throws -> Operations.ValidateTenant.Output {
         try await validateTenant(Operations.ValidateTenant.Input(
             path: path,
+            headers: headers
+        ))
+    }
+    /// The expiry alert report; every tenant with the state of its client secret, most urgent first.
+    ///
+    /// `expired` once the expiry is past, `expiring` within `withinDays`, `unknown` when no expiry date is known,
+    /// otherwise `ok`. `Accept: text/csv` answers the same rows as CSV.
+    ///
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/secret-expiry`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/secret-expiry/get(getSecretExpiryReport)`.
+    internal func getSecretExpiryReport(
+        query: Operations.GetSecretExpiryReport.Input.Query = .init(),
+        headers: Operations.GetSecretExpiryReport.Input.Headers = .init()
+    ) async throws -> Operations.GetSecretExpiryReport.Output {
+        try await getSecretExpiryReport(Operations.GetSecretExpiryReport.Input(
+            query: query,
             headers: headers
         ))
     }
