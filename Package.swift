@@ -10,6 +10,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
@@ -59,6 +65,42 @@ let package = Package(
             ],
             exclude: ["openapi.yaml", "openapi-generator-config.yaml"]
         ),
+        // The UTMStack wire contract (package plugins): the .proto and its generated Swift code.
+        .target(
+            name: "UTMStackProtocol",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ],
+            exclude: ["plugins.proto"]
+        ),
+        // Delivery to UTMStack: event shaping, the acknowledged delivery window, the gRPC forwarder, notifications.
+        .target(
+            name: "UTMStackForwarder",
+            dependencies: [
+                "GatewayCore",
+                "UTMStackProtocol",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // A UTMStack-compatible engine for local use (demo, tests, benchmarks).
+        .target(
+            name: "UTMStackReceiver",
+            dependencies: [
+                "UTMStackProtocol",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Configuration and the one place where everything is wired into services.
         .target(
             name: "GatewayApp",
@@ -67,6 +109,8 @@ let package = Package(
                 "CredentialCrypto",
                 "PostgresStorage",
                 "AdminAPI",
+                "UTMStackForwarder",
+                "UTMStackReceiver",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -80,19 +124,30 @@ let package = Package(
             dependencies: [
                 "GatewayApp",
                 "GatewayCore",
+                "UTMStackForwarder",
+                "UTMStackReceiver",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "UnitTests",
-            dependencies: ["GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp"]
+            dependencies: [
+                "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp", "UTMStackForwarder",
+                "UTMStackProtocol",
+            ]
         ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp",
+                "UTMStackForwarder", "UTMStackReceiver", "UTMStackProtocol",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

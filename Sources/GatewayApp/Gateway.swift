@@ -7,6 +7,7 @@ import PostgresNIO
 import PostgresStorage
 import Prometheus
 import ServiceLifecycle
+import UTMStackForwarder
 
 /// The one place where the parts are wired together.
 public enum Gateway {
@@ -55,7 +56,8 @@ public enum Gateway {
         }
     }
 
-    /// The services of `serve`, in dependency order (shutdown runs in reverse): database, admin API.
+    /// The services of `serve`, in dependency order (shutdown runs in reverse): database, UTMStack forwarder,
+    /// admin API.
     public static func services(
         _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
@@ -74,18 +76,20 @@ public enum Gateway {
                 serverName: "o365-gateway"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        return [client, AdminService(client: client, app: app, logger: logger)]
+        let forwarder = UTMStackForwarder(configuration: configuration.forwarder, logger: logger)
+        return [client, forwarder, AdminService(client: client, app: app, logger: logger)]
     }
 
     /// `o365-gateway serve`: runs until SIGTERM or SIGINT.
+    /// - Parameter companions: services started first and stopped last (the demo's receiver and simulator).
     public static func serve(
         _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
-        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        companions: [any Service] = [], onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
+        let all = companions + (try services(configuration, metrics: metrics, logger: logger, onListening: onListening))
         let group = ServiceGroup(
             configuration: .init(
-                services: try services(configuration, metrics: metrics, logger: logger, onListening: onListening)
-                    .map { .init(service: $0) },
+                services: all.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

@@ -1,6 +1,8 @@
 import CredentialCrypto
+import Foundation
 import GatewayCore
 import PostgresStorage
+import UTMStackForwarder
 
 /// Everything `serve` needs, typed and validated. Built from flags and environment by the executable;
 /// see docs/configuration.md for each key.
@@ -10,10 +12,11 @@ public struct GatewayConfiguration: Sendable {
     public var adminToken: Secret
     public var listen: ListenAddress
     public var maxRequestBodyBytes: Int
+    public var forwarder: ForwarderConfiguration
 
     public init(
         database: DatabaseURL, keyRing: KeyRing, adminToken: Secret, listen: ListenAddress,
-        maxRequestBodyBytes: Int = 64 * 1024
+        maxRequestBodyBytes: Int = 64 * 1024, forwarder: ForwarderConfiguration = .init()
     ) throws {
         guard adminToken.unredacted.count >= 16 else {
             throw GatewayError(
@@ -25,6 +28,7 @@ public struct GatewayConfiguration: Sendable {
         self.adminToken = adminToken
         self.listen = listen
         self.maxRequestBodyBytes = maxRequestBodyBytes
+        self.forwarder = forwarder
     }
 }
 
@@ -52,4 +56,44 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+extension ForwarderConfiguration {
+    /// Builds the UTMStack delivery settings: the engine socket unless a network address is given.
+    /// - Parameters:
+    ///   - address: `host:port` of UTMStack's network service (`O365GW_UTMSTACK_ADDRESS`); nil for the socket.
+    public static func from(
+        socket: String?, address: String?, caFile: String?, serverName: String?, connectionKey: Secret?,
+        inFlightBytes: Int?
+    ) throws -> ForwarderConfiguration {
+        var configuration = ForwarderConfiguration()
+        if let bytes = inFlightBytes {
+            guard bytes >= 64 * 1024 else {
+                throw GatewayError(
+                    .invalidInput, code: "invalid_inflight_bytes", "O365GW_UTMSTACK_INFLIGHT_BYTES must be at least 65536.")
+            }
+            configuration.inFlightByteBudget = bytes
+        }
+        guard let address, !address.isEmpty else {
+            configuration.endpoint = .engineSocket(path: socket ?? ForwarderConfiguration.defaultSocketPath)
+            return configuration
+        }
+        let listen = try? ListenAddress(parsing: address)
+        guard let listen, listen.host != "0.0.0.0" else {
+            throw GatewayError(
+                .invalidInput, code: "invalid_utmstack_address",
+                "O365GW_UTMSTACK_ADDRESS must be host:port of UTMStack's network service, such as utmstack.example.com:50051.")
+        }
+        guard let connectionKey, !connectionKey.isEmpty else {
+            throw GatewayError(
+                .invalidInput, code: "missing_setting",
+                "O365GW_UTMSTACK_CONNECTION_KEY is required with O365GW_UTMSTACK_ADDRESS (UTMStack's federation connection key).")
+        }
+        if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+            throw GatewayError(.invalidInput, code: "invalid_ca_file", "O365GW_UTMSTACK_CA_FILE \(caFile) is not a readable file.")
+        }
+        configuration.endpoint = .network(
+            .init(host: listen.host, port: listen.port, caFile: caFile, serverName: serverName, connectionKey: connectionKey))
+        return configuration
+    }
 }

@@ -6,10 +6,11 @@ import GatewayCore
 import Logging
 import Metrics
 import Prometheus
+import UTMStackReceiver
 
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run everything on this machine with no Microsoft account: a private PostgreSQL and the gateway.")
+        abstract: "Run everything on this machine with no Microsoft account: a private PostgreSQL, a local UTMStack receiver and the gateway.")
 
     @Option(name: .customLong("listen"), help: "Admin API address host:port (default 127.0.0.1:8080).")
     var listen: String = "127.0.0.1:8080"
@@ -35,8 +36,12 @@ struct Demo: AsyncParsableCommand {
             let databasePort = postgres.port
             _ = try await Gateway.migrate(database, logger: logger)
             let token = Secret(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))
+            let socket = postgres.directory.appendingPathComponent("engine.sock").path
+            let received = ReceivedLogs(keepLogs: false)
+            let receiver = EngineReceiver(socketPath: socket, received: received, logger: logger)
             let configuration = try GatewayConfiguration(
-                database: database, keyRing: .random(), adminToken: token, listen: try ListenAddress(parsing: listen))
+                database: database, keyRing: .random(), adminToken: token, listen: try ListenAddress(parsing: listen),
+                forwarder: .init(endpoint: .engineSocket(path: socket)))
             let metrics = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
             if let duration {
@@ -46,7 +51,7 @@ struct Demo: AsyncParsableCommand {
                     kill(getpid(), SIGTERM)
                 }
             }
-            try await Gateway.serve(configuration, metrics: metrics, logger: logger) { port in
+            try await Gateway.serve(configuration, metrics: metrics, logger: logger, companions: [receiver]) { port in
                 printBanner(port: port, token: token, database: databasePort)
             }
         }

@@ -7,6 +7,7 @@ import Logging
 import Metrics
 import PostgresStorage
 import Prometheus
+import UTMStackForwarder
 
 @main
 struct O365GatewayCommand: AsyncParsableCommand {
@@ -17,7 +18,7 @@ struct O365GatewayCommand: AsyncParsableCommand {
             Every option can also be given by its environment variable (O365GW_...); the flag wins.
             Prefer the environment for secrets: command lines are visible to other users of the machine.
             """,
-        subcommands: [Serve.self, Migrate.self, Reseal.self, Demo.self]
+        subcommands: [Serve.self, Migrate.self, Reseal.self, Demo.self, Receiver.self]
     )
 }
 
@@ -83,12 +84,51 @@ func runReportingErrors(_ body: () async throws -> Void) async throws {
     }
 }
 
+/// Where logs go in UTMStack.
+struct UTMStackOptions: ParsableArguments {
+    @Option(name: .customLong("utmstack-socket"), help: "Unix socket of the UTMStack engine (env O365GW_UTMSTACK_SOCKET; default /workdir/sockets/engine_server.sock).")
+    var socket: String?
+
+    @Option(name: .customLong("utmstack-address"), help: "host:port of UTMStack's network service; when set, logs go over TLS instead of the socket (env O365GW_UTMSTACK_ADDRESS).")
+    var address: String?
+
+    @Option(name: .customLong("utmstack-ca-file"), help: "PEM CA that signed UTMStack's certificate; default: the system trust store (env O365GW_UTMSTACK_CA_FILE).")
+    var caFile: String?
+
+    @Option(name: .customLong("utmstack-server-name"), help: "Name to verify UTMStack's certificate against, when it differs from the host (env O365GW_UTMSTACK_SERVER_NAME).")
+    var serverName: String?
+
+    @Option(name: .customLong("utmstack-connection-key"), help: "UTMStack federation connection key for the network path (env O365GW_UTMSTACK_CONNECTION_KEY).")
+    var connectionKey: String?
+
+    @Option(name: .customLong("utmstack-inflight-bytes"), help: "Bytes of logs held awaiting acknowledgement before collectors wait (env O365GW_UTMSTACK_INFLIGHT_BYTES; default 67108864).")
+    var inFlightBytes: Int?
+
+    func configuration() throws -> ForwarderConfiguration {
+        let env = ProcessInfo.processInfo.environment
+        let key = connectionKey ?? env["O365GW_UTMSTACK_CONNECTION_KEY"]
+        return try ForwarderConfiguration.from(
+            socket: socket ?? env["O365GW_UTMSTACK_SOCKET"],
+            address: address ?? env["O365GW_UTMSTACK_ADDRESS"],
+            caFile: caFile ?? env["O365GW_UTMSTACK_CA_FILE"],
+            serverName: serverName ?? env["O365GW_UTMSTACK_SERVER_NAME"],
+            connectionKey: key.map(Secret.init),
+            inFlightBytes: try inFlightBytes ?? env["O365GW_UTMSTACK_INFLIGHT_BYTES"].map {
+                guard let value = Int($0) else {
+                    throw GatewayError(.invalidInput, code: "invalid_inflight_bytes", "O365GW_UTMSTACK_INFLIGHT_BYTES must be a number of bytes.")
+                }
+                return value
+            })
+    }
+}
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the gateway: admin API (and, as they land, scheduler, collectors, forwarder).")
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var secrets: SecretOptions
+    @OptionGroup var utmstack: UTMStackOptions
 
     @Option(name: .customLong("admin-token"), help: "Bearer token of the admin API (env O365GW_ADMIN_TOKEN).")
     var adminToken: String?
@@ -104,7 +144,8 @@ struct Serve: AsyncParsableCommand {
                 keyRing: try secrets.keyRing(),
                 adminToken: try required(adminToken, env: "O365GW_ADMIN_TOKEN", flag: "--admin-token"),
                 listen: try ListenAddress(
-                    parsing: listen ?? ProcessInfo.processInfo.environment["O365GW_LISTEN"] ?? "127.0.0.1:8080"))
+                    parsing: listen ?? ProcessInfo.processInfo.environment["O365GW_LISTEN"] ?? "127.0.0.1:8080"),
+                forwarder: try utmstack.configuration())
             let metrics = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
             logger.info(

@@ -1,0 +1,76 @@
+import GatewayCore
+
+/// Where and how to deliver logs to UTMStack.
+public struct ForwarderConfiguration: Sendable {
+    public enum Endpoint: Sendable {
+        /// The engine's local gRPC service on a Unix socket (`Engine/Input`); the default.
+        case engineSocket(path: String)
+        /// UTMStack's network service (`Integration/ProcessLog`) over TLS, for a gateway off the UTMStack host.
+        case network(NetworkEndpoint)
+    }
+
+    public struct NetworkEndpoint: Sendable {
+        public var host: String
+        public var port: Int
+        /// PEM file with the CA that signed UTMStack's certificate; nil trusts the system store.
+        public var caFile: String?
+        /// Name to verify the certificate against (and send as SNI) when it differs from `host`.
+        public var serverName: String?
+        /// Sent as the `connection-key` metadata.
+        public var connectionKey: Secret
+
+        public init(host: String, port: Int = 50051, caFile: String? = nil, serverName: String? = nil, connectionKey: Secret) {
+            self.host = host
+            self.port = port
+            self.caFile = caFile
+            self.serverName = serverName
+            self.connectionKey = connectionKey
+        }
+    }
+
+    public static let defaultSocketPath = "/workdir/sockets/engine_server.sock"
+
+    public var endpoint: Endpoint
+    /// Bytes of logs held at most (queued and in flight); collectors wait when it is full.
+    public var inFlightByteBudget: Int
+    /// Logs sent at most without an acknowledgement.
+    public var maxInFlightLogs: Int
+    public var initialBackoff: Duration
+    public var maxBackoff: Duration
+    /// How long a graceful shutdown waits for outstanding logs to be acknowledged.
+    public var drainTimeout: Duration
+
+    public init(
+        endpoint: Endpoint = .engineSocket(path: defaultSocketPath), inFlightByteBudget: Int = 64 << 20,
+        maxInFlightLogs: Int = 4096, initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(10),
+        drainTimeout: Duration = .seconds(15)
+    ) {
+        self.endpoint = endpoint
+        self.inFlightByteBudget = inFlightByteBudget
+        self.maxInFlightLogs = maxInFlightLogs
+        self.initialBackoff = initialBackoff
+        self.maxBackoff = maxBackoff
+        self.drainTimeout = drainTimeout
+    }
+}
+
+/// Exponential backoff with full jitter, capped.
+struct Backoff {
+    let initial: Duration
+    let maximum: Duration
+    private var attempt = 0
+
+    init(initial: Duration, maximum: Duration) {
+        self.initial = initial
+        self.maximum = maximum
+    }
+
+    mutating func next() -> Duration {
+        let factor = Double(1 << min(attempt, 20))
+        attempt += 1
+        let ceiling = min(initial * factor, maximum)
+        return ceiling * Double.random(in: 0.5...1.0)
+    }
+
+    mutating func reset() { attempt = 0 }
+}

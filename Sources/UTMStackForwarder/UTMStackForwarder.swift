@@ -1,0 +1,281 @@
+import DequeModule
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import GatewayCore
+import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
+import UTMStackProtocol
+
+/// A promise that a submitted batch will be acknowledged by UTMStack; wait on it with
+/// ``UTMStackForwarder/waitDelivered(_:)``.
+public struct DeliveryTicket: Sendable, Hashable {
+    let batch: UInt64
+    /// A ticket for an empty batch, delivered from the start.
+    static let alreadyDelivered = DeliveryTicket(batch: 0)
+}
+
+public struct ForwarderStopped: Error, CustomStringConvertible {
+    public var description: String { "the UTMStack forwarder stopped before the logs were acknowledged" }
+}
+
+/// Delivers logs to UTMStack over one long-lived gRPC stream, in order, and counts a log delivered only when
+/// acknowledged. On a broken stream it reconnects with backoff and resends what was not acknowledged. When the
+/// byte budget is full, ``submit(_:)`` waits: collectors slow down, nothing is dropped.
+public actor UTMStackForwarder: Service {
+    let configuration: ForwarderConfiguration
+    let logger: Logger
+    private var window: DeliveryWindow
+    private var admissionQueue = Deque<(logs: [OutboundLog], bytes: Int, continuation: CheckedContinuation<DeliveryTicket, any Error>)>()
+    private var deliveryWaiters: [UInt64: [CheckedContinuation<Void, any Error>]] = [:]
+    private var deliveredThrough: UInt64 = 0
+    /// Wakes the writer of the current stream. Outside the actor so that graceful shutdown can wake it at once.
+    private let wake = Mutex<AsyncStream<Void>.Continuation?>(nil)
+    private var stopped = false
+    private let draining = Mutex(false)
+
+    private let sentCounter = Counter(label: "o365gw_utmstack_logs_sent_total")
+    private let deliveredCounter = Counter(label: "o365gw_utmstack_logs_delivered_total")
+    private let resentCounter = Counter(label: "o365gw_utmstack_logs_resent_total")
+    private let reconnectCounter = Counter(label: "o365gw_utmstack_stream_failures_total")
+    private let heldBytesGauge = Gauge(label: "o365gw_utmstack_held_bytes")
+
+    public init(configuration: ForwarderConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.window = DeliveryWindow(
+            byteBudget: configuration.inFlightByteBudget, maxInFlight: configuration.maxInFlightLogs)
+    }
+
+    // MARK: Collectors' side
+
+    /// Queues logs for delivery, in order. Waits while the byte budget is full (backpressure).
+    public func submit(_ logs: [OutboundLog]) async throws -> DeliveryTicket {
+        if stopped { throw ForwarderStopped() }
+        if logs.isEmpty { return .alreadyDelivered }
+        let bytes = logs.reduce(0) { $0 + $1.byteCost }
+        if admissionQueue.isEmpty && window.canAdmit(bytes: bytes) { return admit(logs) }
+        return try await withCheckedThrowingContinuation { continuation in
+            admissionQueue.append((logs, bytes, continuation))
+        }
+    }
+
+    /// Returns when every log of the ticket's batch (and of every batch before it) was acknowledged.
+    public func waitDelivered(_ ticket: DeliveryTicket) async throws {
+        if ticket.batch <= deliveredThrough { return }
+        if stopped { throw ForwarderStopped() }
+        try await withCheckedThrowingContinuation { continuation in
+            deliveryWaiters[ticket.batch, default: []].append(continuation)
+        }
+    }
+
+    /// Submits and waits for the acknowledgement.
+    public func deliver(_ logs: [OutboundLog]) async throws {
+        let ticket = try await submit(logs)
+        try await waitDelivered(ticket)
+    }
+
+    /// Bytes held now and at most so far (for tests and the benchmark).
+    public var heldBytes: (now: Int, highWater: Int) { (window.heldBytes, window.highWaterBytes) }
+
+    private func admit(_ logs: [OutboundLog]) -> DeliveryTicket {
+        let (batch, _) = window.enqueue(logs)
+        heldBytesGauge.record(window.heldBytes)
+        wakeWriter()
+        return DeliveryTicket(batch: batch)
+    }
+
+    // MARK: Stream side
+
+    private func openWakeups() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        wake.withLock { $0 = continuation }
+        continuation.yield()
+        return stream
+    }
+
+    private func closeWakeups() {
+        wake.withLock {
+            $0?.finish()
+            $0 = nil
+        }
+    }
+
+    private nonisolated func wakeWriter() { wake.withLock { _ = $0?.yield() } }
+
+    /// Graceful shutdown: stop once everything held is acknowledged (the writer half-closes an idle stream).
+    private nonisolated func beginDraining() {
+        draining.withLock { $0 = true }
+        wakeWriter()
+    }
+
+    /// Logs to write now; empty when the window is full or nothing waits.
+    private func takeForSending() -> [UTMStackProtocol.Plugins_Log] {
+        let logs = window.takeForSending()
+        sentCounter.increment(by: logs.count)
+        return logs.map(\.proto)
+    }
+
+    private var isDrained: Bool { draining.withLock { $0 } && window.isIdle && admissionQueue.isEmpty }
+
+    private func acknowledge(_ lastID: String) -> Bool {
+        let ack = window.acknowledge(lastID)
+        guard ack.delivered > 0 else {
+            logger.debug("acknowledgement for an id not in flight", metadata: ["lastId": "\(lastID)"])
+            return false
+        }
+        deliveredCounter.increment(by: ack.delivered)
+        if let last = ack.completedBatches.last {
+            deliveredThrough = last
+            for batch in deliveryWaiters.keys.filter({ $0 <= last }) {
+                deliveryWaiters.removeValue(forKey: batch)?.forEach { $0.resume() }
+            }
+        }
+        while let next = admissionQueue.first, window.canAdmit(bytes: next.bytes) {
+            admissionQueue.removeFirst()
+            next.continuation.resume(returning: admit(next.logs))
+        }
+        heldBytesGauge.record(window.heldBytes)
+        wakeWriter()
+        return true
+    }
+
+    private func streamLost() {
+        closeWakeups()
+        let requeued = window.streamLost()
+        if requeued > 0 { resentCounter.increment(by: requeued) }
+    }
+
+    private func stop() {
+        stopped = true
+        closeWakeups()
+        for waiter in admissionQueue { waiter.continuation.resume(throwing: ForwarderStopped()) }
+        admissionQueue.removeAll()
+        for waiters in deliveryWaiters.values { waiters.forEach { $0.resume(throwing: ForwarderStopped()) } }
+        deliveryWaiters.removeAll()
+    }
+
+    // MARK: Service
+
+    /// Keeps a stream open until graceful shutdown; then drains, for at most the drain timeout, and returns.
+    public func run() async throws {
+        let transport = try makeTransport()
+        defer { stop() }
+        let drainTimeout = configuration.drainTimeout
+        try await withGRPCClient(transport: transport) { client in
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.connectionLoop(client) }
+                group.addTask {
+                    // Waits for graceful shutdown (or cancellation), then bounds the drain.
+                    guard (try? await gracefulShutdown()) != nil else { return }
+                    self.beginDraining()
+                    guard (try? await Task.sleep(for: drainTimeout)) != nil else { return }
+                    self.logger.warning("UTMStack drain timed out; unacknowledged logs will be collected again")
+                }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+    }
+
+    private func connectionLoop(_ client: GRPCClient<HTTP2ClientTransport.Posix>) async {
+        var backoff = Backoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff)
+        var failures = 0
+        while !Task.isCancelled && !isDrained {
+            let wakeups = openWakeups()
+            do {
+                if try await stream(client, wakeups: wakeups) {
+                    if failures > 0 { logger.notice("UTMStack stream re-established", metadata: ["failures": "\(failures)"]) }
+                    failures = 0
+                    backoff.reset()
+                }
+            } catch where !Task.isCancelled {
+                reconnectCounter.increment()
+                failures += 1
+                // One warning per outage; the retries after it go to debug.
+                logger.log(
+                    level: failures == 1 ? .warning : .debug, "UTMStack stream failed; retrying with backoff",
+                    metadata: [
+                        "error": "\(error)", "queued": "\(window.queued.count)", "inFlight": "\(window.inFlight.count)",
+                        "failures": "\(failures)",
+                    ])
+            } catch {
+                // Cancelled: the loop ends below.
+            }
+            streamLost()
+            if isDrained || Task.isCancelled { break }
+            try? await Task.sleep(for: backoff.next())
+        }
+    }
+
+    /// One stream: writes whatever the window allows whenever woken, applies acknowledgements as they come.
+    /// Returns whether anything was acknowledged on it.
+    private func stream(
+        _ client: GRPCClient<HTTP2ClientTransport.Posix>, wakeups: AsyncStream<Void>
+    ) async throws -> Bool {
+        let options: CallOptions = {
+            var options = CallOptions.defaults
+            options.waitForReady = false
+            return options
+        }()
+        let produce: @Sendable (RPCWriter<UTMStackProtocol.Plugins_Log>) async throws -> Void = { writer in
+            for await _ in wakeups {
+                if await self.isDrained { return }
+                let logs = await self.takeForSending()
+                if !logs.isEmpty { try await writer.write(contentsOf: logs) }
+            }
+        }
+        let consume: @Sendable (StreamingClientResponse<UTMStackProtocol.Plugins_Ack>) async throws -> Bool = { response in
+            var acknowledged = false
+            for try await ack in response.messages {
+                if await self.acknowledge(ack.lastID) { acknowledged = true }
+                if await self.isDrained { await self.closeWakeups() }
+            }
+            return acknowledged
+        }
+        switch configuration.endpoint {
+        case .engineSocket:
+            return try await Plugins_Engine.Client(wrapping: client).input(
+                options: options, requestProducer: produce, onResponse: consume)
+        case .network(let endpoint):
+            var metadata = Metadata()
+            metadata.addString(endpoint.connectionKey.unredacted, forKey: "connection-key")
+            return try await Plugins_Integration.Client(wrapping: client).processLog(
+                metadata: metadata, options: options, requestProducer: produce, onResponse: consume)
+        }
+    }
+
+    private func makeTransport() throws -> HTTP2ClientTransport.Posix {
+        switch configuration.endpoint {
+        case .engineSocket(let path):
+            return try HTTP2ClientTransport.Posix(
+                target: .unixDomainSocket(path: path), transportSecurity: .plaintext)
+        case .network(let endpoint):
+            var config = HTTP2ClientTransport.Posix.Config.defaults
+            config.http2.authority = endpoint.serverName
+            return try HTTP2ClientTransport.Posix(
+                target: .dns(host: endpoint.host, port: endpoint.port),
+                transportSecurity: .tls { tls in
+                    if let caFile = endpoint.caFile {
+                        tls.trustRoots = .certificates([.file(path: caFile, format: .pem)])
+                    }
+                },
+                config: config)
+        }
+    }
+}
+
+extension OutboundLog {
+    var proto: UTMStackProtocol.Plugins_Log {
+        var log = UTMStackProtocol.Plugins_Log()
+        log.id = id
+        log.dataType = dataType
+        log.dataSource = dataSource
+        log.timestamp = timestamp
+        log.tenantID = tenantID
+        log.raw = raw
+        return log
+    }
+}

@@ -1,0 +1,114 @@
+import Crypto
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import GatewayCore
+import Synchronization
+import Testing
+import UTMStackForwarder
+import UTMStackProtocol
+import X509
+
+/// A stand-in for UTMStack's network service: `Integration/ProcessLog` over TLS, acknowledging each log and
+/// recording the `connection-key` it was given.
+final class IntegrationTestService: Plugins_Integration.ServiceProtocol {
+    let keys = Mutex<[String]>([])
+    let ids = Mutex<[String]>([])
+
+    func processLog(
+        request: StreamingServerRequest<Plugins_Log>, context: ServerContext
+    ) async throws -> StreamingServerResponse<Plugins_Ack> {
+        keys.withLock { $0.append(contentsOf: request.metadata[stringValues: "connection-key"].map { String($0) }) }
+        return StreamingServerResponse { writer in
+            for try await log in request.messages {
+                self.ids.withLock { $0.append(log.id) }
+                var ack = Plugins_Ack()
+                ack.lastID = log.id
+                try await writer.write(ack)
+            }
+            return [:]
+        }
+    }
+}
+
+/// A CA and a server certificate for `utmstack.test`, made fresh for each run.
+struct TestPKI {
+    let caPEM: String
+    let serverCertificatePEM: String
+    let serverKeyPEM: String
+
+    init() throws {
+        let now = Date()
+        let caKey = P256.Signing.PrivateKey()
+        let caName = try DistinguishedName { CommonName("o365-gateway test CA") }
+        let ca = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),
+            notValidBefore: now - 60, notValidAfter: now + 3600, issuer: caName, subject: caName,
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
+                Critical(KeyUsage(keyCertSign: true))
+            },
+            issuerPrivateKey: .init(caKey))
+        let serverKey = P256.Signing.PrivateKey()
+        let server = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(serverKey.publicKey),
+            notValidBefore: now - 60, notValidAfter: now + 3600, issuer: caName,
+            subject: try DistinguishedName { CommonName("utmstack.test") },
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                SubjectAlternativeNames([.dnsName("utmstack.test")])
+                try ExtendedKeyUsage([.serverAuth])
+            },
+            issuerPrivateKey: .init(caKey))
+        caPEM = try ca.serializeAsPEM().pemString
+        serverCertificatePEM = try server.serializeAsPEM().pemString
+        serverKeyPEM = serverKey.pemRepresentation
+    }
+}
+
+@Suite(.timeLimit(.minutes(2))) struct NetworkForwarderTests {
+    @Test func logsReachTheNetworkServiceOverTLSWithTheConnectionKey() async throws {
+        let pki = try TestPKI()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("o365gw-tls-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let caFile = directory.appendingPathComponent("ca.pem").path
+        try pki.caPEM.write(toFile: caFile, atomically: true, encoding: .utf8)
+        let service = IntegrationTestService()
+        let server = GRPCServer(
+            transport: HTTP2ServerTransport.Posix(
+                address: .ipv4(host: "127.0.0.1", port: 0),
+                transportSecurity: .tls(
+                    certificateChain: [.bytes(Array(pki.serverCertificatePEM.utf8), format: .pem)],
+                    privateKey: .bytes(Array(pki.serverKeyPEM.utf8), format: .pem))),
+            services: [service])
+        let logs = syntheticLogs(0..<200)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.serve() }
+            defer { group.cancelAll() }
+            let port = try #require(try await server.listeningAddress?.ipv4?.port)
+            let key = Secret("federation-key-0123456789")
+            func endpoint(caFile: String?) -> ForwarderConfiguration {
+                ForwarderConfiguration(
+                    endpoint: .network(.init(host: "127.0.0.1", port: port, caFile: caFile, serverName: "utmstack.test",
+                                             connectionKey: key)),
+                    initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(200))
+            }
+            try await withForwarder(endpoint(caFile: caFile)) { forwarder in
+                try await forwarder.deliver(logs)
+            }
+            #expect(service.ids.withLock { $0 } == logs.map(\.id))
+            #expect(service.keys.withLock { $0 }.allSatisfy { $0 == key.unredacted })
+            #expect(!service.keys.withLock { $0 }.isEmpty)
+
+            // A gateway that does not trust the CA delivers nothing.
+            let before = service.ids.withLock { $0.count }
+            try await withForwarder(endpoint(caFile: nil)) { forwarder in
+                _ = try await forwarder.submit(syntheticLogs(200..<210))
+                try await Task.sleep(for: .milliseconds(700))
+            }
+            #expect(service.ids.withLock { $0.count } == before)
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
