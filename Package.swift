@@ -10,6 +10,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -39,6 +40,9 @@ let package = Package(
             dependencies: [
                 "GatewayCore",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         // PostgreSQL: migrations and the tenant registry.
@@ -64,6 +68,31 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["openapi.yaml", "openapi-generator-config.yaml"]
+        ),
+        // The Office 365 Management Activity API client: tokens, subscriptions, content, blobs, throttling.
+        .target(
+            name: "ActivityAPI",
+            dependencies: [
+                "GatewayCore",
+                "CredentialCrypto",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // A seeded simulator of the Activity API, its token endpoints and Graph, for tests and the demo.
+        .target(
+            name: "MicrosoftSimulator",
+            dependencies: [
+                "CredentialCrypto",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         // The UTMStack wire contract (package plugins): the .proto and its generated Swift code.
         .target(
@@ -135,15 +164,18 @@ let package = Package(
             name: "UnitTests",
             dependencies: [
                 "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp", "UTMStackForwarder",
-                "UTMStackProtocol",
+                "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp",
-                "UTMStackForwarder", "UTMStackReceiver", "UTMStackProtocol",
+                "UTMStackForwarder", "UTMStackReceiver", "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "X509", package: "swift-certificates"),

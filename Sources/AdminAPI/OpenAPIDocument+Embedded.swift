@@ -301,7 +301,8 @@ components:
       enum: [Audit.AzureActiveDirectory, Audit.Exchange, Audit.SharePoint, Audit.General, DLP.All]
     Cloud:
       type: string
-      enum: [commercial, gcc, gcchigh, dod]
+      enum: [commercial, gcc, gcchigh, dod, china]
+      description: Microsoft cloud; `china` (21Vianet) is experimental.
     Guid:
       type: string
       description: A GUID such as `4a81a7c3-26fc-4aed-89c6-2e6039ab833b`.

@@ -61,18 +61,31 @@ struct CredentialPayload: Codable {
     var v: Int
     var type: String
     var secret: String?
+    var certificate: String?
+    var privateKey: String?
+    var algorithm: String?
 
     init(_ credential: Credential) {
         switch credential {
         case .clientSecret(let secret):
             self.init(v: 1, type: CredentialKind.secret.rawValue, secret: secret.unredacted)
+        case .certificate(let certificate):
+            self.init(
+                v: 1, type: CredentialKind.certificate.rawValue, certificate: certificate.certificatePEM,
+                privateKey: certificate.privateKeyPEM.unredacted, algorithm: certificate.algorithm.rawValue)
         }
     }
 
-    init(v: Int, type: String, secret: String?) {
+    init(
+        v: Int, type: String, secret: String? = nil, certificate: String? = nil, privateKey: String? = nil,
+        algorithm: String? = nil
+    ) {
         self.v = v
         self.type = type
         self.secret = secret
+        self.certificate = certificate
+        self.privateKey = privateKey
+        self.algorithm = algorithm
     }
 
     func encoded() throws -> Data { try JSONEncoder().encode(self) }
@@ -88,6 +101,12 @@ struct CredentialPayload: Codable {
         get throws {
             switch (v, type, secret) {
             case (1, CredentialKind.secret.rawValue, .some(let secret)): return .clientSecret(Secret(secret))
+            case (1, CredentialKind.certificate.rawValue, _):
+                guard let certificate, let privateKey,
+                    let algorithm = ClientCertificate.Algorithm(rawValue: algorithm ?? "PS256")
+                else { fallthrough }
+                return .certificate(
+                    ClientCertificate(certificatePEM: certificate, privateKeyPEM: Secret(privateKey), algorithm: algorithm))
             default:
                 throw GatewayError(
                     .internal, code: "credential_unreadable",

@@ -27,17 +27,20 @@ public enum ContentType: String, CaseIterable, Sendable, Hashable, Comparable {
 }
 
 /// Microsoft cloud a tenant lives in; it decides the login, manage and Graph hosts.
+/// `china` (21Vianet) is experimental: Microsoft does not document its Activity API host.
 public enum Cloud: String, CaseIterable, Sendable, Hashable {
-    case commercial, gcc, gcchigh, dod
+    case commercial, gcc, gcchigh, dod, china
 }
 
 /// How the gateway authenticates to Microsoft for one tenant. Sealed at rest; never returned by the API.
 public enum Credential: Sendable, Equatable, CustomStringConvertible {
     case clientSecret(Secret)
+    case certificate(ClientCertificate)
 
     public var kind: CredentialKind {
         switch self {
         case .clientSecret: .secret
+        case .certificate: .certificate
         }
     }
 
@@ -45,7 +48,28 @@ public enum Credential: Sendable, Equatable, CustomStringConvertible {
 }
 
 public enum CredentialKind: String, Sendable {
-    case secret
+    case secret, certificate
+}
+
+/// A certificate credential: the certificate registered on the app (public) and its RSA private key (secret).
+public struct ClientCertificate: Sendable, Equatable, CustomStringConvertible {
+    /// How the client assertion is signed: RS256 with the SHA-1 thumbprint (`x5t`, older documentation), or
+    /// PS256 with the SHA-256 thumbprint (`x5t#S256`, current Entra documentation).
+    public enum Algorithm: String, Sendable, CaseIterable {
+        case rs256 = "RS256", ps256 = "PS256"
+    }
+
+    public var certificatePEM: String
+    public var privateKeyPEM: Secret
+    public var algorithm: Algorithm
+
+    public init(certificatePEM: String, privateKeyPEM: Secret, algorithm: Algorithm = .ps256) {
+        self.certificatePEM = certificatePEM
+        self.privateKeyPEM = privateKeyPEM
+        self.algorithm = algorithm
+    }
+
+    public var description: String { "ClientCertificate(\(algorithm.rawValue), <redacted key>)" }
 }
 
 /// The UTMStack tenant id used by single-tenant UTMStack installations.

@@ -56,12 +56,15 @@ extension Components {
             case audit_General = "Audit.General"
             case dlP_All = "DLP.All"
         }
+        /// Microsoft cloud; `china` (21Vianet) is experimental.
+        ///
         /// - Remark: Generated from `#/components/schemas/Cloud`.
         internal enum Cloud: String, Codable, Hashable, Sendable, CaseIterable {
             case commercial = "commercial"
             case gcc = "gcc"
             case gcchigh = "gcchigh"
             case dod = "dod"
+            case china = "china"
         }
         /// A GUID such as `4a81a7c3-26fc-4aed-89c6-2e6039ab833b`.
         ///

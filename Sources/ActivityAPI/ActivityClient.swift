@@ -1,0 +1,301 @@
+import Foundation
+import GatewayCore
+import Logging
+import Synchronization
+
+/// A blob listed by `/subscriptions/content`.
+public struct ContentBlob: Sendable, Equatable {
+    public var contentType: String
+    public var contentID: String
+    public var contentURI: String
+    public var contentCreated: String
+    public var contentExpiration: String
+
+    public init(contentType: String, contentID: String, contentURI: String, contentCreated: String, contentExpiration: String) {
+        self.contentType = contentType
+        self.contentID = contentID
+        self.contentURI = contentURI
+        self.contentCreated = contentCreated
+        self.contentExpiration = contentExpiration
+    }
+}
+
+public struct SubscriptionState: Sendable, Equatable {
+    public var contentType: String
+    public var enabled: Bool
+}
+
+public enum BlobOutcome: Sendable, Equatable {
+    case records([AuditRecord])
+    /// Gone (AF20050), expired (AF20051) or malformed id (AF20052): skipped and counted, never retried.
+    case skipped(reason: String)
+}
+
+/// Tunables of the Microsoft client.
+public struct ActivityClientConfiguration: Sendable {
+    /// Requests a minute per tenant, shared by its content types.
+    public var requestsPerMinute: Int
+    /// Retries of a transient fault before the call fails (the poll then retries later; nothing is skipped).
+    public var maxRetries: Int
+    /// Throttled answers tolerated in a row before the call fails.
+    public var maxThrottledRetries: Int
+    /// At most one round of subscription starts per tenant in this interval.
+    public var subscriptionStartInterval: TimeInterval
+    /// Pages followed at most for one window (a guard against a server that never stops paging).
+    public var maxPages: Int
+
+    public init(
+        requestsPerMinute: Int = 600, maxRetries: Int = 5, maxThrottledRetries: Int = 20,
+        subscriptionStartInterval: TimeInterval = 15 * 60, maxPages: Int = 10_000
+    ) {
+        self.requestsPerMinute = requestsPerMinute
+        self.maxRetries = maxRetries
+        self.maxThrottledRetries = maxThrottledRetries
+        self.subscriptionStartInterval = subscriptionStartInterval
+        self.maxPages = maxPages
+    }
+}
+
+/// The Office 365 Management Activity API, spoken carefully (reference §3, §5, §7): `PublisherIdentifier` on every
+/// call, pages followed verbatim, a per-tenant request budget, throttling and faults retried with backoff, one
+/// fresh token after a 401, AF20024 taken as success, and subscription starts rate-limited per tenant.
+public final class ActivityClient: Sendable {
+    let exchange: any HTTPExchange
+    let tokens: TokenProvider
+    let configuration: ActivityClientConfiguration
+    let sleep: @Sendable (Double) async throws -> Void
+    let now: @Sendable () -> Date
+    let logger: Logger
+    private let state: Mutex<State>
+
+    struct State {
+        var budgets: [TenantID: RequestBudget] = [:]
+        var lastStartRound: [TenantID: Date] = [:]
+    }
+
+    public init(
+        exchange: any HTTPExchange, tokens: TokenProvider, configuration: ActivityClientConfiguration = .init(),
+        now: @escaping @Sendable () -> Date = { Date() },
+        sleep: @escaping @Sendable (Double) async throws -> Void = { try await Task.sleep(for: .milliseconds(Int($0 * 1000))) },
+        logger: Logger
+    ) {
+        self.exchange = exchange
+        self.tokens = tokens
+        self.configuration = configuration
+        self.now = now
+        self.sleep = sleep
+        self.logger = logger
+        self.state = Mutex(State())
+    }
+
+    // MARK: Operations
+
+    public func listSubscriptions(_ auth: TenantAuth) async throws -> [SubscriptionState] {
+        let (response, _) = try await perform(auth, .listSubscriptions, url: auth.endpoints.feedRoot(tenant: auth.microsoftTenantID) + "/subscriptions/list")
+        guard let items = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [[String: Any]] else {
+            throw MicrosoftError(code: "unexpected_response", advice: "Microsoft answered the subscription list with something else than a JSON array.")
+        }
+        return items.compactMap { item in
+            guard let type = item["contentType"] as? String else { return nil }
+            return SubscriptionState(contentType: type, enabled: (item["status"] as? String)?.lowercased() == "enabled")
+        }
+    }
+
+    /// Starts `contentType`; "already enabled" (AF20024) is success.
+    public func startSubscription(_ auth: TenantAuth, _ contentType: ContentType) async throws {
+        let url = auth.endpoints.feedRoot(tenant: auth.microsoftTenantID) + "/subscriptions/start?contentType=\(contentType.rawValue)"
+        _ = try await perform(auth, .startSubscription, url: url, method: "POST")
+    }
+
+    /// Makes sure each of `wanted` is subscribed and enabled, starting the missing or disabled ones in one round.
+    /// At most one round per tenant per `subscriptionStartInterval`; returns the types still not enabled.
+    @discardableResult
+    public func ensureSubscriptions(_ auth: TenantAuth, _ wanted: [ContentType]) async throws -> [ContentType] {
+        let enabled = Set(try await listSubscriptions(auth).filter(\.enabled).map(\.contentType))
+        let missing = wanted.filter { !enabled.contains($0.rawValue) }
+        guard !missing.isEmpty else { return [] }
+        guard mayStartRound(auth.tenant) else { return missing }
+        for type in missing {
+            try await startSubscription(auth, type)
+            logger.info("subscription started", metadata: ["tenant": "\(auth.tenant)", "contentType": "\(type.rawValue)"])
+        }
+        return []
+    }
+
+    /// Every blob whose `contentCreated` lies in `window`, following `NextPageUri` until it is absent. When the
+    /// subscription is missing or disabled, starts it (rate-limited) and lists again.
+    public func listContent(_ auth: TenantAuth, _ contentType: ContentType, window: ContentWindow) async throws -> [ContentBlob] {
+        let first = auth.endpoints.feedRoot(tenant: auth.microsoftTenantID)
+            + "/subscriptions/content?contentType=\(contentType.rawValue)"
+            + "&startTime=\(ContentWindows.format(window.start))&endTime=\(ContentWindows.format(window.end))"
+        var restarts = 0
+        var startedSubscription = false
+        listing: while true {
+            var blobs: [ContentBlob] = []
+            var seen: Set<String> = []
+            var url = first
+            for _ in 0..<configuration.maxPages {
+                let (response, action) = try await perform(auth, .listContent, url: url)
+                switch action {
+                case .startSubscription:
+                    guard !startedSubscription, mayStartRound(auth.tenant) else {
+                        throw MicrosoftError.fromAPIError(afCode: Self.afCode(response.body), httpStatus: response.status)
+                    }
+                    startedSubscription = true
+                    try await startSubscription(auth, contentType)
+                    continue listing
+                case .restartWindow:
+                    restarts += 1
+                    guard restarts <= 3 else {
+                        throw MicrosoftError(code: "paging_failed", advice: "Microsoft kept refusing its own next-page token; the window is listed again later.")
+                    }
+                    continue listing
+                default:
+                    break
+                }
+                blobs += try Self.parseBlobs(response.body)
+                guard let next = response.header("NextPageUri") ?? response.header("NextPageUrl"), !next.isEmpty else {
+                    return blobs
+                }
+                guard seen.insert(next).inserted, next != url else {
+                    throw MicrosoftError(code: "paging_loop", advice: "Microsoft returned the same next page twice; the window is listed again later.")
+                }
+                url = next
+            }
+            throw MicrosoftError(code: "paging_loop", advice: "More than \(configuration.maxPages) pages for one window; the window is listed again later.")
+        }
+    }
+
+    /// Retrieves a blob: the exact bytes of each record with its `Id` and `CreationTime`.
+    public func fetchBlob(_ auth: TenantAuth, _ blob: ContentBlob) async throws -> BlobOutcome {
+        var attempt = 0
+        while true {
+            let (response, action) = try await perform(auth, .fetchBlob, url: blob.contentURI)
+            if case .skipBlob(let reason) = action { return .skipped(reason: reason) }
+            do {
+                return .records(try BlobParser.records(response.body))
+            } catch let error as BlobFormatError {
+                // A truncated or garbled body: fetch again; never skip silently.
+                guard attempt < configuration.maxRetries else {
+                    throw MicrosoftError(code: "malformed_blob", advice: "\(error); the blob is fetched again at the next poll.")
+                }
+                try await sleep(RetryBackoff.delay(attempt: attempt))
+                attempt += 1
+            }
+        }
+    }
+
+    // MARK: The request loop
+
+    /// Sends a request under the tenant's budget and the retry rules. Returns the response with the action for
+    /// the caller (`.success`, `.startSubscription`, `.skipBlob`, `.restartWindow`); throws for the rest.
+    func perform(_ auth: TenantAuth, _ kind: RequestKind, url: String, method: String = "GET") async throws -> (MicrosoftResponse, ResponseAction) {
+        let target = Self.withPublisher(url, auth.publisherID)
+        var retries = 0
+        var throttled = 0
+        var refreshed = false
+        while true {
+            try await takeBudget(auth.tenant)
+            let token = try await tokens.token(for: auth, forceRefresh: false)
+            var headers = [("Authorization", "Bearer \(token.unredacted)"), ("Accept", "application/json")]
+            if method == "POST" { headers.append(("Content-Type", "application/json")) }
+            let request = MicrosoftRequest(method: method, url: target, headers: headers, body: method == "POST" ? Array("{}".utf8) : nil)
+            let response: MicrosoftResponse
+            do {
+                response = try await exchange.send(request)
+            } catch let failure as TransportFailure {
+                guard retries < configuration.maxRetries else {
+                    throw MicrosoftError(code: "microsoft_unreachable", advice: "The Activity API cannot be reached (\(failure)); the gateway retries later.")
+                }
+                try await sleep(RetryBackoff.delay(attempt: retries))
+                retries += 1
+                continue
+            }
+            let afCode = Self.afCode(response.body)
+            let action = ResponsePolicy.decide(
+                status: response.status, afCode: afCode, retryAfterSeconds: response.header("Retry-After").flatMap(Int.init), kind: kind)
+            switch action {
+            case .success, .startSubscription, .skipBlob, .restartWindow:
+                return (response, action)
+            case .throttled(let retryAfter):
+                throttled += 1
+                guard throttled <= configuration.maxThrottledRetries else {
+                    throw MicrosoftError.fromAPIError(afCode: "AF429", httpStatus: response.status)
+                }
+                drainBudget(auth.tenant)
+                logger.debug("throttled by Microsoft", metadata: ["tenant": "\(auth.tenant)", "retryAfter": "\(retryAfter.map(String.init) ?? "-")"])
+                try await sleep(retryAfter.map(Double.init) ?? RetryBackoff.delay(attempt: throttled - 1, base: 2, cap: 120))
+            case .retry:
+                guard retries < configuration.maxRetries else {
+                    throw MicrosoftError.fromAPIError(afCode: afCode, httpStatus: response.status)
+                }
+                try await sleep(RetryBackoff.delay(attempt: retries))
+                retries += 1
+            case .reauthenticate:
+                guard !refreshed else { throw MicrosoftError.fromAPIError(afCode: afCode, httpStatus: response.status) }
+                refreshed = true
+                _ = try await tokens.token(for: auth, forceRefresh: true)
+            case .fail(let error):
+                throw error
+            }
+        }
+    }
+
+    private func takeBudget(_ tenant: TenantID) async throws {
+        while true {
+            let seconds = Date().timeIntervalSinceReferenceDate
+            let wait = state.withLock { state -> Double? in
+                var budget = state.budgets[tenant] ?? RequestBudget(perMinute: configuration.requestsPerMinute, now: seconds)
+                let wait = budget.take(now: seconds)
+                state.budgets[tenant] = budget
+                return wait
+            }
+            guard let wait else { return }
+            try await Task.sleep(for: .milliseconds(Int(wait * 1000) + 1))
+        }
+    }
+
+    private func drainBudget(_ tenant: TenantID) {
+        let seconds = Date().timeIntervalSinceReferenceDate
+        state.withLock { $0.budgets[tenant]?.drain(now: seconds) }
+    }
+
+    private func mayStartRound(_ tenant: TenantID) -> Bool {
+        let now = now()
+        return state.withLock { state in
+            if let last = state.lastStartRound[tenant], now.timeIntervalSince(last) < configuration.subscriptionStartInterval {
+                return false
+            }
+            state.lastStartRound[tenant] = now
+            return true
+        }
+    }
+
+    // MARK: Parsing
+
+    /// Appends `PublisherIdentifier` unless the URL already has it (in any case), keeping the URL otherwise verbatim.
+    static func withPublisher(_ url: String, _ publisher: UUID?) -> String {
+        guard let publisher else { return url }
+        if url.range(of: "publisheridentifier=", options: .caseInsensitive) != nil { return url }
+        return url + (url.contains("?") ? "&" : "?") + "PublisherIdentifier=\(publisher.uuidString.lowercased())"
+    }
+
+    static func afCode(_ body: [UInt8]) -> String? {
+        guard !body.isEmpty, let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any],
+            let error = object["error"] as? [String: Any]
+        else { return nil }
+        return error["code"] as? String
+    }
+
+    static func parseBlobs(_ body: [UInt8]) throws -> [ContentBlob] {
+        guard let items = (try? JSONSerialization.jsonObject(with: Data(body))) as? [[String: Any]] else {
+            throw MicrosoftError(code: "unexpected_response", advice: "Microsoft answered a content listing with something else than a JSON array.")
+        }
+        return items.compactMap { item in
+            guard let id = item["contentId"] as? String, let uri = item["contentUri"] as? String else { return nil }
+            return ContentBlob(
+                contentType: item["contentType"] as? String ?? "", contentID: id, contentURI: uri,
+                contentCreated: item["contentCreated"] as? String ?? "", contentExpiration: item["contentExpiration"] as? String ?? "")
+        }
+    }
+}

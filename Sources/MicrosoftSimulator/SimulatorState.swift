@@ -1,0 +1,136 @@
+import CredentialCrypto
+import Crypto
+import Foundation
+import Synchronization
+import X509
+import _CryptoExtras
+
+/// The simulator's mutable state: issued tokens, subscriptions, per-tenant request counts, the fault counter.
+final class SimulatorState: Sendable {
+    struct Token { var tenantIndex: Int; var roles: Bool; var expiresAt: Date }
+    enum Subscription { case enabled, disabled }
+
+    struct Counters {
+        var tokens: [String: Token] = [:]
+        var subscriptions: [String: Subscription] = [:]
+        var minute: [Int: (window: Int, count: Int)] = [:]
+        var apiRequests = 0
+        var starts = 0
+        var throttled = 0
+        var faults = 0
+    }
+
+    let configuration: SimulatorConfiguration
+    let generator: ContentGenerator
+    private let counters = Mutex(Counters())
+
+    init(configuration: SimulatorConfiguration, startedAt: Date) {
+        self.configuration = configuration
+        self.generator = ContentGenerator(configuration: configuration, startedAt: startedAt)
+        counters.withLock { c in
+            for (index, tenant) in configuration.tenants.enumerated() {
+                for type in tenant.disabledContentTypes { c.subscriptions["\(index)|\(type)"] = .disabled }
+            }
+        }
+    }
+
+    func tenantIndex(_ id: String) -> Int? {
+        configuration.tenants.firstIndex { $0.tenantId.uuidString.lowercased() == id.lowercased() }
+    }
+
+    func issueToken(tenant: Int, now: Date) -> String {
+        let token = "simtok-" + UUID().uuidString.lowercased()
+        let roles = configuration.tenants[tenant].mode != .noConsent
+        counters.withLock {
+            $0.tokens[token] = Token(tenantIndex: tenant, roles: roles, expiresAt: now.addingTimeInterval(Double(configuration.tokenLifetimeSeconds)))
+        }
+        return token
+    }
+
+    func token(_ value: String) -> Token? { counters.withLock { $0.tokens[value] } }
+
+    func subscription(_ tenant: Int, _ type: String) -> Subscription? {
+        counters.withLock { $0.subscriptions["\(tenant)|\(type)"] }
+    }
+
+    /// Starts a subscription; false when it was already enabled (AF20024).
+    func start(_ tenant: Int, _ type: String) -> Bool {
+        counters.withLock {
+            $0.starts += 1
+            if $0.subscriptions["\(tenant)|\(type)"] == .enabled { return false }
+            $0.subscriptions["\(tenant)|\(type)"] = .enabled
+            return true
+        }
+    }
+
+    func enabledTypes(_ tenant: Int) -> [(String, Subscription)] {
+        counters.withLock { c in
+            ContentGenerator.contentTypes.compactMap { type in c.subscriptions["\(tenant)|\(type)"].map { (type, $0) } }
+        }
+    }
+
+    enum Admission { case ok, throttled, fault }
+
+    /// Counts an API request: an injected fault, the tenant's per-minute budget, or fine.
+    func admit(tenant: Int, now: Date) -> Admission {
+        counters.withLock { c in
+            c.apiRequests += 1
+            if let every = configuration.faultEvery, every > 0, c.apiRequests % every == 0 {
+                c.faults += 1
+                return .fault
+            }
+            guard let limit = configuration.throttlePerMinute else { return .ok }
+            let window = Int(now.timeIntervalSince1970 / 60)
+            var entry = c.minute[tenant] ?? (window, 0)
+            if entry.window != window { entry = (window, 0) }
+            entry.count += 1
+            c.minute[tenant] = entry
+            if entry.count > limit {
+                c.throttled += 1
+                return .throttled
+            }
+            return .ok
+        }
+    }
+
+    var stats: (requests: Int, throttled: Int, faults: Int, starts: Int) {
+        counters.withLock { ($0.apiRequests, $0.throttled, $0.faults, $0.starts) }
+    }
+}
+
+/// Verifies a client assertion as Entra does: RS256 with `x5t` (SHA-1 thumbprint) or PS256 with `x5t#S256`,
+/// signed by the registered certificate's key, issued by the client, not expired.
+enum AssertionVerifier {
+    static func verify(_ jwt: String, certificatePEM: String, clientID: String, now: Date) -> Bool {
+        let parts = jwt.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3, let headerData = Base64URL.decode(parts[0]), let claimsData = Base64URL.decode(parts[1]),
+            let signature = Base64URL.decode(parts[2]),
+            let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any],
+            let claims = (try? JSONSerialization.jsonObject(with: claimsData)) as? [String: Any],
+            let certificate = try? Certificate(pemEncoded: certificatePEM),
+            let key = _RSA.Signing.PublicKey(certificate.publicKey)
+        else { return false }
+        var serializer = DER.Serializer()
+        guard (try? serializer.serialize(certificate)) != nil else { return false }
+        let der = serializer.serializedBytes
+        let padding: _RSA.Signing.Padding
+        switch header["alg"] as? String {
+        case "RS256":
+            guard header["x5t"] as? String == Base64URL.encode(Array(Insecure.SHA1.hash(data: der))) else { return false }
+            padding = .insecurePKCS1v1_5
+        case "PS256":
+            guard header["x5t#S256"] as? String == Base64URL.encode(Array(SHA256.hash(data: der))) else { return false }
+            padding = .PSS
+        default:
+            return false
+        }
+        let signed = Array((parts[0] + "." + parts[1]).utf8)
+        guard key.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: signed, padding: padding) else {
+            return false
+        }
+        let exp = (claims["exp"] as? NSNumber)?.doubleValue ?? 0
+        return claims["iss"] as? String == clientID && claims["sub"] as? String == clientID && exp > now.timeIntervalSince1970
+    }
+}
+
+import SwiftASN1
