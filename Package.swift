@@ -61,6 +61,7 @@ let package = Package(
             name: "AdminAPI",
             dependencies: [
                 "GatewayCore",
+                "CredentialCrypto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
@@ -78,6 +79,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
         // A seeded simulator of the Activity API, its token endpoints and Graph, for tests and the demo.
@@ -138,6 +140,8 @@ let package = Package(
                 "CredentialCrypto",
                 "PostgresStorage",
                 "AdminAPI",
+                "ActivityAPI",
+                "MicrosoftSimulator",
                 "UTMStackForwarder",
                 "UTMStackReceiver",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -153,6 +157,8 @@ let package = Package(
             dependencies: [
                 "GatewayApp",
                 "GatewayCore",
+                "ActivityAPI",
+                "MicrosoftSimulator",
                 "UTMStackForwarder",
                 "UTMStackReceiver",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,6 +1,7 @@
 import Foundation
 import GatewayCore
 import Logging
+import Metrics
 import Synchronization
 
 /// A blob listed by `/subscriptions/content`.
@@ -61,7 +62,7 @@ public struct ActivityClientConfiguration: Sendable {
 /// fresh token after a 401, AF20024 taken as success, and subscription starts rate-limited per tenant.
 public final class ActivityClient: Sendable {
     let exchange: any HTTPExchange
-    let tokens: TokenProvider
+    public let tokens: TokenProvider
     let configuration: ActivityClientConfiguration
     let sleep: @Sendable (Double) async throws -> Void
     let now: @Sendable () -> Date
@@ -171,7 +172,11 @@ public final class ActivityClient: Sendable {
         var attempt = 0
         while true {
             let (response, action) = try await perform(auth, .fetchBlob, url: blob.contentURI)
-            if case .skipBlob(let reason) = action { return .skipped(reason: reason) }
+            if case .skipBlob(let reason) = action {
+                Counter(label: "o365gw_microsoft_blobs_skipped_total", dimensions: [("reason", reason)]).increment()
+                logger.notice("blob skipped", metadata: ["tenant": "\(auth.tenant)", "reason": "\(reason)", "contentId": "\(blob.contentID)"])
+                return .skipped(reason: reason)
+            }
             do {
                 return .records(try BlobParser.records(response.body))
             } catch let error as BlobFormatError {
@@ -212,6 +217,7 @@ public final class ActivityClient: Sendable {
                 continue
             }
             let afCode = Self.afCode(response.body)
+            Counter(label: "o365gw_microsoft_requests_total", dimensions: [("kind", "\(kind)"), ("status", "\(response.status / 100)xx")]).increment()
             let action = ResponsePolicy.decide(
                 status: response.status, afCode: afCode, retryAfterSeconds: response.header("Retry-After").flatMap(Int.init), kind: kind)
             switch action {
@@ -223,9 +229,11 @@ public final class ActivityClient: Sendable {
                     throw MicrosoftError.fromAPIError(afCode: "AF429", httpStatus: response.status)
                 }
                 drainBudget(auth.tenant)
+                Counter(label: "o365gw_microsoft_throttled_total").increment()
                 logger.debug("throttled by Microsoft", metadata: ["tenant": "\(auth.tenant)", "retryAfter": "\(retryAfter.map(String.init) ?? "-")"])
                 try await sleep(retryAfter.map(Double.init) ?? RetryBackoff.delay(attempt: throttled - 1, base: 2, cap: 120))
             case .retry:
+                Counter(label: "o365gw_microsoft_retries_total").increment()
                 guard retries < configuration.maxRetries else {
                     throw MicrosoftError.fromAPIError(afCode: afCode, httpStatus: response.status)
                 }

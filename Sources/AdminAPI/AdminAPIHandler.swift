@@ -9,6 +9,7 @@ import Prometheus
 struct AdminAPIHandler: APIProtocol {
     let store: any TenantStore
     let readiness: any ReadinessCheck
+    let validator: (any CredentialValidator)?
     let metrics: PrometheusCollectorRegistry
     let logger: Logger
 
@@ -76,21 +77,26 @@ struct AdminAPIHandler: APIProtocol {
     ) async throws -> Operations.RotateTenantSecret.Output {
         let id = try tenantID(input.path.id)
         guard case .json(let body) = input.body else { throw unsupportedMediaType }
-        let secret = try Validation.clientSecret(body.clientSecret)
+        let (credential, certificateExpiry) = try validatedCredential(secret: body.clientSecret, certificate: body.clientCertificate)
         let expected = try ETag.expectedVersion(ifMatch: input.headers.ifMatch)
-        let expiresAt = try body.secretExpiresAt.map { try Validation.timestamp($0, field: "secretExpiresAt") }
+        let expiresAt = try body.secretExpiresAt.map { try Validation.timestamp($0, field: "secretExpiresAt") } ?? certificateExpiry
         let tenant = try await store.replaceCredential(
-            id, .clientSecret(secret), secretExpiresAt: expiresAt, expectedVersion: expected)
+            id, credential, secretExpiresAt: expiresAt, expectedVersion: expected)
         return .ok(.init(headers: .init(eTag: ETag.make(tenant.version)), body: .json(.init(tenant))))
     }
 
     func validateTenant(_ input: Operations.ValidateTenant.Input) async throws -> Operations.ValidateTenant.Output {
         let id = try tenantID(input.path.id)
-        guard try await store.get(id) != nil else { throw GatewayError.tenantNotFound("\(id)") }
-        throw GatewayError(
-            .notImplemented, code: "validation_unavailable",
-            "This build cannot test credentials against Microsoft yet; the tenant is stored and will be checked "
-                + "when collection starts.")
+        guard let tenant = try await store.get(id) else { throw GatewayError.tenantNotFound("\(id)") }
+        guard let validator else {
+            throw GatewayError(
+                .notImplemented, code: "validation_unavailable",
+                "This gateway runs without a Microsoft client, so it cannot test credentials.")
+        }
+        let checks = await validator.validate(tenant, credential: try await store.credential(of: id))
+        return .ok(.init(body: .json(.init(
+            ok: checks.allSatisfy(\.ok),
+            checks: checks.map { .init(name: $0.name, ok: $0.ok, code: $0.code, advice: $0.advice) }))))
     }
 
     func getSecretExpiryReport(

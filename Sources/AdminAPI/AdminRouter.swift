@@ -12,6 +12,7 @@ public enum AdminRouter {
     public static func build(
         store: any TenantStore,
         readiness: any ReadinessCheck,
+        validator: (any CredentialValidator)?,
         adminToken: Secret,
         metrics: PrometheusCollectorRegistry,
         maxBodyBytes: Int = defaultMaxBodyBytes,
@@ -21,7 +22,8 @@ public enum AdminRouter {
         router.add(middleware: ObserveAndMapErrorsMiddleware(logger: logger, metrics: metrics))
         router.add(middleware: BearerTokenMiddleware(adminToken: adminToken))
         router.add(middleware: BodyLimitMiddleware(maxBytes: maxBodyBytes))
-        let handler = AdminAPIHandler(store: store, readiness: readiness, metrics: metrics, logger: logger)
+        let handler = AdminAPIHandler(
+            store: store, readiness: readiness, validator: validator, metrics: metrics, logger: logger)
         try handler.registerHandlers(
             on: router, middlewares: [DeclaredHeadersMiddleware()])
         return router

@@ -1,3 +1,4 @@
+import CredentialCrypto
 import Foundation
 import GatewayCore
 
@@ -25,15 +26,39 @@ extension Components.Schemas.Tenant {
     }
 }
 
+/// Exactly one of a client secret and a certificate, validated; with the certificate's expiry.
+func validatedCredential(
+    secret: String?, certificate: Components.Schemas.ClientCertificate?
+) throws -> (Credential, expiresAt: Date?) {
+    switch (secret, certificate) {
+    case (.some(let secret), nil):
+        return (.clientSecret(try Validation.clientSecret(secret)), nil)
+    case (nil, .some(let input)):
+        let certificate = ClientCertificate(
+            certificatePEM: input.certificatePem, privateKeyPEM: Secret(input.privateKeyPem),
+            algorithm: input.algorithm.flatMap { ClientCertificate.Algorithm(rawValue: $0.rawValue) } ?? .ps256)
+        let checked = try CertificateCredential(certificate)
+        return (.certificate(certificate), checked.notValidAfter)
+    case (nil, nil):
+        throw GatewayError(
+            .invalidInput, code: "missing_field", "clientSecret or clientCertificate is required (exactly one).")
+    case (.some, .some):
+        throw GatewayError(
+            .invalidInput, code: "invalid_field", "Give either clientSecret or clientCertificate, not both.")
+    }
+}
+
 extension NewTenant {
     init(validating body: Components.Schemas.TenantCreate) throws {
         let name = try Validation.text(body.name, field: "name")
+        let (credential, certificateExpiry) = try validatedCredential(secret: body.clientSecret, certificate: body.clientCertificate)
         self.init(
             name: name,
             microsoftTenantID: try Validation.guid(body.tenantId, field: "tenantId"),
             clientID: try Validation.guid(body.clientId, field: "clientId"),
-            credential: .clientSecret(try Validation.clientSecret(body.clientSecret)),
-            secretExpiresAt: try body.secretExpiresAt.map { try Validation.timestamp($0, field: "secretExpiresAt") },
+            credential: credential,
+            secretExpiresAt: try body.secretExpiresAt.map { try Validation.timestamp($0, field: "secretExpiresAt") }
+                ?? certificateExpiry,
             publisherID: try body.publisherId.map { try Validation.guid($0, field: "publisherId") },
             contentTypes: try body.contentTypes.map { try Validation.contentTypes($0.map(\.rawValue)) }
                 ?? ContentType.allCases,

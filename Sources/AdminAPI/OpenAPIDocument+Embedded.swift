@@ -159,7 +159,7 @@ paths:
       - $ref: '#/components/parameters/TenantPathID'
     put:
       operationId: rotateTenantSecret
-      summary: Replace the tenant's client secret (rotation). The old secret is destroyed.
+      summary: Replace the tenant's client secret or certificate (rotation). The old credential is destroyed.
       parameters:
         - $ref: '#/components/parameters/IfMatch'
       requestBody:
@@ -196,7 +196,7 @@ paths:
         '401': {$ref: '#/components/responses/Unauthorized'}
         '404': {$ref: '#/components/responses/NotFound'}
         '501':
-          description: This build cannot validate credentials yet.
+          description: This gateway runs without a Microsoft client.
           content:
             application/json:
               schema: {$ref: '#/components/schemas/Error'}
@@ -316,10 +316,26 @@ components:
       minLength: 1
       maxLength: 200
       description: Display name of the customer; 1 to 200 characters, no control characters.
+    ClientCertificate:
+      type: object
+      additionalProperties: false
+      writeOnly: true
+      required: [certificatePem, privateKeyPem]
+      description: |
+        A certificate registered on the app (Certificates & secrets) and its unencrypted RSA private key (2048 bits
+        or more). The key is sealed like a secret and never returned.
+      properties:
+        certificatePem: {type: string, maxLength: 16384}
+        privateKeyPem: {type: string, maxLength: 16384}
+        algorithm:
+          type: string
+          enum: [PS256, RS256]
+          description: PS256 with the SHA-256 thumbprint (x5t#S256), the default; or RS256 with the SHA-1 thumbprint (x5t).
     TenantCreate:
       type: object
       additionalProperties: false
-      required: [name, tenantId, clientId, clientSecret]
+      required: [name, tenantId, clientId]
+      description: Give exactly one of clientSecret and clientCertificate.
       properties:
         name: {$ref: '#/components/schemas/TenantName'}
         tenantId: {$ref: '#/components/schemas/Guid'}
@@ -330,9 +346,10 @@ components:
           minLength: 1
           maxLength: 1024
           description: The app registration's client secret value (not its secret id). Never returned.
+        clientCertificate: {$ref: '#/components/schemas/ClientCertificate'}
         secretExpiresAt:
           $ref: '#/components/schemas/Timestamp'
-          description: When the secret expires, for expiry alerts.
+          description: When the secret expires, for expiry alerts; for a certificate, its expiry when absent.
         publisherId: {$ref: '#/components/schemas/Guid'}
         contentTypes:
           type: array
@@ -366,13 +383,14 @@ components:
     SecretRotation:
       type: object
       additionalProperties: false
-      required: [clientSecret]
+      description: Give exactly one of clientSecret and clientCertificate.
       properties:
         clientSecret:
           type: string
           writeOnly: true
           minLength: 1
           maxLength: 1024
+        clientCertificate: {$ref: '#/components/schemas/ClientCertificate'}
         secretExpiresAt: {$ref: '#/components/schemas/Timestamp'}
     Tenant:
       type: object
@@ -395,7 +413,7 @@ components:
         enabled: {type: boolean}
         credentialType:
           type: string
-          enum: [secret]
+          enum: [secret, certificate]
           description: How the gateway authenticates to Microsoft for this tenant.
         secretExpiresAt: {$ref: '#/components/schemas/Timestamp'}
         secretExpirySource: {$ref: '#/components/schemas/SecretExpirySource'}

@@ -11,6 +11,8 @@ public struct CertificateCredential: Sendable {
     public let certificate: ClientCertificate
     let privateKey: _RSA.Signing.PrivateKey
     let certificateDER: [UInt8]
+    /// When the certificate stops being valid (its expiry, for expiry alerts).
+    public let notValidAfter: Date
 
     public init(_ certificate: ClientCertificate, field: String = "clientCertificate") throws {
         func invalid(_ message: String) -> GatewayError { GatewayError.invalidField(field, message) }
@@ -37,6 +39,7 @@ public struct CertificateCredential: Sendable {
         self.certificate = certificate
         self.privateKey = key
         self.certificateDER = serializer.serializedBytes
+        self.notValidAfter = parsed.notValidAfter
     }
 
     /// base64url SHA-1 thumbprint of the certificate (`x5t`).

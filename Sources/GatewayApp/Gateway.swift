@@ -1,8 +1,10 @@
+import ActivityAPI
 import AdminAPI
 import CredentialCrypto
 import GatewayCore
 import Hummingbird
 import Logging
+import MicrosoftSimulator
 import PostgresNIO
 import PostgresStorage
 import Prometheus
@@ -65,8 +67,12 @@ public enum Gateway {
         let client = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
         let store = PostgresTenantStore(
             client: client, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger)
+        let microsoft = microsoftClient(configuration.microsoft, logger: logger)
+        let validator = TenantValidator(
+            client: microsoft, overrides: configuration.microsoft.overrides,
+            defaultPublisher: configuration.microsoft.publisherID)
         let router = try AdminRouter.build(
-            store: store, readiness: SchemaReadiness(client: client, logger: logger),
+            store: store, readiness: SchemaReadiness(client: client, logger: logger), validator: validator,
             adminToken: configuration.adminToken, metrics: metrics,
             maxBodyBytes: configuration.maxRequestBodyBytes, logger: logger)
         let app = Application(
@@ -78,6 +84,30 @@ public enum Gateway {
             logger: logger)
         let forwarder = UTMStackForwarder(configuration: configuration.forwarder, logger: logger)
         return [client, forwarder, AdminService(client: client, app: app, logger: logger)]
+    }
+
+    /// Onboards simulated tenants straight into the registry (the demo).
+    public static func onboard(
+        _ tenants: [SimulatorConfiguration.Tenant], database: DatabaseURL, keyRing: KeyRing, logger: Logger
+    ) async throws {
+        try await withDatabase(database, logger: logger) { client in
+            let store = PostgresTenantStore(client: client, sealer: CredentialSealer(keyRing: keyRing), logger: logger)
+            for tenant in tenants {
+                guard let secret = tenant.clientSecret else { continue }
+                _ = try await store.create(NewTenant(
+                    name: tenant.name, microsoftTenantID: tenant.tenantId, clientID: tenant.clientId,
+                    credential: .clientSecret(Secret(secret)), secretExpiresAt: tenant.secretExpiresAt.flatMap(RFC3339.parse),
+                    publisherID: nil, contentTypes: ContentType.allCases, cloud: .commercial,
+                    utmTenantID: defaultUTMStackTenantID, dataSource: tenant.name))
+            }
+        }
+    }
+
+    static func microsoftClient(_ settings: MicrosoftSettings, logger: Logger) -> ActivityClient {
+        let exchange = AsyncHTTPExchange()
+        return ActivityClient(
+            exchange: exchange, tokens: TokenProvider(exchange: exchange, logger: logger),
+            configuration: .init(requestsPerMinute: settings.requestsPerMinute), logger: logger)
     }
 
     /// `o365-gateway serve`: runs until SIGTERM or SIGINT.
@@ -104,7 +134,8 @@ struct AdminService: Service {
 
     func run() async throws {
         try await Gateway.requireCurrentSchema(client, logger: logger)
-        try await app.runService()
+        // Signals belong to the outer service group, which shuts services down in order.
+        try await app.runService(gracefulShutdownSignals: [])
     }
 }
 

@@ -1,6 +1,7 @@
 import CredentialCrypto
 import Foundation
 import GatewayCore
+import ActivityAPI
 import PostgresStorage
 import UTMStackForwarder
 
@@ -13,10 +14,12 @@ public struct GatewayConfiguration: Sendable {
     public var listen: ListenAddress
     public var maxRequestBodyBytes: Int
     public var forwarder: ForwarderConfiguration
+    public var microsoft: MicrosoftSettings
 
     public init(
         database: DatabaseURL, keyRing: KeyRing, adminToken: Secret, listen: ListenAddress,
-        maxRequestBodyBytes: Int = 64 * 1024, forwarder: ForwarderConfiguration = .init()
+        maxRequestBodyBytes: Int = 64 * 1024, forwarder: ForwarderConfiguration = .init(),
+        microsoft: MicrosoftSettings = .init()
     ) throws {
         guard adminToken.unredacted.count >= 16 else {
             throw GatewayError(
@@ -29,6 +32,7 @@ public struct GatewayConfiguration: Sendable {
         self.listen = listen
         self.maxRequestBodyBytes = maxRequestBodyBytes
         self.forwarder = forwarder
+        self.microsoft = microsoft
     }
 }
 
@@ -95,5 +99,21 @@ extension ForwarderConfiguration {
         configuration.endpoint = .network(
             .init(host: listen.host, port: listen.port, caFile: caFile, serverName: serverName, connectionKey: connectionKey))
         return configuration
+    }
+}
+
+/// How the gateway talks to Microsoft.
+public struct MicrosoftSettings: Sendable {
+    /// `O365GW_LOGIN_URL`, `O365GW_MANAGE_URL`, `O365GW_GRAPH_URL`.
+    public var overrides: MicrosoftEndpoints.Overrides
+    /// `O365GW_PUBLISHER_ID`: the default `PublisherIdentifier` (the MSSP's own tenant GUID).
+    public var publisherID: UUID?
+    /// `O365GW_REQUESTS_PER_MINUTE`: the request budget per tenant, shared by its content types.
+    public var requestsPerMinute: Int
+
+    public init(overrides: MicrosoftEndpoints.Overrides = .init(), publisherID: UUID? = nil, requestsPerMinute: Int = 600) {
+        self.overrides = overrides
+        self.publisherID = publisherID
+        self.requestsPerMinute = requestsPerMinute
     }
 }

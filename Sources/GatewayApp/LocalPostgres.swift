@@ -64,7 +64,7 @@ public final class LocalPostgres: Sendable {
     }
 
     /// A port the kernel just handed out and released; good enough for a private server on loopback.
-    static func freePort() -> Int {
+    public static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()

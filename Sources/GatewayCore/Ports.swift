@@ -24,3 +24,23 @@ public protocol ReadinessCheck: Sendable {
     /// Returns nil when ready, else a sentence saying why not.
     func notReadyReason() async -> String?
 }
+
+/// One check of `POST /api/v1/tenants/{id}/validate`.
+public struct ValidationCheck: Sendable, Equatable {
+    public var name: String
+    public var ok: Bool
+    public var code: String?
+    public var advice: String?
+
+    public init(name: String, ok: Bool, code: String? = nil, advice: String? = nil) {
+        self.name = name
+        self.ok = ok
+        self.code = code
+        self.advice = advice
+    }
+}
+
+/// Tests a tenant's credentials against Microsoft now: token, permissions, subscriptions.
+public protocol CredentialValidator: Sendable {
+    func validate(_ tenant: Tenant, credential: Credential) async -> [ValidationCheck]
+}

@@ -47,7 +47,8 @@ public final class MicrosoftSimulator: Service, Sendable {
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "o365-simulator"),
             onServerRunning: { [onListening] channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        try await app.runService()
+        // Signals belong to the outer service group, which shuts services down in order.
+        try await app.runService(gracefulShutdownSignals: [])
     }
 }
 

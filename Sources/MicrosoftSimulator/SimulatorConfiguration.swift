@@ -59,7 +59,8 @@ public struct SimulatorConfiguration: Codable, Sendable {
     /// Share of blobs that repeat the last record of the blob before them (same `Id`, same bytes).
     public var duplicateFraction: Double = 0.05
     public var pageSize: Int = 100
-    /// API requests per tenant per minute before AF429; nil for no throttling.
+    /// API requests per tenant per minute (refilled continuously, bursts of two seconds' worth) before AF429;
+    /// nil for no throttling.
     public var throttlePerMinute: Int?
     /// 403 (as Microsoft documents) or 429.
     public var throttleStatus: Int = 403

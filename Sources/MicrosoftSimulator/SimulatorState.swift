@@ -13,7 +13,7 @@ final class SimulatorState: Sendable {
     struct Counters {
         var tokens: [String: Token] = [:]
         var subscriptions: [String: Subscription] = [:]
-        var minute: [Int: (window: Int, count: Int)] = [:]
+        var buckets: [Int: (tokens: Double, at: Double)] = [:]
         var apiRequests = 0
         var starts = 0
         var throttled = 0
@@ -79,16 +79,20 @@ final class SimulatorState: Sendable {
                 c.faults += 1
                 return .fault
             }
-            guard let limit = configuration.throttlePerMinute else { return .ok }
-            let window = Int(now.timeIntervalSince1970 / 60)
-            var entry = c.minute[tenant] ?? (window, 0)
-            if entry.window != window { entry = (window, 0) }
-            entry.count += 1
-            c.minute[tenant] = entry
-            if entry.count > limit {
+            // A bucket refilled at the per-minute rate, holding two seconds' worth.
+            guard let limit = configuration.throttlePerMinute, limit > 0 else { return .ok }
+            let rate = Double(limit) / 60
+            let capacity = max(1, rate * 2)
+            let t = now.timeIntervalSince1970
+            var bucket = c.buckets[tenant] ?? (capacity, t)
+            bucket.tokens = min(capacity, bucket.tokens + (t - bucket.at) * rate)
+            bucket.at = t
+            defer { c.buckets[tenant] = bucket }
+            guard bucket.tokens >= 1 else {
                 c.throttled += 1
                 return .throttled
             }
+            bucket.tokens -= 1
             return .ok
         }
     }

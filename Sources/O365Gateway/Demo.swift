@@ -5,12 +5,13 @@ import GatewayApp
 import GatewayCore
 import Logging
 import Metrics
+import MicrosoftSimulator
 import Prometheus
 import UTMStackReceiver
 
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run everything on this machine with no Microsoft account: a private PostgreSQL, a local UTMStack receiver and the gateway.")
+        abstract: "Run everything on this machine with no Microsoft account: a private PostgreSQL, the Microsoft API simulator with three customer tenants, a local UTMStack receiver and the gateway.")
 
     @Option(name: .customLong("listen"), help: "Admin API address host:port (default 127.0.0.1:8080).")
     var listen: String = "127.0.0.1:8080"
@@ -39,9 +40,18 @@ struct Demo: AsyncParsableCommand {
             let socket = postgres.directory.appendingPathComponent("engine.sock").path
             let received = ReceivedLogs(keepLogs: false)
             let receiver = EngineReceiver(socketPath: socket, received: received, logger: logger)
+            // The Microsoft side: a simulator with three customer tenants producing live data.
+            let simulatorPort = LocalPostgres.freePort()
+            let simulatorURL = URL(string: "http://127.0.0.1:\(simulatorPort)")!
+            let simulated = SimulatorConfiguration.generated(tenants: 3)
+            let simulator = MicrosoftSimulator(
+                configuration: simulated, port: simulatorPort, logger: logger)
+            let keyRing = KeyRing.random()
+            try await Gateway.onboard(simulated.tenants, database: database, keyRing: keyRing, logger: logger)
             let configuration = try GatewayConfiguration(
-                database: database, keyRing: .random(), adminToken: token, listen: try ListenAddress(parsing: listen),
-                forwarder: .init(endpoint: .engineSocket(path: socket)))
+                database: database, keyRing: keyRing, adminToken: token, listen: try ListenAddress(parsing: listen),
+                forwarder: .init(endpoint: .engineSocket(path: socket)),
+                microsoft: .init(overrides: .init(login: simulatorURL, manage: simulatorURL, graph: simulatorURL)))
             let metrics = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
             if let duration {
@@ -51,7 +61,7 @@ struct Demo: AsyncParsableCommand {
                     kill(getpid(), SIGTERM)
                 }
             }
-            try await Gateway.serve(configuration, metrics: metrics, logger: logger, companions: [receiver]) { port in
+            try await Gateway.serve(configuration, metrics: metrics, logger: logger, companions: [receiver, simulator]) { port in
                 printBanner(port: port, token: token, database: databasePort)
             }
         }
@@ -63,12 +73,11 @@ private func printBanner(port: Int, token: Secret, database: Int) {
     let text = """
         o365-gateway demo is running (private PostgreSQL on 127.0.0.1:\(database); stops with Ctrl-C).
         Admin API: \(base)   (OpenAPI document: \(base)/api/v1/openapi.yaml)
-        Try:
+        Three simulated customer tenants are onboarded. Try:
           export TOKEN=\(token.unredacted)
-          curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-            -d '{"name":"Contoso","tenantId":"4a81a7c3-26fc-4aed-89c6-2e6039ab833b","clientId":"0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9","clientSecret":"demo~secret.value"}' \\
-            \(base)/api/v1/tenants
           curl -s -H "Authorization: Bearer $TOKEN" \(base)/api/v1/tenants
+          ID=$(curl -s -H "Authorization: Bearer $TOKEN" \(base)/api/v1/tenants | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+          curl -s -X POST -H "Authorization: Bearer $TOKEN" \(base)/api/v1/tenants/$ID/validate
 
         """
     FileHandle.standardOutput.write(Data(text.utf8))

@@ -1,3 +1,4 @@
+import ActivityAPI
 import ArgumentParser
 import CredentialCrypto
 import Foundation
@@ -18,7 +19,7 @@ struct O365GatewayCommand: AsyncParsableCommand {
             Every option can also be given by its environment variable (O365GW_...); the flag wins.
             Prefer the environment for secrets: command lines are visible to other users of the machine.
             """,
-        subcommands: [Serve.self, Migrate.self, Reseal.self, Demo.self, Receiver.self]
+        subcommands: [Serve.self, Migrate.self, Reseal.self, Demo.self, Simulator.self, Receiver.self]
     )
 }
 
@@ -122,6 +123,42 @@ struct UTMStackOptions: ParsableArguments {
     }
 }
 
+/// How to reach Microsoft.
+struct MicrosoftOptions: ParsableArguments {
+    @Option(name: .customLong("login-url"), help: "Override the sign-in host of every cloud, e.g. the simulator (env O365GW_LOGIN_URL).")
+    var loginURL: String?
+
+    @Option(name: .customLong("manage-url"), help: "Override the Activity API host of every cloud (env O365GW_MANAGE_URL).")
+    var manageURL: String?
+
+    @Option(name: .customLong("graph-url"), help: "Override the Graph host of every cloud (env O365GW_GRAPH_URL).")
+    var graphURL: String?
+
+    @Option(name: .customLong("publisher-id"), help: "Default PublisherIdentifier: the MSSP's own tenant GUID (env O365GW_PUBLISHER_ID).")
+    var publisherID: String?
+
+    @Option(name: .customLong("requests-per-minute"), help: "Activity API requests per tenant per minute (env O365GW_REQUESTS_PER_MINUTE; default 600).")
+    var requestsPerMinute: Int?
+
+    func settings() throws -> MicrosoftSettings {
+        let env = ProcessInfo.processInfo.environment
+        let overrides = try MicrosoftEndpoints.Overrides(
+            login: loginURL ?? env["O365GW_LOGIN_URL"], manage: manageURL ?? env["O365GW_MANAGE_URL"],
+            graph: graphURL ?? env["O365GW_GRAPH_URL"])
+        let publisher = try (publisherID ?? env["O365GW_PUBLISHER_ID"]).map { try Validation.guid($0, field: "O365GW_PUBLISHER_ID") }
+        let rate = try requestsPerMinute ?? env["O365GW_REQUESTS_PER_MINUTE"].map {
+            guard let value = Int($0), value > 0 else {
+                throw GatewayError(.invalidInput, code: "invalid_setting", "O365GW_REQUESTS_PER_MINUTE must be a positive number.")
+            }
+            return value
+        } ?? 600
+        guard rate > 0 else {
+            throw GatewayError(.invalidInput, code: "invalid_setting", "O365GW_REQUESTS_PER_MINUTE must be a positive number.")
+        }
+        return MicrosoftSettings(overrides: overrides, publisherID: publisher, requestsPerMinute: rate)
+    }
+}
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the gateway: admin API (and, as they land, scheduler, collectors, forwarder).")
@@ -129,6 +166,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
     @OptionGroup var secrets: SecretOptions
     @OptionGroup var utmstack: UTMStackOptions
+    @OptionGroup var microsoft: MicrosoftOptions
 
     @Option(name: .customLong("admin-token"), help: "Bearer token of the admin API (env O365GW_ADMIN_TOKEN).")
     var adminToken: String?
@@ -145,7 +183,8 @@ struct Serve: AsyncParsableCommand {
                 adminToken: try required(adminToken, env: "O365GW_ADMIN_TOKEN", flag: "--admin-token"),
                 listen: try ListenAddress(
                     parsing: listen ?? ProcessInfo.processInfo.environment["O365GW_LISTEN"] ?? "127.0.0.1:8080"),
-                forwarder: try utmstack.configuration())
+                forwarder: try utmstack.configuration(),
+                microsoft: try microsoft.settings())
             let metrics = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
             logger.info(

@@ -110,7 +110,7 @@ import Testing
                 ("unknown content type", tenantBody(["contentTypes": ["Audit.Teams"]]), 400, "invalid_field", "contentTypes[0]"),
                 ("wrong case content type", tenantBody(["contentTypes": ["audit.exchange"]]), 400, "invalid_field", "contentTypes[0]"),
                 ("empty content types", tenantBody(["contentTypes": [String]()]), 400, "invalid_field", "contentTypes"),
-                ("unknown cloud", tenantBody(["cloud": "china"]), 400, "invalid_field", "cloud"),
+                ("unknown cloud", tenantBody(["cloud": "azure-germany"]), 400, "invalid_field", "cloud"),
                 ("bad date", tenantBody(["secretExpiresAt": "next tuesday"]), 400, "invalid_field", "secretExpiresAt"),
                 ("date without zone", tenantBody(["secretExpiresAt": "2027-01-31T00:00:00"]), 400, "invalid_field", "secretExpiresAt"),
                 ("unknown field", tenantBody(["clientSecretId": "x"]), 400, "unknown_field", "clientSecretId"),
@@ -177,8 +177,6 @@ import Testing
             let unchanged = try await gw.request(.GET, "/api/v1/tenants/\(id)")
             #expect(unchanged.json["version"] as? Int == 1 && unchanged.json["enabled"] as? Bool == true)
 
-            let validate = try await gw.request(.POST, "/api/v1/tenants/\(id)/validate")
-            #expect(validate.status == 501 && validate.errorCode == "validation_unavailable")
             let route = try await gw.request(.GET, "/api/v1/nothing-here")
             #expect(route.status == 404 && route.errorCode == "route_not_found")
         }
@@ -222,3 +220,60 @@ import NIOHTTP1
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(2))) struct ValidateAndCertificateAPITests {
+    @Test func validateReportsWhatIsWrongInWordsAnAdminCanActOn() async throws {
+        var configuration = SimulatorConfiguration.generated(tenants: 2, seed: 21)
+        configuration.tenants[1].mode = .expiredSecret
+        try await withSimulator(configuration) { simulator, url in
+            try await GatewayHarness.run(microsoft: url) { gw in
+                var results: [[String: Any]] = []
+                for tenant in simulator.configuration.tenants {
+                    let created = try await gw.request(
+                        .POST, "/api/v1/tenants",
+                        json: tenantBody(tenantId: tenant.tenantId.uuidString, secret: tenant.clientSecret!, [
+                            "clientId": tenant.clientId.uuidString, "name": tenant.name,
+                        ]))
+                    let id = try #require(created.json["id"] as? String)
+                    let validated = try await gw.request(.POST, "/api/v1/tenants/\(id)/validate")
+                    #expect(validated.status == 200)
+                    results.append(validated.json)
+                }
+                #expect(results[0]["ok"] as? Bool == true)
+                let healthy = try #require(results[0]["checks"] as? [[String: Any]])
+                #expect(healthy.map { $0["name"] as? String } == ["token", "permissions", "subscriptions"])
+                #expect(results[1]["ok"] as? Bool == false)
+                let expired = try #require((results[1]["checks"] as? [[String: Any]])?.first)
+                #expect(expired["code"] as? String == "client_secret_expired")
+                #expect((expired["advice"] as? String)?.contains("PUT /api/v1/tenants/{id}/secret") == true)
+            }
+        }
+    }
+
+    @Test func certificatesAreOnboardedCheckedAndNeverReturned() async throws {
+        let (certificate, key) = try makeRSACertificate()
+        try await GatewayHarness.run { gw in
+            let body = tenantBody(["clientSecret": nil, "clientCertificate": ["certificatePem": certificate, "privateKeyPem": key, "algorithm": "RS256"]])
+            let created = try await gw.request(.POST, "/api/v1/tenants", json: body)
+            #expect(created.status == 201, "\(created.body)")
+            #expect(created.json["credentialType"] as? String == "certificate")
+            #expect(created.json["secretExpiresAt"] != nil, "the certificate's expiry is tracked")
+            #expect(!created.body.contains("PRIVATE KEY") && !created.body.contains("BEGIN CERTIFICATE"))
+            let (otherCertificate, _) = try makeRSACertificate()
+            let cases: [([String: Any?], String)] = [
+                (["clientSecret": nil, "clientCertificate": ["certificatePem": "nope", "privateKeyPem": key]], "certificatePem"),
+                (["clientSecret": nil, "clientCertificate": ["certificatePem": certificate, "privateKeyPem": "nope"]], "privateKeyPem"),
+                (["clientSecret": nil, "clientCertificate": ["certificatePem": otherCertificate, "privateKeyPem": key]], "does not belong"),
+                (["clientCertificate": ["certificatePem": certificate, "privateKeyPem": key]], "not both"),
+                (["clientSecret": nil], "clientCertificate"),
+            ]
+            for (overrides, mention) in cases {
+                let response = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody(overrides))
+                #expect(response.status == 400 && response.errorMessage?.contains(mention) == true, "\(response.body)")
+                #expect(!response.body.contains("PRIVATE KEY"))
+            }
+        }
+    }
+}
+
+import MicrosoftSimulator

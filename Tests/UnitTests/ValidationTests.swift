@@ -58,9 +58,10 @@ import Testing
         #expect(throws: GatewayError.self) { try Validation.contentTypes([]) }
     }
 
-    @Test func cloudsAreTheFourPlans() throws {
+    @Test func cloudsAreTheFourPlansAnd21Vianet() throws {
         #expect(try Validation.cloud("gcchigh") == .gcchigh)
-        #expect(throws: GatewayError.self) { try Validation.cloud("china") }
+        #expect(try Validation.cloud("china") == .china)
+        #expect(throws: GatewayError.self) { try Validation.cloud("azure-germany") }
     }
 }
 

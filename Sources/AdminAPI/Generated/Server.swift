@@ -1032,7 +1032,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
             }
         )
     }
-    /// Replace the tenant's client secret (rotation). The old secret is destroyed.
+    /// Replace the tenant's client secret or certificate (rotation). The old credential is destroyed.
     ///
     /// - Remark: HTTP `PUT /api/v1/tenants/{id}/secret`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)`.

@@ -78,6 +78,70 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/schemas/TenantName`.
         internal typealias TenantName = Swift.String
+        /// A certificate registered on the app (Certificates & secrets) and its unencrypted RSA private key (2048 bits
+        /// or more). The key is sealed like a secret and never returned.
+        ///
+        ///
+        /// - Remark: Generated from `#/components/schemas/ClientCertificate`.
+        internal struct ClientCertificate: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/ClientCertificate/certificatePem`.
+            internal var certificatePem: Swift.String
+            /// - Remark: Generated from `#/components/schemas/ClientCertificate/privateKeyPem`.
+            internal var privateKeyPem: Swift.String
+            /// PS256 with the SHA-256 thumbprint (x5t#S256), the default; or RS256 with the SHA-1 thumbprint (x5t).
+            ///
+            /// - Remark: Generated from `#/components/schemas/ClientCertificate/algorithm`.
+            internal enum AlgorithmPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case ps256 = "PS256"
+                case rs256 = "RS256"
+            }
+            /// PS256 with the SHA-256 thumbprint (x5t#S256), the default; or RS256 with the SHA-1 thumbprint (x5t).
+            ///
+            /// - Remark: Generated from `#/components/schemas/ClientCertificate/algorithm`.
+            internal var algorithm: Components.Schemas.ClientCertificate.AlgorithmPayload?
+            /// Creates a new `ClientCertificate`.
+            ///
+            /// - Parameters:
+            ///   - certificatePem:
+            ///   - privateKeyPem:
+            ///   - algorithm: PS256 with the SHA-256 thumbprint (x5t#S256), the default; or RS256 with the SHA-1 thumbprint (x5t).
+            internal init(
+                certificatePem: Swift.String,
+                privateKeyPem: Swift.String,
+                algorithm: Components.Schemas.ClientCertificate.AlgorithmPayload? = nil
+            ) {
+                self.certificatePem = certificatePem
+                self.privateKeyPem = privateKeyPem
+                self.algorithm = algorithm
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case certificatePem
+                case privateKeyPem
+                case algorithm
+            }
+            internal init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.certificatePem = try container.decode(
+                    Swift.String.self,
+                    forKey: .certificatePem
+                )
+                self.privateKeyPem = try container.decode(
+                    Swift.String.self,
+                    forKey: .privateKeyPem
+                )
+                self.algorithm = try container.decodeIfPresent(
+                    Components.Schemas.ClientCertificate.AlgorithmPayload.self,
+                    forKey: .algorithm
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "certificatePem",
+                    "privateKeyPem",
+                    "algorithm"
+                ])
+            }
+        }
+        /// Give exactly one of clientSecret and clientCertificate.
+        ///
         /// - Remark: Generated from `#/components/schemas/TenantCreate`.
         internal struct TenantCreate: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/TenantCreate/name`.
@@ -89,8 +153,10 @@ extension Components {
             /// The app registration's client secret value (not its secret id). Never returned.
             ///
             /// - Remark: Generated from `#/components/schemas/TenantCreate/clientSecret`.
-            internal var clientSecret: Swift.String
-            /// When the secret expires, for expiry alerts.
+            internal var clientSecret: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/TenantCreate/clientCertificate`.
+            internal var clientCertificate: Components.Schemas.ClientCertificate?
+            /// When the secret expires, for expiry alerts; for a certificate, its expiry when absent.
             ///
             /// - Remark: Generated from `#/components/schemas/TenantCreate/secretExpiresAt`.
             internal var secretExpiresAt: Components.Schemas.Timestamp?
@@ -117,7 +183,8 @@ extension Components {
             ///   - tenantId:
             ///   - clientId:
             ///   - clientSecret: The app registration's client secret value (not its secret id). Never returned.
-            ///   - secretExpiresAt: When the secret expires, for expiry alerts.
+            ///   - clientCertificate:
+            ///   - secretExpiresAt: When the secret expires, for expiry alerts; for a certificate, its expiry when absent.
             ///   - publisherId:
             ///   - contentTypes: Which audit feeds to collect; all five when absent.
             ///   - cloud:
@@ -127,7 +194,8 @@ extension Components {
                 name: Components.Schemas.TenantName,
                 tenantId: Components.Schemas.Guid,
                 clientId: Components.Schemas.Guid,
-                clientSecret: Swift.String,
+                clientSecret: Swift.String? = nil,
+                clientCertificate: Components.Schemas.ClientCertificate? = nil,
                 secretExpiresAt: Components.Schemas.Timestamp? = nil,
                 publisherId: Components.Schemas.Guid? = nil,
                 contentTypes: [Components.Schemas.ContentType]? = nil,
@@ -139,6 +207,7 @@ extension Components {
                 self.tenantId = tenantId
                 self.clientId = clientId
                 self.clientSecret = clientSecret
+                self.clientCertificate = clientCertificate
                 self.secretExpiresAt = secretExpiresAt
                 self.publisherId = publisherId
                 self.contentTypes = contentTypes
@@ -151,6 +220,7 @@ extension Components {
                 case tenantId
                 case clientId
                 case clientSecret
+                case clientCertificate
                 case secretExpiresAt
                 case publisherId
                 case contentTypes
@@ -172,9 +242,13 @@ extension Components {
                     Components.Schemas.Guid.self,
                     forKey: .clientId
                 )
-                self.clientSecret = try container.decode(
+                self.clientSecret = try container.decodeIfPresent(
                     Swift.String.self,
                     forKey: .clientSecret
+                )
+                self.clientCertificate = try container.decodeIfPresent(
+                    Components.Schemas.ClientCertificate.self,
+                    forKey: .clientCertificate
                 )
                 self.secretExpiresAt = try container.decodeIfPresent(
                     Components.Schemas.Timestamp.self,
@@ -205,6 +279,7 @@ extension Components {
                     "tenantId",
                     "clientId",
                     "clientSecret",
+                    "clientCertificate",
                     "secretExpiresAt",
                     "publisherId",
                     "contentTypes",
@@ -296,33 +371,45 @@ extension Components {
                 ])
             }
         }
+        /// Give exactly one of clientSecret and clientCertificate.
+        ///
         /// - Remark: Generated from `#/components/schemas/SecretRotation`.
         internal struct SecretRotation: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/SecretRotation/clientSecret`.
-            internal var clientSecret: Swift.String
+            internal var clientSecret: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/SecretRotation/clientCertificate`.
+            internal var clientCertificate: Components.Schemas.ClientCertificate?
             /// - Remark: Generated from `#/components/schemas/SecretRotation/secretExpiresAt`.
             internal var secretExpiresAt: Components.Schemas.Timestamp?
             /// Creates a new `SecretRotation`.
             ///
             /// - Parameters:
             ///   - clientSecret:
+            ///   - clientCertificate:
             ///   - secretExpiresAt:
             internal init(
-                clientSecret: Swift.String,
+                clientSecret: Swift.String? = nil,
+                clientCertificate: Components.Schemas.ClientCertificate? = nil,
                 secretExpiresAt: Components.Schemas.Timestamp? = nil
             ) {
                 self.clientSecret = clientSecret
+                self.clientCertificate = clientCertificate
                 self.secretExpiresAt = secretExpiresAt
             }
             internal enum CodingKeys: String, CodingKey {
                 case clientSecret
+                case clientCertificate
                 case secretExpiresAt
             }
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
-                self.clientSecret = try container.decode(
+                self.clientSecret = try container.decodeIfPresent(
                     Swift.String.self,
                     forKey: .clientSecret
+                )
+                self.clientCertificate = try container.decodeIfPresent(
+                    Components.Schemas.ClientCertificate.self,
+                    forKey: .clientCertificate
                 )
                 self.secretExpiresAt = try container.decodeIfPresent(
                     Components.Schemas.Timestamp.self,
@@ -330,6 +417,7 @@ extension Components {
                 )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "clientSecret",
+                    "clientCertificate",
                     "secretExpiresAt"
                 ])
             }
@@ -363,6 +451,7 @@ extension Components {
             /// - Remark: Generated from `#/components/schemas/Tenant/credentialType`.
             internal enum CredentialTypePayload: String, Codable, Hashable, Sendable, CaseIterable {
                 case secret = "secret"
+                case certificate = "certificate"
             }
             /// How the gateway authenticates to Microsoft for this tenant.
             ///

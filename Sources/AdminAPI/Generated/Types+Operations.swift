@@ -1637,7 +1637,7 @@ internal enum Operations {
             }
         }
     }
-    /// Replace the tenant's client secret (rotation). The old secret is destroyed.
+    /// Replace the tenant's client secret or certificate (rotation). The old credential is destroyed.
     ///
     /// - Remark: HTTP `PUT /api/v1/tenants/{id}/secret`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)`.
@@ -2117,7 +2117,7 @@ internal enum Operations {
                     self.body = body
                 }
             }
-            /// This build cannot validate credentials yet.
+            /// This gateway runs without a Microsoft client.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)/responses/501`.
             ///

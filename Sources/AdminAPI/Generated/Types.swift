@@ -50,7 +50,7 @@ internal protocol APIProtocol: Sendable {
     /// - Remark: HTTP `DELETE /api/v1/tenants/{id}`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/delete(deleteTenant)`.
     func deleteTenant(_ input: Operations.DeleteTenant.Input) async throws -> Operations.DeleteTenant.Output
-    /// Replace the tenant's client secret (rotation). The old secret is destroyed.
+    /// Replace the tenant's client secret or certificate (rotation). The old credential is destroyed.
     ///
     /// - Remark: HTTP `PUT /api/v1/tenants/{id}/secret`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)`.
@@ -162,7 +162,7 @@ extension APIProtocol {
             headers: headers
         ))
     }
-    /// Replace the tenant's client secret (rotation). The old secret is destroyed.
+    /// Replace the tenant's client secret or certificate (rotation). The old credential is destroyed.
     ///
     /// - Remark: HTTP `PUT /api/v1/tenants/{id}/secret`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)`.

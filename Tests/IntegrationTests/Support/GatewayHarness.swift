@@ -21,6 +21,7 @@ struct GatewayHarness: Sendable {
     @discardableResult
     static func run<R: Sendable>(
         logs: LogCapture? = nil, keyRing: KeyRing = .random(), maxBodyBytes: Int = 64 * 1024,
+        microsoft: URL = URL(string: "http://127.0.0.1:1")!,
         _ body: @Sendable (GatewayHarness) async throws -> R
     ) async throws -> R {
         let database = try await TestDatabase.create("api")
@@ -33,7 +34,8 @@ struct GatewayHarness: Sendable {
         let token = Secret("test-admin-token-\(UUID().uuidString)")
         let configuration = try GatewayConfiguration(
             database: database, keyRing: keyRing, adminToken: token, listen: ListenAddress(host: "127.0.0.1", port: 0),
-            maxRequestBodyBytes: maxBodyBytes)
+            maxRequestBodyBytes: maxBodyBytes,
+            microsoft: .init(overrides: .init(login: microsoft, manage: microsoft, graph: microsoft)))
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let services = try Gateway.services(
             configuration, metrics: PrometheusCollectorRegistry(), logger: logger,
