@@ -83,7 +83,10 @@ public enum Gateway {
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
         let forwarder = UTMStackForwarder(configuration: configuration.forwarder, logger: logger)
-        return [client, forwarder, AdminService(client: client, app: app, logger: logger)]
+        let watcher = SecretExpiryWatcher(
+            store: store, reporter: EngineNotifier(endpoint: configuration.forwarder.endpoint, logger: logger),
+            withinDays: configuration.secretAlertDays, interval: .seconds(6 * 3600), logger: logger)
+        return [client, forwarder, watcher, AdminService(client: client, app: app, logger: logger)]
     }
 
     /// Onboards simulated tenants straight into the registry (the demo).

@@ -15,6 +15,8 @@ public struct GatewayConfiguration: Sendable {
     public var maxRequestBodyBytes: Int
     public var forwarder: ForwarderConfiguration
     public var microsoft: MicrosoftSettings
+    /// Secrets expiring within this many days are reported to UTMStack (`O365GW_SECRET_ALERT_DAYS`).
+    public var secretAlertDays: Int = 14
 
     public init(
         database: DatabaseURL, keyRing: KeyRing, adminToken: Secret, listen: ListenAddress,

@@ -174,10 +174,13 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("listen"), help: "Admin API address host:port (env O365GW_LISTEN; default 127.0.0.1:8080).")
     var listen: String?
 
+    @Option(name: .customLong("secret-alert-days"), help: "Report secrets expiring within this many days to UTMStack (env O365GW_SECRET_ALERT_DAYS; default 14).")
+    var secretAlertDays: Int?
+
     func run() async throws {
         try await runReportingErrors {
             let logger = try common.makeLogger()
-            let configuration = try GatewayConfiguration(
+            var configuration = try GatewayConfiguration(
                 database: try common.database(),
                 keyRing: try secrets.keyRing(),
                 adminToken: try required(adminToken, env: "O365GW_ADMIN_TOKEN", flag: "--admin-token"),
@@ -185,6 +188,12 @@ struct Serve: AsyncParsableCommand {
                     parsing: listen ?? ProcessInfo.processInfo.environment["O365GW_LISTEN"] ?? "127.0.0.1:8080"),
                 forwarder: try utmstack.configuration(),
                 microsoft: try microsoft.settings())
+            if let days = secretAlertDays ?? ProcessInfo.processInfo.environment["O365GW_SECRET_ALERT_DAYS"].flatMap(Int.init) {
+                guard (0...365).contains(days) else {
+                    throw GatewayError(.invalidInput, code: "invalid_setting", "O365GW_SECRET_ALERT_DAYS must be 0 to 365.")
+                }
+                configuration.secretAlertDays = days
+            }
             let metrics = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
             logger.info(
