@@ -96,6 +96,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Scheduling of collection work: leases with fencing, fair rebalancing, collection plans (pure).
+        .target(
+            name: "Scheduling",
+            dependencies: ["GatewayCore", "ActivityAPI"]
+        ),
         // The UTMStack wire contract (package plugins): the .proto and its generated Swift code.
         .target(
             name: "UTMStackProtocol",
@@ -170,7 +175,7 @@ let package = Package(
             name: "UnitTests",
             dependencies: [
                 "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp", "UTMStackForwarder",
-                "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator",
+                "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator", "Scheduling",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

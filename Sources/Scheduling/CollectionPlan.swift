@@ -1,0 +1,21 @@
+import ActivityAPI
+import Foundation
+
+/// Where a collector listing starts and which windows it lists, from its checkpoint. Pure.
+///
+/// The checkpoint is the `contentCreated` time up to which every listed blob has been delivered. Each poll lists
+/// again from `checkpoint − trailingRelist` (late blobs appear with an old `contentCreated`); blobs already
+/// forwarded are recognised by their content id and skipped. A new unit starts `backfill` before now.
+public struct CollectionPlan: Sendable, Equatable {
+    public var windows: [ContentWindow]
+    /// The checkpoint after every window is delivered.
+    public var checkpointAfter: Date?
+
+    public static func make(
+        checkpoint: Date?, now: Date, backfill: TimeInterval, trailingRelist: TimeInterval, endLag: TimeInterval = 60
+    ) -> CollectionPlan {
+        let from = checkpoint.map { $0.addingTimeInterval(-trailingRelist) } ?? now.addingTimeInterval(-backfill)
+        let windows = ContentWindows.plan(from: from, now: now, endLag: endLag)
+        return CollectionPlan(windows: windows, checkpointAfter: windows.last?.end ?? checkpoint)
+    }
+}
