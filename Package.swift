@@ -101,6 +101,16 @@ let package = Package(
             name: "Scheduling",
             dependencies: ["GatewayCore", "ActivityAPI"]
         ),
+        // Collection: the scheduler holding leases and the collectors moving data from Microsoft to UTMStack.
+        .target(
+            name: "Collection",
+            dependencies: [
+                "GatewayCore", "Scheduling", "ActivityAPI", "PostgresStorage", "UTMStackForwarder",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The UTMStack wire contract (package plugins): the .proto and its generated Swift code.
         .target(
             name: "UTMStackProtocol",
@@ -146,6 +156,7 @@ let package = Package(
                 "PostgresStorage",
                 "AdminAPI",
                 "ActivityAPI",
+                "Collection",
                 "MicrosoftSimulator",
                 "UTMStackForwarder",
                 "UTMStackReceiver",
@@ -163,6 +174,7 @@ let package = Package(
                 "GatewayApp",
                 "GatewayCore",
                 "ActivityAPI",
+                "Collection",
                 "MicrosoftSimulator",
                 "UTMStackForwarder",
                 "UTMStackReceiver",
@@ -175,7 +187,7 @@ let package = Package(
             name: "UnitTests",
             dependencies: [
                 "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp", "UTMStackForwarder",
-                "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator", "Scheduling",
+                "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator", "Scheduling", "Collection",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -184,6 +196,7 @@ let package = Package(
             dependencies: [
                 "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp",
                 "UTMStackForwarder", "UTMStackReceiver", "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator",
+                "Collection",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

@@ -1,7 +1,9 @@
 import ActivityAPI
 import AdminAPI
+import Collection
 import CredentialCrypto
 import GatewayCore
+import Foundation
 import Hummingbird
 import Logging
 import MicrosoftSimulator
@@ -59,7 +61,7 @@ public enum Gateway {
     }
 
     /// The services of `serve`, in dependency order (shutdown runs in reverse): database, UTMStack forwarder,
-    /// admin API.
+    /// secret expiry watcher, collection scheduler, admin API. Collectors stop before the forwarder drains.
     public static func services(
         _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
@@ -83,10 +85,20 @@ public enum Gateway {
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
         let forwarder = UTMStackForwarder(configuration: configuration.forwarder, logger: logger)
+        let notifier = EngineNotifier(endpoint: configuration.forwarder.endpoint, logger: logger)
         let watcher = SecretExpiryWatcher(
-            store: store, reporter: EngineNotifier(endpoint: configuration.forwarder.endpoint, logger: logger),
-            withinDays: configuration.secretAlertDays, interval: .seconds(6 * 3600), logger: logger)
-        return [client, forwarder, watcher, AdminService(client: client, app: app, logger: logger)]
+            store: store, reporter: notifier, withinDays: configuration.secretAlertDays, interval: .seconds(6 * 3600),
+            logger: logger)
+        let scheduler = CollectionScheduler(
+            owner: replicaName(), tenants: store, store: PostgresCollectionStore(client: client, logger: logger),
+            microsoft: microsoft, validator: validator, forwarder: forwarder, reporter: notifier,
+            settings: configuration.collection, logger: logger)
+        return [client, forwarder, watcher, scheduler, AdminService(client: client, app: app, logger: logger)]
+    }
+
+    /// A replica's lease owner name: the host name and a random suffix (a restarted process is a new owner).
+    static func replicaName() -> String {
+        "\(ProcessInfo.processInfo.hostName)-\(UUID().uuidString.prefix(8).lowercased())"
     }
 
     /// Onboards simulated tenants straight into the registry (the demo).

@@ -2,6 +2,7 @@ import CredentialCrypto
 import Foundation
 import GatewayCore
 import ActivityAPI
+import Collection
 import PostgresStorage
 import UTMStackForwarder
 
@@ -17,6 +18,8 @@ public struct GatewayConfiguration: Sendable {
     public var microsoft: MicrosoftSettings
     /// Secrets expiring within this many days are reported to UTMStack (`O365GW_SECRET_ALERT_DAYS`).
     public var secretAlertDays: Int = 14
+    /// Polling, backfill, relisting, workers and leases (docs/collection.md).
+    public var collection = CollectionSettings()
 
     public init(
         database: DatabaseURL, keyRing: KeyRing, adminToken: Secret, listen: ListenAddress,

@@ -1,5 +1,6 @@
 import ActivityAPI
 import ArgumentParser
+import Collection
 import CredentialCrypto
 import Foundation
 import GatewayApp
@@ -159,6 +160,36 @@ struct MicrosoftOptions: ParsableArguments {
     }
 }
 
+/// Collection tunables.
+struct CollectionOptions: ParsableArguments {
+    @Option(name: .customLong("poll-interval-seconds"), help: "How often each (tenant, content type) is polled (env O365GW_POLL_INTERVAL_SECONDS; default 60).")
+    var pollInterval: Int?
+
+    @Option(name: .customLong("backfill-hours"), help: "How far back a new tenant is collected, at most 168 (env O365GW_BACKFILL_HOURS; default 24).")
+    var backfillHours: Int?
+
+    @Option(name: .customLong("relist-minutes"), help: "Trailing period listed again each poll to catch late blobs (env O365GW_RELIST_MINUTES; default 60).")
+    var relistMinutes: Int?
+
+    @Option(name: .customLong("workers"), help: "Collectors running at once in this replica (env O365GW_WORKERS; default 32).")
+    var workers: Int?
+
+    func settings() throws -> CollectionSettings {
+        let env = ProcessInfo.processInfo.environment
+        func value(_ flag: Int?, _ name: String, _ range: ClosedRange<Int>, _ fallback: Int) throws -> Int {
+            guard let raw = flag ?? env[name].flatMap({ Int($0) }) ?? (env[name] == nil ? fallback : nil), range.contains(raw) else {
+                throw GatewayError(.invalidInput, code: "invalid_setting", "\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound).")
+            }
+            return raw
+        }
+        return CollectionSettings(
+            pollInterval: .seconds(try value(pollInterval, "O365GW_POLL_INTERVAL_SECONDS", 1...86_400, 60)),
+            backfill: TimeInterval(try value(backfillHours, "O365GW_BACKFILL_HOURS", 0...168, 24) * 3600),
+            trailingRelist: TimeInterval(try value(relistMinutes, "O365GW_RELIST_MINUTES", 0...1440, 60) * 60),
+            workers: try value(workers, "O365GW_WORKERS", 1...10_000, 32))
+    }
+}
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the gateway: admin API (and, as they land, scheduler, collectors, forwarder).")
@@ -167,6 +198,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var secrets: SecretOptions
     @OptionGroup var utmstack: UTMStackOptions
     @OptionGroup var microsoft: MicrosoftOptions
+    @OptionGroup var collection: CollectionOptions
 
     @Option(name: .customLong("admin-token"), help: "Bearer token of the admin API (env O365GW_ADMIN_TOKEN).")
     var adminToken: String?
@@ -194,6 +226,7 @@ struct Serve: AsyncParsableCommand {
                 }
                 configuration.secretAlertDays = days
             }
+            configuration.collection = try collection.settings()
             let metrics = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
             logger.info(

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Collection
 import CredentialCrypto
 import Foundation
 import GatewayApp
@@ -22,6 +23,8 @@ struct GatewayHarness: Sendable {
     static func run<R: Sendable>(
         logs: LogCapture? = nil, keyRing: KeyRing = .random(), maxBodyBytes: Int = 64 * 1024,
         microsoft: URL = URL(string: "http://127.0.0.1:1")!,
+        utmstackSocket: String = "/tmp/o365gw-none/engine.sock",
+        collection: CollectionSettings = .init(),
         _ body: @Sendable (GatewayHarness) async throws -> R
     ) async throws -> R {
         let database = try await TestDatabase.create("api")
@@ -32,10 +35,12 @@ struct GatewayHarness: Sendable {
         }()
         _ = try await Gateway.migrate(database, logger: logger)
         let token = Secret("test-admin-token-\(UUID().uuidString)")
-        let configuration = try GatewayConfiguration(
+        var configuration = try GatewayConfiguration(
             database: database, keyRing: keyRing, adminToken: token, listen: ListenAddress(host: "127.0.0.1", port: 0),
             maxRequestBodyBytes: maxBodyBytes,
+            forwarder: .init(endpoint: .engineSocket(path: utmstackSocket), initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(500)),
             microsoft: .init(overrides: .init(login: microsoft, manage: microsoft, graph: microsoft)))
+        configuration.collection = collection
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let services = try Gateway.services(
             configuration, metrics: PrometheusCollectorRegistry(), logger: logger,
