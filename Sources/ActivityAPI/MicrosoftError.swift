@@ -20,13 +20,7 @@ public struct MicrosoftError: Error, Sendable, Equatable, CustomStringConvertibl
     public var description: String { "\(code) (\(microsoftCode ?? "HTTP \(httpStatus.map(String.init) ?? "-")")): \(advice)" }
 
     /// Whether the tenant's credentials or consent are at fault (collection cannot work until an admin acts).
-    public var isAuthenticationProblem: Bool { Self.authenticationCodes.contains(code) }
-
-    static let authenticationCodes: Set<String> = [
-        "invalid_client_secret", "client_secret_expired", "tenant_not_found", "app_not_in_tenant",
-        "missing_activity_feed_permission", "certificate_rejected", "consent_required", "application_disabled",
-        "missing_credential", "invalid_tenant_id",
-    ]
+    public var isAuthenticationProblem: Bool { UnitStatus.authenticationCodes.contains(code) }
 }
 
 extension MicrosoftError {

@@ -10,6 +10,7 @@ struct AdminAPIHandler: APIProtocol {
     let store: any TenantStore
     let readiness: any ReadinessCheck
     let validator: (any CredentialValidator)?
+    let status: (any CollectionStatusSource)?
     let metrics: PrometheusCollectorRegistry
     let logger: Logger
 
@@ -54,7 +55,9 @@ struct AdminAPIHandler: APIProtocol {
     func getTenant(_ input: Operations.GetTenant.Input) async throws -> Operations.GetTenant.Output {
         let id = try tenantID(input.path.id)
         guard let tenant = try await store.get(id) else { throw GatewayError.tenantNotFound("\(id)") }
-        return .ok(.init(headers: .init(eTag: ETag.make(tenant.version)), body: .json(.init(tenant))))
+        var body = Components.Schemas.Tenant(tenant)
+        body.status = try await status?.status(of: tenant).map(Components.Schemas.ContentTypeStatus.init)
+        return .ok(.init(headers: .init(eTag: ETag.make(tenant.version)), body: .json(body)))
     }
 
     func updateTenant(_ input: Operations.UpdateTenant.Input) async throws -> Operations.UpdateTenant.Output {

@@ -13,6 +13,7 @@ public enum AdminRouter {
         store: any TenantStore,
         readiness: any ReadinessCheck,
         validator: (any CredentialValidator)?,
+        status: (any CollectionStatusSource)? = nil,
         adminToken: Secret,
         metrics: PrometheusCollectorRegistry,
         maxBodyBytes: Int = defaultMaxBodyBytes,
@@ -23,7 +24,7 @@ public enum AdminRouter {
         router.add(middleware: BearerTokenMiddleware(adminToken: adminToken))
         router.add(middleware: BodyLimitMiddleware(maxBytes: maxBodyBytes))
         let handler = AdminAPIHandler(
-            store: store, readiness: readiness, validator: validator, metrics: metrics, logger: logger)
+            store: store, readiness: readiness, validator: validator, status: status, metrics: metrics, logger: logger)
         try handler.registerHandlers(
             on: router, middlewares: [DeclaredHeadersMiddleware()])
         return router

@@ -115,3 +115,16 @@ func tenantID(_ raw: String) throws -> TenantID {
     }
     return id
 }
+
+extension Components.Schemas.ContentTypeStatus {
+    init(_ status: UnitStatus) {
+        self.init(
+            contentType: .init(rawValue: status.contentType.rawValue)!,
+            state: .init(rawValue: status.state.rawValue)!,
+            subscription: status.subscription.flatMap { .init(rawValue: $0.rawValue) },
+            checkpoint: status.checkpoint.map(RFC3339.format), lagSeconds: status.lagSeconds,
+            lastSuccessAt: status.lastSuccessAt.map(RFC3339.format),
+            lastError: status.lastErrorCode.map { .init(code: $0, advice: status.lastErrorAdvice ?? "") },
+            recordsForwarded: status.recordsForwarded, blobsSkipped: status.blobsSkipped, owner: status.owner)
+    }
+}

@@ -423,6 +423,10 @@ components:
           type: integer
           format: int64
           description: Grows by one on every change; the ETag carries it.
+        status:
+          type: array
+          description: Collection per content type (GET of one tenant only).
+          items: {$ref: '#/components/schemas/ContentTypeStatus'}
     SecretExpirySource:
       type: string
       enum: [onboarding, graph, token_error]
@@ -450,6 +454,36 @@ components:
                 type: string
                 enum: [ok, expiring, expired, unknown]
               source: {$ref: '#/components/schemas/SecretExpirySource'}
+    ContentTypeStatus:
+      type: object
+      required: [contentType, state, recordsForwarded, blobsSkipped]
+      properties:
+        contentType: {$ref: '#/components/schemas/ContentType'}
+        state:
+          type: string
+          enum: [ok, backfilling, degraded, auth_failed, disabled]
+          description: |
+            `backfilling` until the checkpoint is within two poll intervals of now; `degraded` after an error that
+            is retried; `auth_failed` when credentials or consent are at fault; `disabled` when the tenant is paused.
+        subscription:
+          type: string
+          enum: [enabled, pending, disabled]
+        checkpoint: {$ref: '#/components/schemas/Timestamp'}
+        lagSeconds:
+          type: integer
+          description: Seconds between now and the checkpoint.
+        lastSuccessAt: {$ref: '#/components/schemas/Timestamp'}
+        lastError:
+          type: object
+          required: [code, advice]
+          properties:
+            code: {type: string}
+            advice: {type: string}
+        recordsForwarded: {type: integer, format: int64}
+        blobsSkipped: {type: integer, format: int64}
+        owner:
+          type: string
+          description: The replica collecting this content type now, if any.
     TenantList:
       type: object
       required: [items]

@@ -73,8 +73,10 @@ public enum Gateway {
         let validator = TenantValidator(
             client: microsoft, overrides: configuration.microsoft.overrides,
             defaultPublisher: configuration.microsoft.publisherID)
+        let collectionStore = PostgresCollectionStore(client: client, logger: logger)
         let router = try AdminRouter.build(
             store: store, readiness: SchemaReadiness(client: client, logger: logger), validator: validator,
+            status: CollectionStatusReader(store: collectionStore, pollInterval: configuration.collection.pollInterval),
             adminToken: configuration.adminToken, metrics: metrics,
             maxBodyBytes: configuration.maxRequestBodyBytes, logger: logger)
         let app = Application(
@@ -90,7 +92,7 @@ public enum Gateway {
             store: store, reporter: notifier, withinDays: configuration.secretAlertDays, interval: .seconds(6 * 3600),
             logger: logger)
         let scheduler = CollectionScheduler(
-            owner: replicaName(), tenants: store, store: PostgresCollectionStore(client: client, logger: logger),
+            owner: replicaName(), tenants: store, store: collectionStore,
             microsoft: microsoft, validator: validator, forwarder: forwarder, reporter: notifier,
             settings: configuration.collection, logger: logger)
         return [client, forwarder, watcher, scheduler, AdminService(client: client, app: app, logger: logger)]

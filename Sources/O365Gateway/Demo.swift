@@ -11,7 +11,7 @@ import UTMStackReceiver
 
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run everything on this machine with no Microsoft account: a private PostgreSQL, the Microsoft API simulator with three customer tenants, a local UTMStack receiver and the gateway.")
+        abstract: "Run everything on this machine and print a live status table with no Microsoft account: a private PostgreSQL, the Microsoft API simulator with three customer tenants, a local UTMStack receiver and the gateway.")
 
     @Option(name: .customLong("listen"), help: "Admin API address host:port (default 127.0.0.1:8080).")
     var listen: String = "127.0.0.1:8080"
@@ -61,7 +61,7 @@ struct Demo: AsyncParsableCommand {
                     kill(getpid(), SIGTERM)
                 }
             }
-            try await Gateway.serve(configuration, metrics: metrics, logger: logger, companions: [receiver, simulator]) { port in
+            try await Gateway.serve(configuration, metrics: metrics, logger: logger, companions: [receiver, simulator, DemoStatusTable(received: received, database: database, logger: logger)]) { port in
                 printBanner(port: port, token: token, database: databasePort)
             }
         }
@@ -73,7 +73,7 @@ private func printBanner(port: Int, token: Secret, database: Int) {
     let text = """
         o365-gateway demo is running (private PostgreSQL on 127.0.0.1:\(database); stops with Ctrl-C).
         Admin API: \(base)   (OpenAPI document: \(base)/api/v1/openapi.yaml)
-        Three simulated customer tenants are onboarded. Try:
+        Three simulated customer tenants are onboarded; a status table follows every 5 s. Try:
           export TOKEN=\(token.unredacted)
           curl -s -H "Authorization: Bearer $TOKEN" \(base)/api/v1/tenants
           ID=$(curl -s -H "Authorization: Bearer $TOKEN" \(base)/api/v1/tenants | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')

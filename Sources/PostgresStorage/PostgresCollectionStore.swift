@@ -71,6 +71,15 @@ public struct PostgresCollectionStore: Sendable {
             "SELECT \(unescaped: Self.columns) FROM collector_units WHERE tenant_id = \(tenant.uuid)", logger: logger))
     }
 
+    /// Every unit with its tenant's display name and checkpoint (for the demo's table).
+    public func unitsWithNames() async throws -> [(name: String, checkpoint: Date?)] {
+        var result: [(name: String, checkpoint: Date?)] = []
+        for try await (name, checkpoint) in try await client.query(
+            "SELECT t.data_source, u.checkpoint FROM collector_units u JOIN tenants t ON t.id = u.tenant_id", logger: logger
+        ).decode((String, Date?).self) { result.append((name, checkpoint)) }
+        return result
+    }
+
     /// The database's clock, which every replica shares for lease expiry.
     public func now() async throws -> Date {
         for try await date in try await client.query("SELECT now()", logger: logger).decode(Date.self) { return date }

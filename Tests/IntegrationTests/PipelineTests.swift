@@ -53,6 +53,18 @@ import UTMStackReceiver
                     #expect(ids.count == Set(ids).count, "no record forwarded twice (\(ids.count - Set(ids).count) duplicates)")
                     #expect(Set(ids) == expected)
                     #expect(Set(logs.map(\.id)).count == logs.count)
+                    // Status per content type, and the counts agree with what arrived.
+                    let listed = try await gw.request(.GET, "/api/v1/tenants")
+                    var forwarded = 0
+                    for item in listed.json["items"] as? [[String: Any]] ?? [] {
+                        let tenant = try await gw.request(.GET, "/api/v1/tenants/\(item["id"] as! String)")
+                        let status = try #require(tenant.json["status"] as? [[String: Any]])
+                        #expect(status.count == 5)
+                        #expect(status.allSatisfy { $0["state"] as? String == "ok" && $0["subscription"] as? String == "enabled" })
+                        #expect(status.allSatisfy { ($0["lagSeconds"] as? Int ?? 9999) < 300 && $0["checkpoint"] != nil })
+                        forwarded += status.reduce(0) { $0 + ($1["recordsForwarded"] as? Int ?? 0) }
+                    }
+                    #expect(forwarded == expected.count)
                 }
             }
         }

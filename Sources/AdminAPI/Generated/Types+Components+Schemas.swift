@@ -469,6 +469,10 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/Tenant/version`.
             internal var version: Swift.Int64
+            /// Collection per content type (GET of one tenant only).
+            ///
+            /// - Remark: Generated from `#/components/schemas/Tenant/status`.
+            internal var status: [Components.Schemas.ContentTypeStatus]?
             /// Creates a new `Tenant`.
             ///
             /// - Parameters:
@@ -488,6 +492,7 @@ extension Components {
             ///   - createdAt:
             ///   - updatedAt:
             ///   - version: Grows by one on every change; the ETag carries it.
+            ///   - status: Collection per content type (GET of one tenant only).
             internal init(
                 id: Swift.String,
                 name: Swift.String,
@@ -504,7 +509,8 @@ extension Components {
                 secretExpirySource: Components.Schemas.SecretExpirySource? = nil,
                 createdAt: Components.Schemas.Timestamp,
                 updatedAt: Components.Schemas.Timestamp,
-                version: Swift.Int64
+                version: Swift.Int64,
+                status: [Components.Schemas.ContentTypeStatus]? = nil
             ) {
                 self.id = id
                 self.name = name
@@ -522,6 +528,7 @@ extension Components {
                 self.createdAt = createdAt
                 self.updatedAt = updatedAt
                 self.version = version
+                self.status = status
             }
             internal enum CodingKeys: String, CodingKey {
                 case id
@@ -540,6 +547,7 @@ extension Components {
                 case createdAt
                 case updatedAt
                 case version
+                case status
             }
         }
         /// Where the expiry date came from (the operator, Microsoft Graph, or a token error).
@@ -641,6 +649,126 @@ extension Components {
                 case generatedAt
                 case withinDays
                 case items
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/ContentTypeStatus`.
+        internal struct ContentTypeStatus: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/contentType`.
+            internal var contentType: Components.Schemas.ContentType
+            /// `backfilling` until the checkpoint is within two poll intervals of now; `degraded` after an error that
+            /// is retried; `auth_failed` when credentials or consent are at fault; `disabled` when the tenant is paused.
+            ///
+            ///
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/state`.
+            internal enum StatePayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case ok = "ok"
+                case backfilling = "backfilling"
+                case degraded = "degraded"
+                case authFailed = "auth_failed"
+                case disabled = "disabled"
+            }
+            /// `backfilling` until the checkpoint is within two poll intervals of now; `degraded` after an error that
+            /// is retried; `auth_failed` when credentials or consent are at fault; `disabled` when the tenant is paused.
+            ///
+            ///
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/state`.
+            internal var state: Components.Schemas.ContentTypeStatus.StatePayload
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/subscription`.
+            internal enum SubscriptionPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case enabled = "enabled"
+                case pending = "pending"
+                case disabled = "disabled"
+            }
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/subscription`.
+            internal var subscription: Components.Schemas.ContentTypeStatus.SubscriptionPayload?
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/checkpoint`.
+            internal var checkpoint: Components.Schemas.Timestamp?
+            /// Seconds between now and the checkpoint.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/lagSeconds`.
+            internal var lagSeconds: Swift.Int?
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/lastSuccessAt`.
+            internal var lastSuccessAt: Components.Schemas.Timestamp?
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/lastError`.
+            internal struct LastErrorPayload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/lastError/code`.
+                internal var code: Swift.String
+                /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/lastError/advice`.
+                internal var advice: Swift.String
+                /// Creates a new `LastErrorPayload`.
+                ///
+                /// - Parameters:
+                ///   - code:
+                ///   - advice:
+                internal init(
+                    code: Swift.String,
+                    advice: Swift.String
+                ) {
+                    self.code = code
+                    self.advice = advice
+                }
+                internal enum CodingKeys: String, CodingKey {
+                    case code
+                    case advice
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/lastError`.
+            internal var lastError: Components.Schemas.ContentTypeStatus.LastErrorPayload?
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/recordsForwarded`.
+            internal var recordsForwarded: Swift.Int64
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/blobsSkipped`.
+            internal var blobsSkipped: Swift.Int64
+            /// The replica collecting this content type now, if any.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/owner`.
+            internal var owner: Swift.String?
+            /// Creates a new `ContentTypeStatus`.
+            ///
+            /// - Parameters:
+            ///   - contentType:
+            ///   - state: `backfilling` until the checkpoint is within two poll intervals of now; `degraded` after an error that
+            ///   - subscription:
+            ///   - checkpoint:
+            ///   - lagSeconds: Seconds between now and the checkpoint.
+            ///   - lastSuccessAt:
+            ///   - lastError:
+            ///   - recordsForwarded:
+            ///   - blobsSkipped:
+            ///   - owner: The replica collecting this content type now, if any.
+            internal init(
+                contentType: Components.Schemas.ContentType,
+                state: Components.Schemas.ContentTypeStatus.StatePayload,
+                subscription: Components.Schemas.ContentTypeStatus.SubscriptionPayload? = nil,
+                checkpoint: Components.Schemas.Timestamp? = nil,
+                lagSeconds: Swift.Int? = nil,
+                lastSuccessAt: Components.Schemas.Timestamp? = nil,
+                lastError: Components.Schemas.ContentTypeStatus.LastErrorPayload? = nil,
+                recordsForwarded: Swift.Int64,
+                blobsSkipped: Swift.Int64,
+                owner: Swift.String? = nil
+            ) {
+                self.contentType = contentType
+                self.state = state
+                self.subscription = subscription
+                self.checkpoint = checkpoint
+                self.lagSeconds = lagSeconds
+                self.lastSuccessAt = lastSuccessAt
+                self.lastError = lastError
+                self.recordsForwarded = recordsForwarded
+                self.blobsSkipped = blobsSkipped
+                self.owner = owner
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case contentType
+                case state
+                case subscription
+                case checkpoint
+                case lagSeconds
+                case lastSuccessAt
+                case lastError
+                case recordsForwarded
+                case blobsSkipped
+                case owner
             }
         }
         /// - Remark: Generated from `#/components/schemas/TenantList`.
