@@ -115,7 +115,7 @@ public final class CollectionScheduler: Service, Sendable {
             let checkpoint = try? await store.units(of: unit.tenant).first { $0.contentType == unit.contentType }?.checkpoint
             let collector = Collector(
                 unit: unit, fencing: fencing, tenants: tenants, store: store, microsoft: microsoft, validator: validator,
-                forwarder: forwarder, reporter: reporter, settings: settings, logger: logger)
+                forwarder: forwarder, settings: settings)
             var wait = settings.pollInterval
             do {
                 switch try await collector.poll(checkpoint: checkpoint) {

@@ -2,7 +2,6 @@ import ActivityAPI
 import Crypto
 import Foundation
 import GatewayCore
-import Logging
 import PostgresStorage
 import Scheduling
 import UTMStackForwarder
@@ -42,9 +41,7 @@ struct Collector: Sendable {
     let microsoft: ActivityClient
     let validator: TenantValidator
     let forwarder: UTMStackForwarder
-    let reporter: any ProblemReporter
     let settings: CollectionSettings
-    let logger: Logger
 
     enum Outcome { case done, leaseLost, tenantGone }
 

@@ -4,6 +4,7 @@ import Foundation
 import Synchronization
 import X509
 import _CryptoExtras
+import SwiftASN1
 
 /// The simulator's mutable state: issued tokens, subscriptions, per-tenant request counts, the fault counter.
 final class SimulatorState: Sendable {
@@ -136,5 +137,3 @@ enum AssertionVerifier {
         return claims["iss"] as? String == clientID && claims["sub"] as? String == clientID && exp > now.timeIntervalSince1970
     }
 }
-
-import SwiftASN1

@@ -1,6 +1,8 @@
 import Foundation
 import GatewayCore
 import Testing
+import NIOHTTP1
+import MicrosoftSimulator
 
 @Suite(.timeLimit(.minutes(2))) struct AdminAPITests {
     @Test func onboardListGetPatchRotateDelete() async throws {
@@ -190,7 +192,6 @@ enum HTTPMethodName: String, CustomStringConvertible {
     var nio: NIOHTTP1.HTTPMethod { .init(rawValue: rawValue) }
 }
 
-import NIOHTTP1
 
 @Suite(.timeLimit(.minutes(2))) struct SecretExpiryReportAPITests {
     @Test func reportInJSONAndCSV() async throws {
@@ -275,5 +276,3 @@ import NIOHTTP1
         }
     }
 }
-
-import MicrosoftSimulator

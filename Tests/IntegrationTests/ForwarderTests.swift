@@ -4,6 +4,7 @@ import Testing
 import UTMStackForwarder
 import UTMStackProtocol
 import UTMStackReceiver
+import ServiceLifecycle
 
 @Suite(.timeLimit(.minutes(2))) struct ForwarderTests {
     @Test func acknowledgedLogsArriveInOrderWithTheirFieldsIntact() async throws {
@@ -152,5 +153,3 @@ import UTMStackReceiver
         #expect(received.total == logs.count)
     }
 }
-
-import ServiceLifecycle
