@@ -108,6 +108,7 @@ let package = Package(
                 "GatewayCore", "Scheduling", "ActivityAPI", "PostgresStorage", "UTMStackForwarder",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

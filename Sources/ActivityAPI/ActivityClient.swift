@@ -72,6 +72,8 @@ public final class ActivityClient: Sendable {
     struct State {
         var budgets: [TenantID: RequestBudget] = [:]
         var lastStartRound: [TenantID: Date] = [:]
+        /// A start round in progress, which the tenant's other collectors wait for instead of failing.
+        var roundInProgress: [TenantID: Task<Void, any Error>] = [:]
     }
 
     public init(
@@ -115,12 +117,32 @@ public final class ActivityClient: Sendable {
         let enabled = Set(try await listSubscriptions(auth).filter(\.enabled).map(\.contentType))
         let missing = wanted.filter { !enabled.contains($0.rawValue) }
         guard !missing.isEmpty else { return [] }
-        guard mayStartRound(auth.tenant) else { return missing }
-        for type in missing {
-            try await startSubscription(auth, type)
-            logger.info("subscription started", metadata: ["tenant": "\(auth.tenant)", "contentType": "\(type.rawValue)"])
+        return try await startRound(auth, missing) ? [] : missing
+    }
+
+    /// Joins the tenant's start round in progress, or starts one if the 15-minute rule allows (one decision under
+    /// one lock, so a tenant's collectors wait for the round instead of failing). False when neither was possible.
+    private func startRound(_ auth: TenantAuth, _ missing: [ContentType]) async throws -> Bool {
+        let now = now()
+        let round: Task<Void, any Error>? = state.withLock { state in
+            if let round = state.roundInProgress[auth.tenant] { return round }
+            if let last = state.lastStartRound[auth.tenant], now.timeIntervalSince(last) < configuration.subscriptionStartInterval {
+                return nil
+            }
+            state.lastStartRound[auth.tenant] = now
+            let round = Task {
+                defer { _ = self.state.withLock { $0.roundInProgress.removeValue(forKey: auth.tenant) } }
+                for type in missing {
+                    try await self.startSubscription(auth, type)
+                    self.logger.info("subscription started", metadata: ["tenant": "\(auth.tenant)", "contentType": "\(type.rawValue)"])
+                }
+            }
+            state.roundInProgress[auth.tenant] = round
+            return round
         }
-        return []
+        guard let round else { return false }
+        try await round.value
+        return true
     }
 
     /// Every blob whose `contentCreated` lies in `window`, following `NextPageUri` until it is absent. When the
@@ -139,11 +161,10 @@ public final class ActivityClient: Sendable {
                 let (response, action) = try await perform(auth, .listContent, url: url)
                 switch action {
                 case .startSubscription:
-                    guard !startedSubscription, mayStartRound(auth.tenant) else {
+                    guard !startedSubscription, try await startRound(auth, [contentType]) else {
                         throw MicrosoftError.fromAPIError(afCode: Self.afCode(response.body), httpStatus: response.status)
                     }
                     startedSubscription = true
-                    try await startSubscription(auth, contentType)
                     continue listing
                 case .restartWindow:
                     restarts += 1
@@ -266,17 +287,6 @@ public final class ActivityClient: Sendable {
     private func drainBudget(_ tenant: TenantID) {
         let seconds = Date().timeIntervalSinceReferenceDate
         state.withLock { $0.budgets[tenant]?.drain(now: seconds) }
-    }
-
-    private func mayStartRound(_ tenant: TenantID) -> Bool {
-        let now = now()
-        return state.withLock { state in
-            if let last = state.lastStartRound[tenant], now.timeIntervalSince(last) < configuration.subscriptionStartInterval {
-                return false
-            }
-            state.lastStartRound[tenant] = now
-            return true
-        }
     }
 
     // MARK: Parsing

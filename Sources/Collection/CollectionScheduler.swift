@@ -2,15 +2,18 @@ import ActivityAPI
 import Foundation
 import GatewayCore
 import Logging
+import Metrics
 import PostgresStorage
 import Scheduling
 import ServiceLifecycle
 import Synchronization
 import UTMStackForwarder
 
-/// Holds leases (docs/collection.md) and runs one collector task per held unit, at most `workers` at once, as
-/// children of one task group. A collector's failure is recorded in its unit's status and retried at the next
-/// poll; it never ends the group. On graceful shutdown it stops polling, lets collectors finish, releases leases.
+/// Holds leases (docs/collection.md) and polls the held units, at most `workers` polls at once. Two loops share
+/// one task group with the polls: the lease loop (every `tick`: sync units, heartbeat, renew/acquire/release in
+/// batches) and the dispatcher (starts due polls while a worker is free). A poll's failure is recorded in its
+/// unit's status and retried with backoff; it never ends the group. On graceful shutdown it stops dispatching,
+/// lets polls finish the blob at hand and commit, then releases every lease.
 public final class CollectionScheduler: Service, Sendable {
     let owner: String
     let tenants: any TenantStore
@@ -21,10 +24,7 @@ public final class CollectionScheduler: Service, Sendable {
     let reporter: any ProblemReporter
     let settings: CollectionSettings
     let logger: Logger
-    /// Units this replica holds, with their fencing tokens; collectors stop when theirs leaves.
-    private let held = Mutex<[CollectionUnit: Int64]>([:])
-    /// Units with a collector task.
-    private let running = Mutex<Set<CollectionUnit>>([])
+    private let state = Mutex(SchedulerState())
 
     public init(
         owner: String, tenants: any TenantStore, store: PostgresCollectionStore, microsoft: ActivityClient,
@@ -43,102 +43,156 @@ public final class CollectionScheduler: Service, Sendable {
     }
 
     public func run() async throws {
-        await withDiscardingTaskGroup { group in
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                do {
-                    try await tick()
-                } catch where !Task.isCancelled {
-                    logger.warning("lease tick failed", metadata: ["error": "\(String(reflecting: error))"])
-                } catch {
-                    break  // cancelled
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.leaseLoop() }
+                await dispatch(into: &group)
+                // Stopping: polls finish the blob at hand and commit; bounded, then cancelled.
+                let deadline = ContinuousClock.now + settings.drainTimeout
+                while state.withLock({ $0.runningCount > 0 }), ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(50))
                 }
-                for unit in held.withLock({ Array($0.keys) }).sorted() {
-                    let started = running.withLock { running in
-                        guard running.count < settings.workers, running.insert(unit).inserted else { return false }
-                        return true
-                    }
-                    guard started else { continue }
-                    group.addTask {
-                        await self.collect(unit)
-                        _ = self.running.withLock { $0.remove(unit) }
-                    }
+                if state.withLock({ $0.runningCount > 0 }) {
+                    logger.warning("collectors did not stop in time; their uncommitted blobs are collected again")
                 }
-                guard (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: self.settings.tick) })) != nil else { break }
+                group.cancelAll()
             }
-            // Stop: collectors see their units gone, finish the blob at hand, and return; the group waits for them.
-            held.withLock { $0.removeAll() }
+        } onGracefulShutdown: {
+            self.state.withLock { $0.stopping = true }
         }
-        try? await releaseAll()
+        do {
+            try await releaseAll()
+        } catch {
+            logger.warning("leases not released; they expire after the TTL", metadata: ["error": "\(String(reflecting: error))"])
+        }
     }
 
-    /// One scheduling round: sync units, heartbeat, plan, apply.
+    // MARK: Leases
+
+    private func leaseLoop() async {
+        var lastPrune = ContinuousClock.now - .seconds(3600)
+        while !Task.isCancelled {
+            let stopping = state.withLock { $0.stopping }
+            do {
+                try await tick()
+            } catch where !Task.isCancelled {
+                logger.warning("lease tick failed", metadata: ["error": "\(String(reflecting: error))"])
+            } catch {
+                return
+            }
+            if stopping && state.withLock({ $0.runningCount == 0 }) { return }
+            if !stopping && ContinuousClock.now - lastPrune >= .seconds(3600) {
+                lastPrune = .now
+                do { try await store.prune() } catch {
+                    logger.warning("pruning de-duplication state failed", metadata: ["error": "\(String(reflecting: error))"])
+                }
+            }
+            guard (try? await Task.sleep(for: stopping ? .milliseconds(500) : settings.tick)) != nil else { return }
+        }
+    }
+
+    /// One scheduling round: sync units, heartbeat, plan, apply in batches, then update what this replica holds.
     func tick() async throws {
-        try await store.syncUnits()
+        let stopping = state.withLock { $0.stopping }
+        if !stopping { try await store.syncUnits() }
         let replicas = try await store.heartbeat(owner: owner, ttl: settings.leaseTTL)
         let now = try await store.now()
         let rows = try await store.units()
         let leases = rows.map {
             Lease(unit: CollectionUnit(tenant: $0.tenant, contentType: $0.contentType), owner: $0.owner, expiresAt: $0.expiresAt, fencing: $0.fencing)
         }
-        var mine: [CollectionUnit: Int64] = [:]
-        for action in LeaseBalancer.plan(leases: leases, me: owner, liveReplicas: replicas, now: now) {
-            switch action {
-            case .renew(let unit, let fencing):
-                if try await store.renew(tenant: unit.tenant, contentType: unit.contentType, owner: owner, fencing: fencing, ttl: settings.leaseTTL) {
-                    mine[unit] = fencing
+        var keep: [LeaseKey] = []
+        var handOver: Set<CollectionUnit> = []
+        var release: [LeaseKey] = []
+        var acquire: [LeaseKey] = []
+        let actions = LeaseBalancer.plan(leases: leases, me: owner, liveReplicas: replicas, now: now, shuttingDown: stopping)
+        state.withLock { state in
+            for action in actions {
+                switch action {
+                case .renew(let unit, let fencing):
+                    keep.append(LeaseKey(unit, fencing))
+                case .release(let unit, let fencing) where state.units[unit]?.running == true:
+                    // Its poll stops at the next blob; the lease is handed back on a later tick, after it did.
+                    keep.append(LeaseKey(unit, fencing))
+                    handOver.insert(unit)
+                case .release(let unit, let fencing):
+                    // No poll may start on it from now on.
+                    state.units[unit]?.wanted = false
+                    release.append(LeaseKey(unit, fencing))
+                case .acquire(let unit, let expected):
+                    if !stopping { acquire.append(LeaseKey(unit, expected)) }
                 }
-            case .acquire(let unit, let expected):
-                if let fencing = try await store.acquire(tenant: unit.tenant, contentType: unit.contentType, owner: owner, expectedFencing: expected, ttl: settings.leaseTTL) {
-                    mine[unit] = fencing
-                    logger.info("lease acquired", metadata: ["unit": "\(unit)", "fencing": "\(fencing)"])
-                }
-            case .release(let unit, let fencing):
-                // Its collector sees the unit gone and stops; the lease is handed back after it did.
-                logger.info("lease released", metadata: ["unit": "\(unit)"])
-                try await store.release(tenant: unit.tenant, contentType: unit.contentType, owner: owner, fencing: fencing)
             }
         }
-        held.withLock { $0 = mine }
+        let renewed = try await store.renew(keep, owner: owner, ttl: settings.leaseTTL)
+        try await store.release(release, owner: owner)
+        let acquired = try await store.acquire(acquire, owner: owner, ttl: settings.leaseTTL)
+        let lost = state.withLock { state in
+            state.apply(
+                renewed: renewed.map(\.unitAndFencing), handOver: handOver, released: Set(release.map(\.unit)),
+                acquired: acquired.map(\.unitAndFencing))
+        }
+        LeaseMetrics.changes(acquired: acquired.count, released: release.count, lost: lost.count)
+        for key in acquired { logger.info("lease acquired", metadata: ["unit": "\(key.unit)", "fencing": "\(key.fencing)"]) }
+        for key in release { logger.info("lease released", metadata: ["unit": "\(key.unit)"]) }
+        for unit in lost { logger.warning("lease lost to another replica", metadata: ["unit": "\(unit)"]) }
+        let held = state.withLock { $0.units.count }
+        LeaseMetrics.held.record(held)
+        LeaseMetrics.lag(rows.filter { $0.owner == owner }, now: now)
     }
 
     private func releaseAll() async throws {
-        for unit in try await store.units() where unit.owner == owner {
-            try await store.release(tenant: unit.tenant, contentType: unit.contentType, owner: owner, fencing: unit.fencing)
-        }
+        let mine = try await store.units().filter { $0.owner == owner }
+        try await store.release(mine.map { LeaseKey(CollectionUnit(tenant: $0.tenant, contentType: $0.contentType), $0.fencing) }, owner: owner)
+        if !mine.isEmpty { LeaseMetrics.changes(acquired: 0, released: mine.count, lost: 0) }
         try await store.leaveReplicas(owner: owner)
     }
 
-    /// Polls one unit while this replica holds it.
-    private func collect(_ unit: CollectionUnit) async {
-        var attempt = 0
-        while let fencing = held.withLock({ $0[unit] }), !Task.isCancelled {
-            let checkpoint = try? await store.units(of: unit.tenant).first { $0.contentType == unit.contentType }?.checkpoint
-            let collector = Collector(
-                unit: unit, fencing: fencing, tenants: tenants, store: store, microsoft: microsoft, validator: validator,
-                forwarder: forwarder, settings: settings)
-            var wait = settings.pollInterval
-            do {
-                switch try await collector.poll(checkpoint: checkpoint) {
-                case .done: attempt = 0
-                case .leaseLost, .tenantGone: return
+    // MARK: Polls
+
+    /// Starts due polls while workers are free, until stopping.
+    private func dispatch(into group: inout DiscardingTaskGroup) async {
+        while !Task.isCancelled {
+            let due = state.withLock { $0.stopping ? nil : $0.takeDue(now: .now, workers: settings.workers) }
+            guard let due else { return }
+            for (unit, fencing) in due {
+                group.addTask {
+                    let next = await self.poll(unit, fencing: fencing)
+                    self.state.withLock { $0.finished(unit, next: next) }
                 }
-            } catch {
-                attempt += 1
-                let (code, advice) = Self.describe(error)
-                logger.warning("collection failed", metadata: ["unit": "\(unit)", "code": "\(code)"])
-                try? await store.recordError(tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, code: code, advice: advice)
-                if let error = error as? MicrosoftError, error.isAuthenticationProblem || error.code == "subscription_disabled",
-                    let tenant = try? await tenants.get(unit.tenant)
-                {
-                    await reporter.report(IntegrationProblem(tenant: unit.tenant, tenantName: tenant.name, code: code, advice: advice, contentType: unit.contentType))
-                }
-                wait = min(settings.pollInterval, .seconds(Int(RetryBackoff.delay(attempt: attempt, base: 2, cap: 60))))
             }
-            // Wake early when the unit is no longer ours.
-            let deadline = ContinuousClock.now + wait
-            while ContinuousClock.now < deadline, held.withLock({ $0[unit] }) == fencing {
-                guard (try? await Task.sleep(for: min(.milliseconds(500), deadline - .now))) != nil else { return }
+            guard (try? await Task.sleep(for: .milliseconds(100))) != nil else { return }
+        }
+    }
+
+    /// One poll of a unit; returns how long to wait before the next one (nil: do not poll it again).
+    private func poll(_ unit: CollectionUnit, fencing: Int64) async -> Duration? {
+        let attempt = state.withLock { $0.units[unit]?.attempt ?? 0 }
+        let collector = Collector(
+            unit: unit, fencing: fencing, tenants: tenants, store: store, microsoft: microsoft, validator: validator,
+            forwarder: forwarder, settings: settings,
+            shouldContinue: { self.state.withLock { $0.shouldContinue(unit, fencing: fencing) } })
+        do {
+            let checkpoint = try await store.units(of: unit.tenant).first { $0.contentType == unit.contentType }?.checkpoint
+            switch try await collector.poll(checkpoint: checkpoint) {
+            case .done, .stopped:
+                state.withLock { $0.units[unit]?.attempt = 0 }
+                return settings.pollInterval
+            case .leaseLost, .tenantGone:
+                return nil
             }
+        } catch {
+            if Task.isCancelled { return nil }
+            state.withLock { $0.units[unit]?.attempt = attempt + 1 }
+            let (code, advice) = Self.describe(error)
+            logger.warning("collection failed", metadata: ["unit": "\(unit)", "code": "\(code)"])
+            try? await store.recordError(tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, code: code, advice: advice)
+            if let error = error as? MicrosoftError, error.isAuthenticationProblem || error.code == "subscription_disabled",
+                let tenant = try? await tenants.get(unit.tenant)
+            {
+                await reporter.report(IntegrationProblem(tenant: unit.tenant, tenantName: tenant.name, code: code, advice: advice, contentType: unit.contentType))
+            }
+            return min(settings.pollInterval, .seconds(Int(RetryBackoff.delay(attempt: attempt + 1, base: 2, cap: 60))))
         }
     }
 
@@ -148,6 +202,107 @@ public final class CollectionScheduler: Service, Sendable {
         case let error as GatewayError: (error.code, error.message)
         case is ForwarderStopped: ("utmstack_unavailable", "UTMStack did not acknowledge in time; collection resumes from the checkpoint.")
         default: ("internal_error", "Collection failed unexpectedly; see the gateway log. It is retried.")
+        }
+    }
+}
+
+typealias LeaseKey = PostgresCollectionStore.LeaseKey
+
+extension LeaseKey {
+    init(_ unit: CollectionUnit, _ fencing: Int64) {
+        self.init(tenant: unit.tenant, contentType: unit.contentType, fencing: fencing)
+    }
+
+    var unit: CollectionUnit { CollectionUnit(tenant: tenant, contentType: contentType) }
+    var unitAndFencing: (CollectionUnit, Int64) { (unit, fencing) }
+}
+
+/// What the scheduler knows of the units it holds (guarded by a mutex; no I/O).
+struct SchedulerState {
+    struct Held {
+        var fencing: Int64
+        /// False while the unit is being handed over: no new polls.
+        var wanted = true
+        var running = false
+        var due = ContinuousClock.now
+        var attempt = 0
+    }
+
+    var units: [CollectionUnit: Held] = [:]
+    var stopping = false
+
+    var runningCount: Int { units.values.count { $0.running } }
+
+    func shouldContinue(_ unit: CollectionUnit, fencing: Int64) -> Bool {
+        guard !stopping, let held = units[unit] else { return false }
+        return held.wanted && held.fencing == fencing
+    }
+
+    /// Applies a lease round; returns the units this replica held but lost to another (not handed back).
+    mutating func apply(
+        renewed: [(CollectionUnit, Int64)], handOver: Set<CollectionUnit>, released: Set<CollectionUnit>,
+        acquired: [(CollectionUnit, Int64)]
+    ) -> [CollectionUnit] {
+        var next: [CollectionUnit: Held] = [:]
+        for (unit, fencing) in renewed {
+            var held = units[unit] ?? Held(fencing: fencing)
+            held.fencing = fencing
+            held.wanted = !handOver.contains(unit)
+            next[unit] = held
+        }
+        for (unit, fencing) in acquired { next[unit] = Held(fencing: fencing) }
+        let gone = units.keys.filter { next[$0] == nil }
+        for unit in gone where units[unit]!.running {
+            // Its poll keeps the entry until it returns; its commits are refused (fencing).
+            next[unit] = units[unit]
+            next[unit]!.wanted = false
+            next[unit]!.fencing = -1
+        }
+        let lost = gone.filter { !released.contains($0) && units[$0]!.fencing >= 0 }
+        units = next
+        return lost
+    }
+
+    /// Marks as running, and returns, the due units that free workers can take, most overdue first.
+    mutating func takeDue(now: ContinuousClock.Instant, workers: Int) -> [(CollectionUnit, Int64)] {
+        let free = workers - runningCount
+        guard free > 0 else { return [] }
+        let due = units.filter { !$0.value.running && $0.value.wanted && $0.value.due <= now }
+            .sorted { $0.value.due < $1.value.due }
+            .prefix(free)
+        for (unit, _) in due { units[unit]!.running = true }
+        return due.map { ($0.key, $0.value.fencing) }
+    }
+
+    /// A poll returned; `next` is when to poll again (nil: not until a lease round says the unit is still ours).
+    mutating func finished(_ unit: CollectionUnit, next: Duration?) {
+        guard var held = units[unit] else { return }
+        guard held.fencing >= 0 else {
+            units.removeValue(forKey: unit)
+            return
+        }
+        held.running = false
+        held.due = .now + (next ?? .zero)
+        if next == nil { held.wanted = false }
+        units[unit] = held
+    }
+}
+
+/// Scheduling metrics; labels are bounded (action, content type).
+enum LeaseMetrics {
+    static let held = Gauge(label: "o365gw_leases_held")
+
+    static func changes(acquired: Int, released: Int, lost: Int) {
+        if acquired > 0 { Counter(label: "o365gw_lease_changes_total", dimensions: [("action", "acquired")]).increment(by: acquired) }
+        if released > 0 { Counter(label: "o365gw_lease_changes_total", dimensions: [("action", "released")]).increment(by: released) }
+        if lost > 0 { Counter(label: "o365gw_lease_changes_total", dimensions: [("action", "lost")]).increment(by: lost) }
+    }
+
+    /// The largest lag (now − checkpoint) of this replica's units, per content type.
+    static func lag(_ rows: [UnitRow], now: Date) {
+        for type in ContentType.allCases {
+            let lags = rows.filter { $0.contentType == type }.compactMap { $0.checkpoint.map { now.timeIntervalSince($0) } }
+            Gauge(label: "o365gw_collection_lag_seconds", dimensions: [("content_type", type.rawValue)]).record(max(0, lags.max() ?? 0))
         }
     }
 }

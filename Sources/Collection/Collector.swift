@@ -1,6 +1,7 @@
 import ActivityAPI
 import Crypto
 import Foundation
+import Metrics
 import GatewayCore
 import PostgresStorage
 import Scheduling
@@ -15,10 +16,13 @@ public struct CollectionSettings: Sendable {
     public var leaseTTL: TimeInterval
     public var tick: Duration
     public var blobConcurrency: Int
+    /// How long graceful shutdown waits for polls to commit what UTMStack acknowledged.
+    public var drainTimeout: Duration
 
     public init(
         pollInterval: Duration = .seconds(60), backfill: TimeInterval = 24 * 3600, trailingRelist: TimeInterval = 3600,
-        workers: Int = 32, leaseTTL: TimeInterval = 20, tick: Duration = .seconds(5), blobConcurrency: Int = 4
+        workers: Int = 32, leaseTTL: TimeInterval = 20, tick: Duration = .seconds(5), blobConcurrency: Int = 4,
+        drainTimeout: Duration = .seconds(15)
     ) {
         self.pollInterval = pollInterval
         self.backfill = min(backfill, 7 * 24 * 3600)
@@ -27,12 +31,15 @@ public struct CollectionSettings: Sendable {
         self.leaseTTL = leaseTTL
         self.tick = tick
         self.blobConcurrency = blobConcurrency
+        self.drainTimeout = drainTimeout
     }
 }
 
 /// Moves one unit's data from Microsoft to UTMStack: plan windows from the checkpoint, list, skip blobs already
-/// forwarded, fetch, drop records already forwarded, forward, and only after UTMStack acknowledged everything,
-/// remember the blobs and move the checkpoint (guarded by the fencing token).
+/// forwarded, fetch blobs with bounded concurrency, drop records already forwarded, forward in listing order, and
+/// remember each blob and its records as soon as UTMStack acknowledged them (so a crash re-forwards at most what
+/// was in flight). The checkpoint moves to a window's end only when every blob of the window is remembered; every
+/// write is guarded by the fencing token.
 struct Collector: Sendable {
     let unit: CollectionUnit
     let fencing: Int64
@@ -42,11 +49,15 @@ struct Collector: Sendable {
     let validator: TenantValidator
     let forwarder: UTMStackForwarder
     let settings: CollectionSettings
+    /// False once this replica should stop the unit (lease handed over, tenant gone, shutting down); checked
+    /// between blobs.
+    let shouldContinue: @Sendable () -> Bool
 
-    enum Outcome { case done, leaseLost, tenantGone }
+    enum Outcome: Equatable { case done, leaseLost, tenantGone, stopped }
 
     func poll(checkpoint: Date?) async throws -> Outcome {
-        guard let tenant = try await tenants.get(unit.tenant), tenant.enabled else { return .tenantGone }
+        guard let tenant = try await tenants.get(unit.tenant), tenant.enabled, tenant.contentTypes.contains(unit.contentType)
+        else { return .tenantGone }
         let auth = validator.auth(tenant, credential: try await tenants.credential(of: unit.tenant))
         let route = TenantRoute(tenant)
         // One start round per tenant covers all its selected types (the 15-minute rule applies per tenant).
@@ -56,33 +67,51 @@ struct Collector: Sendable {
         for window in plan.windows {
             let listed = try await microsoft.listContent(auth, unit.contentType, window: window)
             let known = try await store.forwardedContent(tenant: unit.tenant, ids: listed.map(\.contentID))
-            var seenInPoll = Set<Int64>()
-            var delivered: [PostgresCollectionStore.DeliveredBlob] = []
-            var tickets: [DeliveryTicket] = []
-            for blob in listed where !known.contains(blob.contentID) {
-                let created = RFC3339.parse(blob.contentCreated) ?? window.start
-                switch try await microsoft.fetchBlob(auth, blob) {
-                case .skipped:
-                    delivered.append(.init(contentID: blob.contentID, contentCreated: created, recordHashes: [], forwarded: 0, skipped: true))
-                case .records(let records):
-                    let hashes = records.map { Self.hash($0.id) }
-                    let already = try await store.forwardedRecords(tenant: unit.tenant, hashes: hashes)
-                    var logs: [OutboundLog] = []
-                    var kept: [Int64] = []
-                    for (record, hash) in zip(records, hashes) where !already.contains(hash) && seenInPoll.insert(hash).inserted {
-                        logs.append(EventShaper.log(record, route: route, fallbackTimestamp: blob.contentCreated))
-                        kept.append(hash)
-                    }
-                    tickets.append(try await forwarder.submit(logs))
-                    delivered.append(.init(contentID: blob.contentID, contentCreated: created, recordHashes: kept, forwarded: logs.count, skipped: false))
-                }
-            }
-            for ticket in tickets { try await forwarder.waitDelivered(ticket) }
+            let pending = listed.filter { !known.contains($0.contentID) }
+            let outcome = try await forward(pending, auth: auth, route: route, windowStart: window.start)
+            guard outcome == .done else { return outcome }
             guard try await store.commit(
-                tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, blobs: delivered, checkpoint: window.end)
+                tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, blobs: [], checkpoint: window.end)
             else { return .leaseLost }
         }
         return .done
+    }
+
+    /// Fetches up to `blobConcurrency` blobs ahead, forwards them in listing order, and commits delivered blobs as
+    /// their acknowledgements arrive. On any error it first commits what was submitted (waiting for UTMStack), so a
+    /// retry never forwards those records again, then rethrows.
+    private func forward(_ blobs: [ContentBlob], auth: TenantAuth, route: TenantRoute, windowStart: Date) async throws -> Outcome {
+        var pipeline = DeliveryPipeline(unit: unit, fencing: fencing, store: store, forwarder: forwarder)
+        let outcome: Outcome
+        do {
+            outcome = try await withThrowingTaskGroup(of: (Int, BlobOutcome).self) { group in
+                var launched = 0
+                var ready: [Int: BlobOutcome] = [:]
+                for index in blobs.indices {
+                    guard shouldContinue() else { return .stopped }
+                    while launched < blobs.count && launched < index + settings.blobConcurrency {
+                        let blob = blobs[launched]
+                        let position = launched
+                        group.addTask { (position, try await microsoft.fetchBlob(auth, blob)) }
+                        launched += 1
+                    }
+                    while ready[index] == nil, let (position, result) = try await group.next() { ready[position] = result }
+                    guard let result = ready.removeValue(forKey: index) else { break }
+                    let blob = blobs[index]
+                    let created = RFC3339.parse(blob.contentCreated) ?? windowStart
+                    try await pipeline.submit(
+                        blob: blob, created: created, outcome: result, route: route)
+                    guard try await pipeline.commitDelivered(wait: false) else { return .leaseLost }
+                }
+                group.cancelAll()
+                return .done
+            }
+        } catch {
+            _ = try? await pipeline.commitDelivered(wait: true)
+            throw error
+        }
+        guard try await pipeline.commitDelivered(wait: true) else { return .leaseLost }
+        return outcome
     }
 
     /// The first 8 bytes of SHA-256 of the record id.
@@ -90,4 +119,78 @@ struct Collector: Sendable {
         let digest = SHA256.hash(data: Array(id.utf8))
         return digest.prefix(8).reduce(Int64(0)) { ($0 << 8) | Int64($1) }
     }
+}
+
+/// The ordered tail of a poll: drops records already forwarded (in PostgreSQL or earlier in this poll), submits
+/// the rest to the forwarder, and remembers each blob once its logs are acknowledged.
+struct DeliveryPipeline {
+    let unit: CollectionUnit
+    let fencing: Int64
+    let store: PostgresCollectionStore
+    let forwarder: UTMStackForwarder
+    private var seen = Set<Int64>()
+    private var awaiting: [(blob: PostgresCollectionStore.DeliveredBlob, ticket: DeliveryTicket)] = []
+
+    init(unit: CollectionUnit, fencing: Int64, store: PostgresCollectionStore, forwarder: UTMStackForwarder) {
+        self.unit = unit
+        self.fencing = fencing
+        self.store = store
+        self.forwarder = forwarder
+    }
+
+    mutating func submit(blob: ContentBlob, created: Date, outcome: BlobOutcome, route: TenantRoute) async throws {
+        switch outcome {
+        case .skipped:
+            awaiting.append((.init(contentID: blob.contentID, contentCreated: created, recordHashes: [], forwarded: 0, skipped: true), .alreadyDelivered))
+        case .records(let records):
+            let hashes = records.map { Collector.hash($0.id) }
+            let already = try await store.forwardedRecords(tenant: unit.tenant, hashes: hashes)
+            var logs: [OutboundLog] = []
+            var kept: [Int64] = []
+            logs.reserveCapacity(records.count)
+            kept.reserveCapacity(records.count)
+            for (record, hash) in zip(records, hashes) where !already.contains(hash) && seen.insert(hash).inserted {
+                logs.append(EventShaper.log(record, route: route, fallbackTimestamp: blob.contentCreated))
+                kept.append(hash)
+            }
+            Metrics.records.increment(by: logs.count)
+            Metrics.duplicates.increment(by: records.count - logs.count)
+            let ticket = try await forwarder.submit(logs)
+            awaiting.append((.init(contentID: blob.contentID, contentCreated: created, recordHashes: kept, forwarded: logs.count, skipped: false), ticket))
+        }
+        Metrics.blobs.increment()
+    }
+
+    /// Remembers, in one transaction, every submitted blob whose logs UTMStack acknowledged; with `wait`, waits
+    /// for all of them first. Returns false when the lease was lost (nothing is written then).
+    mutating func commitDelivered(wait: Bool) async throws -> Bool {
+        guard let last = awaiting.last else { return true }
+        var count = 0
+        if wait {
+            try await forwarder.waitDelivered(last.ticket)
+            count = awaiting.count
+        } else {
+            // Tickets are cumulative: find the last delivered one.
+            for index in awaiting.indices.reversed() {
+                if await forwarder.isDelivered(awaiting[index].ticket) {
+                    count = index + 1
+                    break
+                }
+            }
+        }
+        guard count > 0 else { return true }
+        let blobs = awaiting.prefix(count).map(\.blob)
+        guard try await store.commit(
+            tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, blobs: blobs, checkpoint: nil)
+        else { return false }
+        awaiting.removeFirst(count)
+        return true
+    }
+}
+
+/// Collection metrics; labels are bounded (never tenant ids).
+enum Metrics {
+    static let records = Counter(label: "o365gw_collection_records_forwarded_total")
+    static let duplicates = Counter(label: "o365gw_collection_records_duplicate_total")
+    static let blobs = Counter(label: "o365gw_collection_blobs_total")
 }

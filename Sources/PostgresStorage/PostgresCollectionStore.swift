@@ -86,35 +86,73 @@ public struct PostgresCollectionStore: Sendable {
         return Date()
     }
 
-    /// Renews a held lease; false when it is no longer ours.
-    public func renew(tenant: TenantID, contentType: ContentType, owner: String, fencing: Int64, ttl: TimeInterval) async throws -> Bool {
-        try await changed(client.query(
+    /// A unit and a fencing token: which lease an operation expects.
+    public struct LeaseKey: Sendable, Hashable {
+        public var tenant: TenantID
+        public var contentType: ContentType
+        public var fencing: Int64
+
+        public init(tenant: TenantID, contentType: ContentType, fencing: Int64) {
+            self.tenant = tenant
+            self.contentType = contentType
+            self.fencing = fencing
+        }
+    }
+
+    /// Extends the leases this replica still holds, in one statement; returns those it extended.
+    public func renew(_ leases: [LeaseKey], owner: String, ttl: TimeInterval) async throws -> [LeaseKey] {
+        guard !leases.isEmpty else { return [] }
+        let (tenants, types, fencings) = Self.columns(leases)
+        return try await leaseKeys(client.query(
             """
-            UPDATE collector_units SET expires_at = now() + make_interval(secs => \(ttl))
-            WHERE tenant_id = \(tenant.uuid) AND content_type = \(contentType.rawValue) AND owner = \(owner) AND fencing = \(fencing)
-            RETURNING fencing
+            UPDATE collector_units u SET expires_at = now() + make_interval(secs => \(ttl))
+            FROM unnest(\(tenants)::uuid[], \(types)::text[], \(fencings)::bigint[]) AS x(tenant_id, content_type, fencing)
+            WHERE u.tenant_id = x.tenant_id AND u.content_type = x.content_type AND u.fencing = x.fencing
+              AND u.owner = \(owner)
+            RETURNING u.tenant_id, u.content_type, u.fencing
             """, logger: logger))
     }
 
-    /// Takes a free or expired unit; the fencing token grows. Returns the new token, or nil when another won.
-    public func acquire(tenant: TenantID, contentType: ContentType, owner: String, expectedFencing: Int64, ttl: TimeInterval) async throws -> Int64? {
-        let rows = try await client.query(
+    /// Takes free or expired units whose fencing is still the expected one, in one statement; each token grows by
+    /// one. Returns the leases won, with their new tokens (another replica may have won the rest).
+    public func acquire(_ leases: [LeaseKey], owner: String, ttl: TimeInterval) async throws -> [LeaseKey] {
+        guard !leases.isEmpty else { return [] }
+        let (tenants, types, fencings) = Self.columns(leases)
+        return try await leaseKeys(client.query(
             """
-            UPDATE collector_units SET owner = \(owner), fencing = fencing + 1, expires_at = now() + make_interval(secs => \(ttl))
-            WHERE tenant_id = \(tenant.uuid) AND content_type = \(contentType.rawValue) AND fencing = \(expectedFencing)
-              AND (owner IS NULL OR expires_at <= now())
-            RETURNING fencing
-            """, logger: logger)
-        for try await fencing in rows.decode(Int64.self) { return fencing }
-        return nil
+            UPDATE collector_units u
+            SET owner = \(owner), fencing = u.fencing + 1, expires_at = now() + make_interval(secs => \(ttl))
+            FROM unnest(\(tenants)::uuid[], \(types)::text[], \(fencings)::bigint[]) AS x(tenant_id, content_type, fencing)
+            WHERE u.tenant_id = x.tenant_id AND u.content_type = x.content_type AND u.fencing = x.fencing
+              AND (u.owner IS NULL OR u.expires_at <= now())
+            RETURNING u.tenant_id, u.content_type, u.fencing
+            """, logger: logger))
     }
 
-    public func release(tenant: TenantID, contentType: ContentType, owner: String, fencing: Int64) async throws {
+    /// Hands leases back so another replica can take them at once.
+    public func release(_ leases: [LeaseKey], owner: String) async throws {
+        guard !leases.isEmpty else { return }
+        let (tenants, types, fencings) = Self.columns(leases)
         try await client.query(
             """
-            UPDATE collector_units SET owner = NULL, expires_at = now()
-            WHERE tenant_id = \(tenant.uuid) AND content_type = \(contentType.rawValue) AND owner = \(owner) AND fencing = \(fencing)
+            UPDATE collector_units u SET owner = NULL, expires_at = now()
+            FROM unnest(\(tenants)::uuid[], \(types)::text[], \(fencings)::bigint[]) AS x(tenant_id, content_type, fencing)
+            WHERE u.tenant_id = x.tenant_id AND u.content_type = x.content_type AND u.fencing = x.fencing
+              AND u.owner = \(owner)
             """, logger: logger)
+    }
+
+    private static func columns(_ leases: [LeaseKey]) -> ([UUID], [String], [Int64]) {
+        (leases.map(\.tenant.uuid), leases.map(\.contentType.rawValue), leases.map(\.fencing))
+    }
+
+    private func leaseKeys(_ rows: PostgresRowSequence) async throws -> [LeaseKey] {
+        var keys: [LeaseKey] = []
+        for try await (tenant, type, fencing) in rows.decode((UUID, String, Int64).self) {
+            guard let type = ContentType(rawValue: type) else { continue }
+            keys.append(LeaseKey(tenant: TenantID(tenant), contentType: type, fencing: fencing))
+        }
+        return keys
     }
 
     /// Content ids of `ids` already forwarded for the tenant.

@@ -14,7 +14,7 @@ import UTMStackProtocol
 public struct DeliveryTicket: Sendable, Hashable {
     let batch: UInt64
     /// A ticket for an empty batch, delivered from the start.
-    static let alreadyDelivered = DeliveryTicket(batch: 0)
+    public static let alreadyDelivered = DeliveryTicket(batch: 0)
 }
 
 public struct ForwarderStopped: Error, CustomStringConvertible {
@@ -29,7 +29,8 @@ public actor UTMStackForwarder: Service {
     let logger: Logger
     private var window: DeliveryWindow
     private var admissionQueue = Deque<(logs: [OutboundLog], bytes: Int, continuation: CheckedContinuation<DeliveryTicket, any Error>)>()
-    private var deliveryWaiters: [UInt64: [CheckedContinuation<Void, any Error>]] = [:]
+    private var deliveryWaiters: [UInt64: [UInt64: CheckedContinuation<Void, any Error>]] = [:]
+    private var nextWaiter: UInt64 = 0
     private var deliveredThrough: UInt64 = 0
     /// Wakes the writer of the current stream. Outside the actor so that graceful shutdown can wake it at once.
     private let wake = Mutex<AsyncStream<Void>.Continuation?>(nil)
@@ -62,14 +63,29 @@ public actor UTMStackForwarder: Service {
         }
     }
 
-    /// Returns when every log of the ticket's batch (and of every batch before it) was acknowledged.
+    /// Returns when every log of the ticket's batch (and of every batch before it) was acknowledged. Throws
+    /// `CancellationError` when the waiting task is cancelled (the logs stay queued).
     public func waitDelivered(_ ticket: DeliveryTicket) async throws {
         if ticket.batch <= deliveredThrough { return }
         if stopped { throw ForwarderStopped() }
-        try await withCheckedThrowingContinuation { continuation in
-            deliveryWaiters[ticket.batch, default: []].append(continuation)
+        nextWaiter += 1
+        let waiter = nextWaiter
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
+                deliveryWaiters[ticket.batch, default: [:]][waiter] = continuation
+            }
+        } onCancel: {
+            Task { await self.cancelWaiter(waiter, batch: ticket.batch) }
         }
     }
+
+    private func cancelWaiter(_ waiter: UInt64, batch: UInt64) {
+        deliveryWaiters[batch]?.removeValue(forKey: waiter)?.resume(throwing: CancellationError())
+    }
+
+    /// Whether every log of the ticket's batch (and of every batch before it) was acknowledged; does not wait.
+    public func isDelivered(_ ticket: DeliveryTicket) -> Bool { ticket.batch <= deliveredThrough }
 
     /// Submits and waits for the acknowledgement.
     public func deliver(_ logs: [OutboundLog]) async throws {
@@ -130,7 +146,7 @@ public actor UTMStackForwarder: Service {
         if let last = ack.completedBatches.last {
             deliveredThrough = last
             for batch in deliveryWaiters.keys.filter({ $0 <= last }) {
-                deliveryWaiters.removeValue(forKey: batch)?.forEach { $0.resume() }
+                deliveryWaiters.removeValue(forKey: batch)?.values.forEach { $0.resume() }
             }
         }
         while let next = admissionQueue.first, window.canAdmit(bytes: next.bytes) {
@@ -153,7 +169,7 @@ public actor UTMStackForwarder: Service {
         closeWakeups()
         for waiter in admissionQueue { waiter.continuation.resume(throwing: ForwarderStopped()) }
         admissionQueue.removeAll()
-        for waiters in deliveryWaiters.values { waiters.forEach { $0.resume(throwing: ForwarderStopped()) } }
+        for waiters in deliveryWaiters.values { waiters.values.forEach { $0.resume(throwing: ForwarderStopped()) } }
         deliveryWaiters.removeAll()
     }
 

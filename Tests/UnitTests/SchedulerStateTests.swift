@@ -1,0 +1,65 @@
+import Foundation
+import GatewayCore
+import Scheduling
+import Testing
+
+@testable import Collection
+
+/// The scheduler's bookkeeping of held units: workers bound concurrent polls, a unit being handed over gets no new
+/// poll, a lost unit's running poll is told to stop.
+@Suite struct SchedulerStateTests {
+    let units = (0..<5).map { _ in CollectionUnit(tenant: TenantID(UUID()), contentType: .exchange) }
+
+    func holding(_ count: Int) -> SchedulerState {
+        var state = SchedulerState()
+        _ = state.apply(renewed: [], handOver: [], released: [], acquired: units.prefix(count).map { ($0, 1) })
+        return state
+    }
+
+    @Test func workersBoundConcurrentPollsAndEveryUnitGetsItsTurn() {
+        var state = holding(5)
+        let first = state.takeDue(now: .now, workers: 2)
+        #expect(first.count == 2)
+        #expect(state.takeDue(now: .now, workers: 2).isEmpty, "no worker free")
+        for (unit, _) in first { state.finished(unit, next: .seconds(60)) }
+        let second = state.takeDue(now: .now, workers: 2)
+        #expect(second.count == 2)
+        #expect(Set(second.map(\.0)).isDisjoint(with: first.map(\.0)), "units polled already wait for their interval")
+        for (unit, _) in second { state.finished(unit, next: .seconds(60)) }
+        #expect(state.takeDue(now: .now, workers: 2).count == 1)
+        #expect(state.takeDue(now: .now + .seconds(61), workers: 8).count == 4, "due again after the poll interval")
+    }
+
+    @Test func aUnitHandedOverStopsAndGetsNoNewPoll() {
+        var state = holding(2)
+        let running = state.takeDue(now: .now, workers: 1)
+        let unit = running[0].0
+        #expect(state.shouldContinue(unit, fencing: 1))
+        _ = state.apply(renewed: units.prefix(2).map { ($0, 1) }, handOver: [unit], released: [], acquired: [])
+        #expect(!state.shouldContinue(unit, fencing: 1), "the running poll stops at its next blob")
+        state.finished(unit, next: .zero)
+        #expect(!state.takeDue(now: .now + .seconds(1), workers: 4).contains { $0.0 == unit })
+    }
+
+    @Test func aLostUnitIsReportedAndItsPollStopped() {
+        var state = holding(2)
+        let running = state.takeDue(now: .now, workers: 2)
+        #expect(running.count == 2)
+        // Only the first lease was renewed: the second went to another replica (higher fencing there).
+        let lost = state.apply(renewed: [(units[0], 1)], handOver: [], released: [], acquired: [])
+        #expect(lost == [units[1]])
+        #expect(!state.shouldContinue(units[1], fencing: 1))
+        #expect(state.runningCount == 2, "its poll still runs until it returns")
+        state.finished(units[1], next: .seconds(1))
+        #expect(state.units[units[1]] == nil)
+        #expect(state.shouldContinue(units[0], fencing: 1))
+    }
+
+    @Test func releasedUnitsAreNotReportedLostAndShutdownStopsEverything() {
+        var state = holding(2)
+        let lost = state.apply(renewed: [(units[0], 1)], handOver: [], released: [units[1]], acquired: [])
+        #expect(lost.isEmpty)
+        state.stopping = true
+        #expect(!state.shouldContinue(units[0], fencing: 1))
+    }
+}
