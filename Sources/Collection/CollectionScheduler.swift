@@ -24,7 +24,7 @@ public final class CollectionScheduler: Service, Sendable {
     let reporter: any ProblemReporter
     let settings: CollectionSettings
     let logger: Logger
-    private let state = Mutex(SchedulerState())
+    private let state: Mutex<SchedulerState>
 
     public init(
         owner: String, tenants: any TenantStore, store: PostgresCollectionStore, microsoft: ActivityClient,
@@ -40,6 +40,7 @@ public final class CollectionScheduler: Service, Sendable {
         self.reporter = reporter
         self.settings = settings
         self.logger = logger
+        self.state = Mutex(SchedulerState(margin: .seconds(settings.leaseTTL / 4)))
     }
 
     public func run() async throws {
@@ -124,18 +125,26 @@ public final class CollectionScheduler: Service, Sendable {
                 }
             }
         }
+        // The database extends a lease to its now() + TTL; counting from before the request, this replica's view
+        // of the expiry is never later than the database's.
+        let sentAt = ContinuousClock.now
         let renewed = try await store.renew(keep, owner: owner, ttl: settings.leaseTTL)
         try await store.release(release, owner: owner)
         let acquired = try await store.acquire(acquire, owner: owner, ttl: settings.leaseTTL)
-        let lost = state.withLock { state in
+        let gone = state.withLock { state in
             state.apply(
                 renewed: renewed.map(\.unitAndFencing), handOver: handOver, released: Set(release.map(\.unit)),
-                acquired: acquired.map(\.unitAndFencing))
+                acquired: acquired.map(\.unitAndFencing), validUntil: sentAt + .seconds(settings.leaseTTL))
         }
+        let existing = Set(leases.map(\.unit))
+        let lost = gone.filter { existing.contains($0) }
         LeaseMetrics.changes(acquired: acquired.count, released: release.count, lost: lost.count)
         for key in acquired { logger.info("lease acquired", metadata: ["unit": "\(key.unit)", "fencing": "\(key.fencing)"]) }
         for key in release { logger.info("lease released", metadata: ["unit": "\(key.unit)"]) }
         for unit in lost { logger.warning("lease lost to another replica", metadata: ["unit": "\(unit)"]) }
+        for unit in gone where !existing.contains(unit) {
+            logger.info("unit removed: its tenant was deleted, disabled or no longer selects the content type", metadata: ["unit": "\(unit)"])
+        }
         let held = state.withLock { $0.units.count }
         LeaseMetrics.held.record(held)
         LeaseMetrics.lag(rows.filter { $0.owner == owner }, now: now)
@@ -221,36 +230,49 @@ extension LeaseKey {
 struct SchedulerState {
     struct Held {
         var fencing: Int64
+        /// Until when the lease is surely ours (this replica's clock, counted from before the renewal was sent).
+        var validUntil: ContinuousClock.Instant
         /// False while the unit is being handed over: no new polls.
         var wanted = true
         var running = false
         var due = ContinuousClock.now
         var attempt = 0
+
+        /// Polls stop a quarter of the TTL before the lease could expire, before any other replica may take it.
+        func isValid(at now: ContinuousClock.Instant, margin: Duration) -> Bool { now < validUntil - margin }
     }
 
     var units: [CollectionUnit: Held] = [:]
     var stopping = false
+    var margin: Duration = .seconds(5)
 
     var runningCount: Int { units.values.count { $0.running } }
 
     func shouldContinue(_ unit: CollectionUnit, fencing: Int64) -> Bool {
         guard !stopping, let held = units[unit] else { return false }
-        return held.wanted && held.fencing == fencing
+        return held.wanted && held.fencing == fencing && held.isValid(at: .now, margin: margin)
     }
 
-    /// Applies a lease round; returns the units this replica held but lost to another (not handed back).
+    /// Applies a lease round; returns the units this replica held and no longer does, other than those it released
+    /// (taken by another replica, or removed).
     mutating func apply(
         renewed: [(CollectionUnit, Int64)], handOver: Set<CollectionUnit>, released: Set<CollectionUnit>,
-        acquired: [(CollectionUnit, Int64)]
+        acquired: [(CollectionUnit, Int64)], validUntil: ContinuousClock.Instant
     ) -> [CollectionUnit] {
         var next: [CollectionUnit: Held] = [:]
         for (unit, fencing) in renewed {
-            var held = units[unit] ?? Held(fencing: fencing)
+            var held = units[unit] ?? Held(fencing: fencing, validUntil: validUntil)
             held.fencing = fencing
+            held.validUntil = validUntil
             held.wanted = !handOver.contains(unit)
             next[unit] = held
         }
-        for (unit, fencing) in acquired { next[unit] = Held(fencing: fencing) }
+        for (unit, fencing) in acquired {
+            var held = Held(fencing: fencing, validUntil: validUntil)
+            // Lost and taken back: the old poll (old token) still runs until it notices; no second poll meanwhile.
+            held.running = units[unit]?.running ?? false
+            next[unit] = held
+        }
         let gone = units.keys.filter { next[$0] == nil }
         for unit in gone where units[unit]!.running {
             // Its poll keeps the entry until it returns; its commits are refused (fencing).
@@ -267,7 +289,7 @@ struct SchedulerState {
     mutating func takeDue(now: ContinuousClock.Instant, workers: Int) -> [(CollectionUnit, Int64)] {
         let free = workers - runningCount
         guard free > 0 else { return [] }
-        let due = units.filter { !$0.value.running && $0.value.wanted && $0.value.due <= now }
+        let due = units.filter { !$0.value.running && $0.value.wanted && $0.value.due <= now && $0.value.isValid(at: now, margin: margin) }
             .sorted { $0.value.due < $1.value.due }
             .prefix(free)
         for (unit, _) in due { units[unit]!.running = true }

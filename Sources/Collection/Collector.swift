@@ -88,7 +88,10 @@ struct Collector: Sendable {
                 var launched = 0
                 var ready: [Int: BlobOutcome] = [:]
                 for index in blobs.indices {
-                    guard shouldContinue() else { return .stopped }
+                    guard shouldContinue() else {
+                        group.cancelAll()
+                        return .stopped
+                    }
                     while launched < blobs.count && launched < index + settings.blobConcurrency {
                         let blob = blobs[launched]
                         let position = launched
@@ -99,9 +102,12 @@ struct Collector: Sendable {
                     guard let result = ready.removeValue(forKey: index) else { break }
                     let blob = blobs[index]
                     let created = RFC3339.parse(blob.contentCreated) ?? windowStart
-                    try await pipeline.submit(
-                        blob: blob, created: created, outcome: result, route: route)
-                    guard try await pipeline.commitDelivered(wait: false) else { return .leaseLost }
+                    guard try await pipeline.submit(blob: blob, created: created, outcome: result, route: route),
+                        try await pipeline.commitDelivered(wait: false)
+                    else {
+                        group.cancelAll()
+                        return .leaseLost
+                    }
                 }
                 group.cancelAll()
                 return .done
@@ -138,13 +144,16 @@ struct DeliveryPipeline {
         self.forwarder = forwarder
     }
 
-    mutating func submit(blob: ContentBlob, created: Date, outcome: BlobOutcome, route: TenantRoute) async throws {
+    /// Returns false, forwarding nothing, when the lease is no longer ours (checked in the same query).
+    mutating func submit(blob: ContentBlob, created: Date, outcome: BlobOutcome, route: TenantRoute) async throws -> Bool {
         switch outcome {
         case .skipped:
             awaiting.append((.init(contentID: blob.contentID, contentCreated: created, recordHashes: [], forwarded: 0, skipped: true), .alreadyDelivered))
         case .records(let records):
             let hashes = records.map { Collector.hash($0.id) }
-            let already = try await store.forwardedRecords(tenant: unit.tenant, hashes: hashes)
+            guard let already = try await store.forwardedRecords(
+                tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, hashes: hashes)
+            else { return false }
             var logs: [OutboundLog] = []
             var kept: [Int64] = []
             logs.reserveCapacity(records.count)
@@ -159,6 +168,7 @@ struct DeliveryPipeline {
             awaiting.append((.init(contentID: blob.contentID, contentCreated: created, recordHashes: kept, forwarded: logs.count, skipped: false), ticket))
         }
         Metrics.blobs.increment()
+        return true
     }
 
     /// Remembers, in one transaction, every submitted blob whose logs UTMStack acknowledged; with `wait`, waits

@@ -166,15 +166,19 @@ public struct PostgresCollectionStore: Sendable {
         return known
     }
 
-    /// Record-id hashes of `hashes` already forwarded for the tenant.
-    public func forwardedRecords(tenant: TenantID, hashes: [Int64]) async throws -> Set<Int64> {
-        guard !hashes.isEmpty else { return [] }
-        var known = Set<Int64>()
-        for try await hash in try await client.query(
-            "SELECT id_hash FROM forwarded_records WHERE tenant_id = \(tenant.uuid) AND id_hash = ANY(\(hashes))",
-            logger: logger
-        ).decode(Int64.self) { known.insert(hash) }
-        return known
+    /// Record-id hashes of `hashes` already forwarded for the tenant, read together with the unit's fencing token
+    /// so that a collector checks its lease before every blob it forwards. Nil when the lease is no longer
+    /// `fencing` (taken over, or the unit removed because its tenant was deleted, disabled or narrowed).
+    public func forwardedRecords(tenant: TenantID, contentType: ContentType, fencing: Int64, hashes: [Int64]) async throws -> Set<Int64>? {
+        let rows = try await client.query(
+            """
+            SELECT (SELECT fencing FROM collector_units WHERE tenant_id = \(tenant.uuid) AND content_type = \(contentType.rawValue)),
+                   ARRAY(SELECT id_hash FROM forwarded_records WHERE tenant_id = \(tenant.uuid) AND id_hash = ANY(\(hashes)))
+            """, logger: logger)
+        for try await (current, known) in rows.decode((Int64?, [Int64]).self) {
+            return current == fencing ? Set(known) : nil
+        }
+        return nil
     }
 
     public struct DeliveredBlob: Sendable {

@@ -43,13 +43,13 @@ import UTMStackReceiver
                     }
                     #expect(expected.count > 300)
                     let complete = try await eventually(timeout: .seconds(90)) {
-                        Set(received.snapshot.logs.map { Self.recordID($0.raw) }) == expected
+                        Set(received.snapshot.logs.map { recordID($0.raw) }) == expected
                     }
                     #expect(complete, "every simulated record arrived")
                     // Keep polling a few rounds: relisting must not forward anything again.
                     try await Task.sleep(for: .seconds(2))
                     let logs = received.snapshot.logs
-                    let ids = logs.map { Self.recordID($0.raw) }
+                    let ids = logs.map { recordID($0.raw) }
                     #expect(ids.count == Set(ids).count, "no record forwarded twice (\(ids.count - Set(ids).count) duplicates)")
                     #expect(Set(ids) == expected)
                     #expect(Set(logs.map(\.id)).count == logs.count)
@@ -68,9 +68,5 @@ import UTMStackReceiver
                 }
             }
         }
-    }
-
-    static func recordID(_ raw: String) -> String {
-        ((try? JSONSerialization.jsonObject(with: Data(raw.utf8))) as? [String: Any])?["Id"] as? String ?? ""
     }
 }

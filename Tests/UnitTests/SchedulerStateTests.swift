@@ -12,7 +12,7 @@ import Testing
 
     func holding(_ count: Int) -> SchedulerState {
         var state = SchedulerState()
-        _ = state.apply(renewed: [], handOver: [], released: [], acquired: units.prefix(count).map { ($0, 1) })
+        _ = state.apply(renewed: [], handOver: [], released: [], acquired: units.prefix(count).map { ($0, 1) }, validUntil: .now + .seconds(20))
         return state
     }
 
@@ -21,13 +21,13 @@ import Testing
         let first = state.takeDue(now: .now, workers: 2)
         #expect(first.count == 2)
         #expect(state.takeDue(now: .now, workers: 2).isEmpty, "no worker free")
-        for (unit, _) in first { state.finished(unit, next: .seconds(60)) }
+        for (unit, _) in first { state.finished(unit, next: .seconds(10)) }
         let second = state.takeDue(now: .now, workers: 2)
         #expect(second.count == 2)
         #expect(Set(second.map(\.0)).isDisjoint(with: first.map(\.0)), "units polled already wait for their interval")
-        for (unit, _) in second { state.finished(unit, next: .seconds(60)) }
+        for (unit, _) in second { state.finished(unit, next: .seconds(10)) }
         #expect(state.takeDue(now: .now, workers: 2).count == 1)
-        #expect(state.takeDue(now: .now + .seconds(61), workers: 8).count == 4, "due again after the poll interval")
+        #expect(state.takeDue(now: .now + .seconds(11), workers: 8).count == 4, "due again after the poll interval")
     }
 
     @Test func aUnitHandedOverStopsAndGetsNoNewPoll() {
@@ -35,7 +35,7 @@ import Testing
         let running = state.takeDue(now: .now, workers: 1)
         let unit = running[0].0
         #expect(state.shouldContinue(unit, fencing: 1))
-        _ = state.apply(renewed: units.prefix(2).map { ($0, 1) }, handOver: [unit], released: [], acquired: [])
+        _ = state.apply(renewed: units.prefix(2).map { ($0, 1) }, handOver: [unit], released: [], acquired: [], validUntil: .now + .seconds(20))
         #expect(!state.shouldContinue(unit, fencing: 1), "the running poll stops at its next blob")
         state.finished(unit, next: .zero)
         #expect(!state.takeDue(now: .now + .seconds(1), workers: 4).contains { $0.0 == unit })
@@ -46,7 +46,7 @@ import Testing
         let running = state.takeDue(now: .now, workers: 2)
         #expect(running.count == 2)
         // Only the first lease was renewed: the second went to another replica (higher fencing there).
-        let lost = state.apply(renewed: [(units[0], 1)], handOver: [], released: [], acquired: [])
+        let lost = state.apply(renewed: [(units[0], 1)], handOver: [], released: [], acquired: [], validUntil: .now + .seconds(20))
         #expect(lost == [units[1]])
         #expect(!state.shouldContinue(units[1], fencing: 1))
         #expect(state.runningCount == 2, "its poll still runs until it returns")
@@ -55,9 +55,30 @@ import Testing
         #expect(state.shouldContinue(units[0], fencing: 1))
     }
 
+    @Test func pollsStopBeforeTheLeaseCouldExpire() {
+        var state = holding(1)
+        state.margin = .seconds(5)
+        _ = state.apply(renewed: [(units[0], 1)], handOver: [], released: [], acquired: [], validUntil: .now + .seconds(4))
+        #expect(!state.shouldContinue(units[0], fencing: 1), "within the margin of expiry: stop")
+        #expect(state.takeDue(now: .now, workers: 4).isEmpty, "and start nothing")
+        _ = state.apply(renewed: [(units[0], 1)], handOver: [], released: [], acquired: [], validUntil: .now + .seconds(20))
+        #expect(state.shouldContinue(units[0], fencing: 1))
+    }
+
+    @Test func aUnitTakenBackWhileItsOldPollRunsGetsNoSecondPoll() {
+        var state = holding(1)
+        #expect(state.takeDue(now: .now, workers: 4).count == 1)
+        // The lease expired and this replica acquired it again (fencing 2) while the old poll still runs.
+        _ = state.apply(renewed: [], handOver: [], released: [], acquired: [(units[0], 2)], validUntil: .now + .seconds(20))
+        #expect(!state.shouldContinue(units[0], fencing: 1))
+        #expect(state.takeDue(now: .now, workers: 4).isEmpty)
+        state.finished(units[0], next: .zero)
+        #expect(state.takeDue(now: .now, workers: 4).map(\.1) == [2])
+    }
+
     @Test func releasedUnitsAreNotReportedLostAndShutdownStopsEverything() {
         var state = holding(2)
-        let lost = state.apply(renewed: [(units[0], 1)], handOver: [], released: [units[1]], acquired: [])
+        let lost = state.apply(renewed: [(units[0], 1)], handOver: [], released: [units[1]], acquired: [], validUntil: .now + .seconds(20))
         #expect(lost.isEmpty)
         state.stopping = true
         #expect(!state.shouldContinue(units[0], fencing: 1))

@@ -25,9 +25,12 @@ struct GatewayHarness: Sendable {
         microsoft: URL = URL(string: "http://127.0.0.1:1")!,
         utmstackSocket: String = "/tmp/o365gw-none/engine.sock",
         collection: CollectionSettings = .init(),
+        sharing other: GatewayHarness? = nil,
         _ body: @Sendable (GatewayHarness) async throws -> R
     ) async throws -> R {
-        let database = try await TestDatabase.create("api")
+        // Another replica on `other`'s database (same key ring), or a fresh database.
+        let keyRing = other?.keyRing ?? keyRing
+        let database = if let other { other.database } else { try await TestDatabase.create("api") }
         let logger = logs?.logger() ?? {
             var logger = Logger(label: "test")
             logger.logLevel = .warning
@@ -39,7 +42,7 @@ struct GatewayHarness: Sendable {
             database: database, keyRing: keyRing, adminToken: token, listen: ListenAddress(host: "127.0.0.1", port: 0),
             maxRequestBodyBytes: maxBodyBytes,
             forwarder: .init(endpoint: .engineSocket(path: utmstackSocket), initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(500)),
-            microsoft: .init(overrides: .init(login: microsoft, manage: microsoft, graph: microsoft)))
+            microsoft: .init(overrides: .init(login: microsoft, manage: microsoft, graph: microsoft), requestsPerMinute: 60_000))
         configuration.collection = collection
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let services = try Gateway.services(

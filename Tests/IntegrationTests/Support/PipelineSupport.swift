@@ -1,0 +1,49 @@
+import Foundation
+import MicrosoftSimulator
+import Testing
+import UTMStackReceiver
+
+/// Onboards every simulated tenant through the admin API; returns the gateway ids, in the simulator's order.
+func onboardAll(_ simulator: MicrosoftSimulator, _ gw: GatewayHarness, contentTypes: [String]? = nil) async throws -> [String] {
+    var ids: [String] = []
+    for tenant in simulator.configuration.tenants {
+        var fields: [String: Any?] = ["clientId": tenant.clientId.uuidString, "name": tenant.name]
+        if let contentTypes { fields["contentTypes"] = contentTypes }
+        let created = try await gw.request(
+            .POST, "/api/v1/tenants", json: tenantBody(tenantId: tenant.tenantId.uuidString, secret: tenant.clientSecret!, fields))
+        try #require(created.status == 201, "onboarding failed: \(created.body)")
+        ids.append(created.json["id"] as! String)
+    }
+    return ids
+}
+
+/// Every record id the simulator has made available by `now`, over all tenants and content types.
+func expectedRecordIDs(_ simulator: MicrosoftSimulator, now: Date = Date()) -> Set<String> {
+    simulator.configuration.tenants.indices.reduce(into: Set<String>()) { all, tenant in
+        for type in ContentGenerator.contentTypes {
+            all.formUnion(simulator.generator.expectedRecordIDs(tenant: tenant, contentType: type, now: now))
+        }
+    }
+}
+
+/// The record `Id` inside a forwarded log's raw JSON.
+func recordID(_ raw: String) -> String {
+    ((try? JSONSerialization.jsonObject(with: Data(raw.utf8))) as? [String: Any])?["Id"] as? String ?? ""
+}
+
+extension ReceivedLogs {
+    /// Record ids received so far, in arrival order (duplicates kept).
+    var recordIDs: [String] { snapshot.logs.map { recordID($0.raw) } }
+}
+
+/// How many units each replica holds now, by owner, read from the status API.
+func unitOwners(_ gw: GatewayHarness, tenants: [String]) async throws -> [String: Int] {
+    var owners: [String: Int] = [:]
+    for id in tenants {
+        let tenant = try await gw.request(.GET, "/api/v1/tenants/\(id)")
+        for unit in tenant.json["status"] as? [[String: Any]] ?? [] {
+            owners[unit["owner"] as? String ?? "none", default: 0] += 1
+        }
+    }
+    return owners
+}
