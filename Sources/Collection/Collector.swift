@@ -102,8 +102,9 @@ struct Collector: Sendable {
                     guard let result = ready.removeValue(forKey: index) else { break }
                     let blob = blobs[index]
                     let created = RFC3339.parse(blob.contentCreated) ?? windowStart
+                    // At most `blobConcurrency` blobs forwarded and not yet remembered: what a crash can repeat.
                     guard try await pipeline.submit(blob: blob, created: created, outcome: result, route: route),
-                        try await pipeline.commitDelivered(wait: false)
+                        try await pipeline.commitDelivered(keepingAtMost: settings.blobConcurrency)
                     else {
                         group.cancelAll()
                         return .leaseLost
@@ -113,10 +114,10 @@ struct Collector: Sendable {
                 return .done
             }
         } catch {
-            _ = try? await pipeline.commitDelivered(wait: true)
+            _ = try? await pipeline.commitDelivered(keepingAtMost: 0)
             throw error
         }
-        guard try await pipeline.commitDelivered(wait: true) else { return .leaseLost }
+        guard try await pipeline.commitDelivered(keepingAtMost: 0) else { return .leaseLost }
         return outcome
     }
 
@@ -171,21 +172,18 @@ struct DeliveryPipeline {
         return true
     }
 
-    /// Remembers, in one transaction, every submitted blob whose logs UTMStack acknowledged; with `wait`, waits
-    /// for all of them first. Returns false when the lease was lost (nothing is written then).
-    mutating func commitDelivered(wait: Bool) async throws -> Bool {
-        guard let last = awaiting.last else { return true }
+    /// Remembers, in one transaction, every submitted blob whose logs UTMStack acknowledged, first waiting for the
+    /// oldest until at most `keepingAtMost` remain unremembered. Returns false when the lease was lost (nothing is
+    /// written then).
+    mutating func commitDelivered(keepingAtMost limit: Int) async throws -> Bool {
+        guard !awaiting.isEmpty else { return true }
+        if awaiting.count > limit { try await forwarder.waitDelivered(awaiting[awaiting.count - limit - 1].ticket) }
         var count = 0
-        if wait {
-            try await forwarder.waitDelivered(last.ticket)
-            count = awaiting.count
-        } else {
-            // Tickets are cumulative: find the last delivered one.
-            for index in awaiting.indices.reversed() {
-                if await forwarder.isDelivered(awaiting[index].ticket) {
-                    count = index + 1
-                    break
-                }
+        // Tickets are cumulative: find the last delivered one.
+        for index in awaiting.indices.reversed() {
+            if await forwarder.isDelivered(awaiting[index].ticket) {
+                count = index + 1
+                break
             }
         }
         guard count > 0 else { return true }

@@ -31,6 +31,15 @@ enum TestDatabase {
         return url
     }
 
+    /// The URL of a database made by ``create(_:)``, as text (for a gateway process's environment).
+    static func urlString(_ url: DatabaseURL) throws -> String {
+        guard let server = ProcessInfo.processInfo.environment["O365GW_TEST_DATABASE_URL"],
+            var components = URLComponents(string: server)
+        else { throw GatewayError(.unavailable, code: "no_test_database", "O365GW_TEST_DATABASE_URL is not set.") }
+        components.path = "/" + url.database
+        return components.string!
+    }
+
     /// Runs `body` with a client connected to `url`, bounded by a timeout (a wrong address retries forever).
     static func withClient<R: Sendable>(
         _ url: DatabaseURL, _ body: @escaping @Sendable (PostgresClient) async throws -> R
