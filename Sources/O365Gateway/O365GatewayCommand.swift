@@ -20,7 +20,7 @@ struct O365GatewayCommand: AsyncParsableCommand {
             Every option can also be given by its environment variable (O365GW_...); the flag wins.
             Prefer the environment for secrets: command lines are visible to other users of the machine.
             """,
-        subcommands: [Serve.self, Migrate.self, Reseal.self, Demo.self, Simulator.self, Receiver.self]
+        subcommands: [Serve.self, Migrate.self, Reseal.self, Demo.self, Simulator.self, Receiver.self, Bench.self]
     )
 }
 

@@ -80,6 +80,18 @@ public struct PostgresCollectionStore: Sendable {
         return result
     }
 
+    /// Collection progress over all units: how many there are, how many have a checkpoint at or after `since`,
+    /// and the records forwarded (for the benchmark and the demo).
+    public func progress(since: Date) async throws -> (units: Int, caughtUp: Int, records: Int64) {
+        let rows = try await client.query(
+            """
+            SELECT count(*), count(*) FILTER (WHERE checkpoint >= \(since)), COALESCE(sum(records_forwarded), 0)::bigint
+            FROM collector_units
+            """, logger: logger)
+        for try await (units, caughtUp, records) in rows.decode((Int, Int, Int64).self) { return (units, caughtUp, records) }
+        return (0, 0, 0)
+    }
+
     /// The database's clock, which every replica shares for lease expiry.
     public func now() async throws -> Date {
         for try await date in try await client.query("SELECT now()", logger: logger).decode(Date.self) { return date }

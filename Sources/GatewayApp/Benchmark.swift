@@ -1,0 +1,253 @@
+import Collection
+import CredentialCrypto
+import Foundation
+import GatewayCore
+import Logging
+import MicrosoftSimulator
+import PostgresStorage
+import Prometheus
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `o365-gateway bench` (docs/benchmarks.md): the gateway in this process against a private PostgreSQL, the
+/// simulator and the receiver in child processes, so that this process's CPU time and peak memory are the
+/// gateway's own.
+public enum Benchmark {
+    public struct Throughput: Sendable {
+        public var tenants: Int
+        public var recordsPerBlob: Int
+        public var historyHours: Double
+        public var workers: Int
+
+        public init(tenants: Int = 8, recordsPerBlob: Int = 1000, historyHours: Double = 1, workers: Int = 32) {
+            self.tenants = tenants
+            self.recordsPerBlob = recordsPerBlob
+            self.historyHours = historyHours
+            self.workers = workers
+        }
+    }
+
+    public struct Report: Sendable, CustomStringConvertible {
+        public var lines: [(String, String)] = []
+        public var description: String {
+            let width = lines.map(\.0.count).max() ?? 0
+            return lines.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
+        }
+    }
+
+    /// Backfills `tenants` × 5 content types of `historyHours` of blobs of `recordsPerBlob` records each, end to end
+    /// (list, fetch, de-duplicate, forward, acknowledge, commit), and reports records/s, records per CPU-second and
+    /// peak memory.
+    public static func throughput(_ settings: Throughput, executable: String, logger: Logger) async throws -> Report {
+        try await withEnvironment(executable: executable, logger: logger) { env in
+            var simulated = SimulatorConfiguration.generated(tenants: settings.tenants, seed: 7)
+            simulated.recordsPerBlob = settings.recordsPerBlob
+            simulated.historyHours = settings.historyHours
+            let simulatorURL = try await env.startSimulator([
+                "--tenants", "\(settings.tenants)", "--seed", "7", "--records-per-blob", "\(settings.recordsPerBlob)",
+                "--history-hours", "\(settings.historyHours)", "--frozen",
+            ])
+            try await Gateway.onboard(simulated.tenants, database: env.database, keyRing: env.keyRing, logger: logger)
+            let collection = CollectionSettings(
+                pollInterval: .seconds(3600), backfill: (settings.historyHours + 1) * 3600, workers: settings.workers)
+            let start = Date()
+            let cpu0 = CPU.seconds()
+            let clock = ContinuousClock.now
+            let (units, records) = try await env.runGateway(microsoft: simulatorURL, collection: collection) { store in
+                // Done when every unit has listed up to the bench's start (its first poll's window end).
+                while true {
+                    let progress = try await store.progress(since: start - 61)
+                    if progress.units > 0 && progress.caughtUp == progress.units { return (progress.units, progress.records) }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            let elapsed = (ContinuousClock.now - clock).seconds
+            let cpu = CPU.seconds() - cpu0
+            var report = Report()
+            report.lines = [
+                ("scenario", "throughput: \(settings.tenants) tenants × 5 content types, \(settings.historyHours) h backfill, \(settings.recordsPerBlob) records per blob"),
+                ("units", "\(units)"),
+                ("records forwarded", "\(records) (distinct, acknowledged by the receiver, committed)"),
+                ("wall time", String(format: "%.1f s", elapsed)),
+                ("records/s (wall)", String(format: "%.0f", Double(records) / elapsed)),
+                ("gateway CPU", String(format: "%.1f s (user+system of this process)", cpu)),
+                ("records per CPU-second", String(format: "%.0f", Double(records) / cpu)),
+                ("peak RSS", "\(Memory.peakMiB()) MiB"),
+            ]
+            return report
+        }
+    }
+
+    /// Onboards `tenants` tenants with no content (all five content types each) and runs the gateway for
+    /// `seconds`, polling them all; reports resident memory.
+    public static func idleTenants(_ tenants: Int, seconds: Int, executable: String, logger: Logger) async throws -> Report {
+        try await withEnvironment(executable: executable, logger: logger) { env in
+            let simulated = SimulatorConfiguration.generated(tenants: tenants, seed: 9)
+            let simulatorURL = try await env.startSimulator(["--tenants", "\(tenants)", "--seed", "9", "--history-hours", "0", "--frozen"])
+            let onboardStart = ContinuousClock.now
+            try await Gateway.onboard(simulated.tenants, database: env.database, keyRing: env.keyRing, logger: logger)
+            let onboarding = ContinuousClock.now - onboardStart
+            let baseline = Memory.residentMiB()
+            let collection = CollectionSettings(backfill: 3600)
+            let (units, polled, samples) = try await env.runGateway(microsoft: simulatorURL, collection: collection) { store in
+                var samples: [Int] = []
+                for _ in 0..<seconds {
+                    try await Task.sleep(for: .seconds(1))
+                    samples.append(Memory.residentMiB())
+                }
+                let progress = try await store.progress(since: .distantPast)
+                return (progress.units, progress.caughtUp, samples)
+            }
+            var report = Report()
+            report.lines = [
+                ("scenario", "idle tenants: \(tenants) tenants × 5 content types, no content, \(seconds) s of polling"),
+                ("units", "\(units), of which \(polled) polled successfully at least once"),
+                ("onboarding", "\(onboarding) for \(tenants) tenants (sealed credentials, one INSERT each)"),
+                ("RSS before the gateway", "\(baseline) MiB"),
+                ("RSS while polling", "\(samples.min() ?? 0)–\(samples.max() ?? 0) MiB (sampled every second)"),
+                ("peak RSS", "\(Memory.peakMiB()) MiB"),
+            ]
+            return report
+        }
+    }
+
+    // MARK: Environment
+
+    struct Environment: Sendable {
+        let executable: String
+        let directory: URL
+        let database: DatabaseURL
+        let keyRing: KeyRing
+        let socket: String
+        let logger: Logger
+        let children: ChildProcesses
+
+        func startSimulator(_ arguments: [String]) async throws -> URL {
+            let port = LocalPostgres.freePort()
+            try children.spawn(executable, ["simulator", "--listen", "127.0.0.1:\(port)"] + arguments)
+            try await waitForPort(port)
+            return URL(string: "http://127.0.0.1:\(port)")!
+        }
+
+        /// Runs the gateway's services (as `serve` does) while `body` watches the database; then stops them.
+        func runGateway<R: Sendable>(
+            microsoft: URL, collection: CollectionSettings,
+            _ body: @escaping @Sendable (PostgresCollectionStore) async throws -> R
+        ) async throws -> R {
+            var configuration = try GatewayConfiguration(
+                database: database, keyRing: keyRing, adminToken: Secret(UUID().uuidString),
+                listen: ListenAddress(host: "127.0.0.1", port: 0),
+                forwarder: .init(endpoint: .engineSocket(path: socket)),
+                microsoft: .init(overrides: .init(login: microsoft, manage: microsoft, graph: microsoft), requestsPerMinute: 60_000))
+            configuration.collection = collection
+            let services = try Gateway.services(configuration, metrics: PrometheusCollectorRegistry(), logger: logger)
+            let group = ServiceGroup(services: services, logger: logger)
+            return try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                let result = try await Gateway.withDatabase(database, logger: logger) { client in
+                    try await body(PostgresCollectionStore(client: client, logger: logger))
+                }
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                return result
+            }
+        }
+    }
+
+    static func withEnvironment<R: Sendable>(
+        executable: String, logger: Logger, _ body: (Environment) async throws -> R
+    ) async throws -> R {
+        let postgres = try LocalPostgres(logger: logger)
+        defer { postgres.stop() }
+        let children = ChildProcesses()
+        defer { children.stopAll() }
+        let database = try postgres.databaseURL
+        _ = try await Gateway.migrate(database, logger: logger)
+        let socket = postgres.directory.appendingPathComponent("engine.sock").path
+        try children.spawn(executable, ["receiver", "--socket", socket])
+        let env = Environment(
+            executable: executable, directory: postgres.directory, database: database, keyRing: .random(), socket: socket,
+            logger: logger, children: children)
+        return try await body(env)
+    }
+
+    static func waitForPort(_ port: Int) async throws {
+        for _ in 0..<200 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(port).bigEndian
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            close(fd)
+            if connected == 0 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw GatewayError(.unavailable, code: "bench_failed", "the simulator did not start listening on port \(port)")
+    }
+}
+
+/// Child processes of the benchmark (simulator, receiver), stopped with SIGTERM at the end.
+final class ChildProcesses: Sendable {
+    private let processes = LockedProcesses()
+
+    func spawn(_ executable: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        processes.append(process)
+    }
+
+    func stopAll() {
+        for process in processes.all() where process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+}
+
+final class LockedProcesses: @unchecked Sendable {
+    private let lock = NSLock()
+    private var processes: [Process] = []
+
+    func append(_ process: Process) { lock.withLock { processes.append(process) } }
+    func all() -> [Process] { lock.withLock { processes } }
+}
+
+enum CPU {
+    /// User plus system CPU time of this process so far.
+    static func seconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        return user + system
+    }
+}
+
+enum Memory {
+    /// Peak resident set size of this process (VmHWM).
+    static func peakMiB() -> Int { status("VmHWM:") }
+    /// Resident set size now (VmRSS).
+    static func residentMiB() -> Int { status("VmRSS:") }
+
+    private static func status(_ field: String) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
+            let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+        else { return 0 }
+        return kib / 1024
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import GatewayApp
+import Logging
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure the gateway on this machine: end-to-end records/s and peak memory, and memory with many idle tenants.",
+        discussion: """
+            Starts a private PostgreSQL, the simulator and the receiver (as child processes, so this process's CPU time
+            and memory are the gateway's own), then runs the gateway in this process. Build with -c release first;
+            docs/benchmarks.md has the figures of this machine and the command that produced them.
+            """)
+
+    @Option(name: .customLong("scenario"), help: "throughput, idle, or all (each in its own process).")
+    var scenario: String = "all"
+
+    @Option(name: .customLong("tenants"), help: "Throughput: tenants (5 content types each).")
+    var tenants: Int = 8
+
+    @Option(name: .customLong("records-per-blob"), help: "Throughput: records in each blob.")
+    var recordsPerBlob: Int = 1000
+
+    @Option(name: .customLong("history-hours"), help: "Throughput: hours of content to backfill (one blob per minute per content type).")
+    var historyHours: Double = 1
+
+    @Option(name: .customLong("idle-tenants"), help: "Idle: tenants with no content.")
+    var idleTenants: Int = 10_000
+
+    @Option(name: .customLong("idle-seconds"), help: "Idle: how long to poll them.")
+    var idleSeconds: Int = 90
+
+    func run() async throws {
+        try await runReportingErrors {
+            LoggingBootstrap.once(level: .error)
+            let logger = {
+                var logger = Logger(label: "o365-gateway")
+                logger.logLevel = .error
+                return logger
+            }()
+            let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+            switch scenario {
+            case "throughput":
+                let settings = Benchmark.Throughput(tenants: tenants, recordsPerBlob: recordsPerBlob, historyHours: historyHours)
+                print(try await Benchmark.throughput(settings, executable: executable, logger: logger))
+            case "idle":
+                print(try await Benchmark.idleTenants(idleTenants, seconds: idleSeconds, executable: executable, logger: logger))
+            case "all":
+                // Each scenario in a fresh process, so peak memory is not carried from one to the next.
+                for name in ["throughput", "idle"] {
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: executable)
+                    process.arguments = ["bench", "--scenario", name] + Array(CommandLine.arguments.dropFirst(2).filter { !$0.hasPrefix("--scenario") })
+                    try process.run()
+                    process.waitUntilExit()
+                    print("")
+                }
+            default:
+                throw ValidationError("--scenario must be throughput, idle or all")
+            }
+        }
+    }
+}
