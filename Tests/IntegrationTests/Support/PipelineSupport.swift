@@ -47,3 +47,7 @@ func unitOwners(_ gw: GatewayHarness, tenants: [String]) async throws -> [String
     }
     return owners
 }
+
+/// The whole-pipeline tests (simulator, gateway, receiver, thousands of records) run one at a time: each is
+/// CPU-heavy in a debug build, and run side by side on two cores they only slow each other past their deadlines.
+@Suite(.serialized) enum EndToEndTests {}
