@@ -74,6 +74,8 @@ public final class ActivityClient: Sendable {
         var lastStartRound: [TenantID: Date] = [:]
         /// A start round in progress, which the tenant's other collectors wait for instead of failing.
         var roundInProgress: [TenantID: Task<Void, any Error>] = [:]
+        /// When the tenant's subscriptions were last seen, and which types were enabled then.
+        var subscriptionsEnabled: [TenantID: (at: Date, types: Set<ContentType>)] = [:]
     }
 
     public init(
@@ -113,10 +115,25 @@ public final class ActivityClient: Sendable {
     /// Makes sure each of `wanted` is subscribed and enabled, starting the missing or disabled ones in one round.
     /// At most one round per tenant per `subscriptionStartInterval`; returns the types still not enabled.
     @discardableResult
+    ///
+    /// A tenant whose wanted types were all enabled is not asked again for `subscriptionStartInterval`: its five
+    /// collectors polling every minute would otherwise spend five requests of its budget a minute on it. A
+    /// subscription disabled meanwhile is still caught, by the content listing's AF20022/AF20021 answer.
     public func ensureSubscriptions(_ auth: TenantAuth, _ wanted: [ContentType]) async throws -> [ContentType] {
-        let enabled = Set(try await listSubscriptions(auth).filter(\.enabled).map(\.contentType))
-        let missing = wanted.filter { !enabled.contains($0.rawValue) }
-        guard !missing.isEmpty else { return [] }
+        let now = now()
+        let known = state.withLock { state -> Bool in
+            guard let checked = state.subscriptionsEnabled[auth.tenant],
+                now.timeIntervalSince(checked.at) < configuration.subscriptionStartInterval
+            else { return false }
+            return wanted.allSatisfy(checked.types.contains)
+        }
+        if known { return [] }
+        let enabled = Set(try await listSubscriptions(auth).filter(\.enabled).compactMap { ContentType(rawValue: $0.contentType) })
+        let missing = wanted.filter { !enabled.contains($0) }
+        guard !missing.isEmpty else {
+            state.withLock { $0.subscriptionsEnabled[auth.tenant] = (now, enabled) }
+            return []
+        }
         return try await startRound(auth, missing) ? [] : missing
     }
 
@@ -161,6 +178,7 @@ public final class ActivityClient: Sendable {
                 let (response, action) = try await perform(auth, .listContent, url: url)
                 switch action {
                 case .startSubscription:
+                    _ = state.withLock { $0.subscriptionsEnabled.removeValue(forKey: auth.tenant) }
                     guard !startedSubscription, try await startRound(auth, [contentType]) else {
                         throw MicrosoftError.fromAPIError(afCode: Self.afCode(response.body), httpStatus: response.status)
                     }
@@ -237,7 +255,8 @@ public final class ActivityClient: Sendable {
                 retries += 1
                 continue
             }
-            let afCode = Self.afCode(response.body)
+            // Only error bodies carry a code; a blob body can be megabytes and is never parsed here.
+            let afCode = (200..<300).contains(response.status) ? nil : Self.afCode(response.body)
             Counter(label: "o365gw_microsoft_requests_total", dimensions: [("kind", "\(kind)"), ("status", "\(response.status / 100)xx")]).increment()
             let action = ResponsePolicy.decide(
                 status: response.status, afCode: afCode, retryAfterSeconds: response.header("Retry-After").flatMap(Int.init), kind: kind)

@@ -38,6 +38,10 @@ struct DeliveryWindow {
     func canAdmit(bytes: Int) -> Bool { heldBytes == 0 || heldBytes + bytes <= byteBudget }
 
     var isIdle: Bool { queued.isEmpty && inFlight.isEmpty }
+
+    /// Whether the writer should be woken after an acknowledgement: logs wait and at least a quarter of the window
+    /// is free. Waking it for every freed slot would write one message per flush when the window is saturated.
+    var worthSending: Bool { !queued.isEmpty && inFlight.count <= maxInFlight - max(1, maxInFlight / 4) }
     var undeliveredBatches: Int { remaining.count }
 
     /// Enqueues a batch (the caller checked ``canAdmit(bytes:)``). An empty batch is delivered at once.

@@ -73,13 +73,13 @@ public enum EventShaper {
             (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
         else { return nil }
         var i = 19
-        var fraction = ""
+        var fractionEnd = 19  // b[19..<fractionEnd] is "." and the digits, as written
         if i < b.count, b[i] == 46 {
             let start = i + 1
             i = start
             while i < b.count, b[i] >= 48 && b[i] <= 57 { i += 1 }
             guard i > start else { return nil }
-            fraction = "." + String(decoding: b[start..<i], as: UTF8.self)
+            fractionEnd = i
         }
         var offsetMinutes = 0
         if i < b.count {
@@ -96,9 +96,15 @@ public enum EventShaper {
             }
         }
         if offsetMinutes == 0 {
-            return String(decoding: b[0..<19], as: UTF8.self).replacingOccurrences(of: " ", with: "T")
-                .replacingOccurrences(of: "t", with: "T") + fraction + "Z"
+            // The common case (every record): the text itself, with a `T` and a `Z`; built byte by byte.
+            return String(unsafeUninitializedCapacity: fractionEnd + 1) { out in
+                for j in 0..<fractionEnd { out[j] = b[j] }
+                out[10] = 84
+                out[fractionEnd] = 90
+                return fractionEnd + 1
+            }
         }
+        let fraction = String(decoding: b[19..<fractionEnd], as: UTF8.self)
         let days = daysFromCivil(year, month, day)
         let total = days * 86_400 + hour * 3600 + minute * 60 + second - offsetMinutes * 60
         let (d, r) = total.quotientAndRemainder(dividingBy: 86_400)

@@ -136,11 +136,14 @@ public actor UTMStackForwarder: Service {
 
     private var isDrained: Bool { draining.withLock { $0 } && window.isIdle && admissionQueue.isEmpty }
 
-    private func acknowledge(_ lastID: String) -> Bool {
+    /// Applies one acknowledgement (UTMStack sends one per log, so this is the hottest path): resumes waiters of
+    /// completed batches, admits waiting submissions, and wakes the writer only when something waits to be sent.
+    /// Returns whether it acknowledged anything and whether the forwarder is now drained.
+    private func acknowledge(_ lastID: String) -> (acknowledged: Bool, drained: Bool) {
         let ack = window.acknowledge(lastID)
         guard ack.delivered > 0 else {
             logger.debug("acknowledgement for an id not in flight", metadata: ["lastId": "\(lastID)"])
-            return false
+            return (false, isDrained)
         }
         deliveredCounter.increment(by: ack.delivered)
         if let last = ack.completedBatches.last {
@@ -148,14 +151,14 @@ public actor UTMStackForwarder: Service {
             for batch in deliveryWaiters.keys.filter({ $0 <= last }) {
                 deliveryWaiters.removeValue(forKey: batch)?.values.forEach { $0.resume() }
             }
+            heldBytesGauge.record(window.heldBytes)
         }
         while let next = admissionQueue.first, window.canAdmit(bytes: next.bytes) {
             admissionQueue.removeFirst()
             next.continuation.resume(returning: admit(next.logs))
         }
-        heldBytesGauge.record(window.heldBytes)
-        wakeWriter()
-        return true
+        if window.worthSending { wakeWriter() }
+        return (true, isDrained)
     }
 
     private func streamLost() {
@@ -246,8 +249,9 @@ public actor UTMStackForwarder: Service {
         let consume: @Sendable (StreamingClientResponse<UTMStackProtocol.Plugins_Ack>) async throws -> Bool = { response in
             var acknowledged = false
             for try await ack in response.messages {
-                if await self.acknowledge(ack.lastID) { acknowledged = true }
-                if await self.isDrained { await self.closeWakeups() }
+                let (applied, drained) = await self.acknowledge(ack.lastID)
+                if applied { acknowledged = true }
+                if drained { await self.closeWakeups() }
             }
             return acknowledged
         }

@@ -65,6 +65,25 @@ import Testing
         }
     }
 
+    @Test func aSaturatedWindowWakesTheWriterOnlyForAQuarterOfItsRoom() {
+        var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 8)
+        _ = window.enqueue(logs((0..<20).map(String.init)))
+        #expect(window.takeForSending().count == 8)
+        #expect(!window.worthSending, "full window")
+        _ = window.acknowledge("0")
+        #expect(!window.worthSending, "one free slot is not worth a write")
+        _ = window.acknowledge("1")
+        #expect(window.worthSending, "a quarter free")
+        #expect(window.takeForSending().count == 2)
+        for id in 2..<10 { _ = window.acknowledge(String(id)) }
+        #expect(window.worthSending)
+        #expect(window.takeForSending().count == 8)
+        for id in 10..<18 { _ = window.acknowledge(String(id)) }
+        #expect(window.takeForSending().count == 2)
+        for id in 18..<20 { _ = window.acknowledge(String(id)) }
+        #expect(!window.worthSending, "nothing waits")
+    }
+
     @Test func acknowledgementsAreCumulativeAndCompleteBatchesInOrder() {
         var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 10)
         let (b1, _) = window.enqueue(logs(["a", "b"]))
