@@ -246,7 +246,8 @@ struct SchedulerState {
     var stopping = false
     var margin: Duration = .seconds(5)
 
-    var runningCount: Int { units.values.count { $0.running } }
+    /// How many units have a poll running (kept in step with `Held.running`).
+    private(set) var runningCount = 0
 
     func shouldContinue(_ unit: CollectionUnit, fencing: Int64) -> Bool {
         guard !stopping, let held = units[unit] else { return false }
@@ -285,20 +286,28 @@ struct SchedulerState {
         return lost
     }
 
-    /// Marks as running, and returns, the due units that free workers can take, most overdue first.
+    /// Marks as running, and returns, the due units that free workers can take, most overdue first. One pass
+    /// over the units keeping the few most overdue (it runs every 100 ms over up to tens of thousands of units).
     mutating func takeDue(now: ContinuousClock.Instant, workers: Int) -> [(CollectionUnit, Int64)] {
         let free = workers - runningCount
         guard free > 0 else { return [] }
-        let due = units.filter { !$0.value.running && $0.value.wanted && $0.value.due <= now && $0.value.isValid(at: now, margin: margin) }
-            .sorted { $0.value.due < $1.value.due }
-            .prefix(free)
-        for (unit, _) in due { units[unit]!.running = true }
-        return due.map { ($0.key, $0.value.fencing) }
+        var picked: [(unit: CollectionUnit, due: ContinuousClock.Instant)] = []
+        picked.reserveCapacity(free + 1)
+        for (unit, held) in units where !held.running && held.wanted && held.due <= now && held.isValid(at: now, margin: margin) {
+            if picked.count == free, let last = picked.last, held.due >= last.due { continue }
+            let position = picked.firstIndex { held.due < $0.due } ?? picked.count
+            picked.insert((unit, held.due), at: position)
+            if picked.count > free { picked.removeLast() }
+        }
+        for (unit, _) in picked { units[unit]!.running = true }
+        runningCount += picked.count
+        return picked.map { ($0.unit, units[$0.unit]!.fencing) }
     }
 
     /// A poll returned; `next` is when to poll again (nil: not until a lease round says the unit is still ours).
     mutating func finished(_ unit: CollectionUnit, next: Duration?) {
-        guard var held = units[unit] else { return }
+        guard var held = units[unit], held.running else { return }
+        runningCount -= 1
         guard held.fencing >= 0 else {
             units.removeValue(forKey: unit)
             return

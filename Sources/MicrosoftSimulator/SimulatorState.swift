@@ -23,10 +23,14 @@ final class SimulatorState: Sendable {
 
     let configuration: SimulatorConfiguration
     let generator: ContentGenerator
+    /// Tenant index by lower-case tenant id: every request looks its tenant up.
+    private let tenantIndexes: [String: Int]
     private let counters = Mutex(Counters())
 
     init(configuration: SimulatorConfiguration, startedAt: Date) {
         self.configuration = configuration
+        self.tenantIndexes = Dictionary(
+            configuration.tenants.enumerated().map { ($1.tenantId.uuidString.lowercased(), $0) }, uniquingKeysWith: { first, _ in first })
         self.generator = ContentGenerator(configuration: configuration, startedAt: startedAt)
         counters.withLock { c in
             for (index, tenant) in configuration.tenants.enumerated() {
@@ -36,7 +40,7 @@ final class SimulatorState: Sendable {
     }
 
     func tenantIndex(_ id: String) -> Int? {
-        configuration.tenants.firstIndex { $0.tenantId.uuidString.lowercased() == id.lowercased() }
+        tenantIndexes[id.lowercased()]
     }
 
     func issueToken(tenant: Int, now: Date) -> String {
