@@ -147,7 +147,7 @@ public final class CollectionScheduler: Service, Sendable {
         }
         let held = state.withLock { $0.units.count }
         LeaseMetrics.held.record(held)
-        LeaseMetrics.lag(rows.filter { $0.owner == owner }, now: now)
+        LeaseMetrics.lag(rows.filter { $0.owner == owner }, now: now, backfill: settings.backfill)
     }
 
     private func releaseAll() async throws {
@@ -329,10 +329,11 @@ enum LeaseMetrics {
         if lost > 0 { Counter(label: "o365gw_lease_changes_total", dimensions: [("action", "lost")]).increment(by: lost) }
     }
 
-    /// The largest lag (now − checkpoint) of this replica's units, per content type.
-    static func lag(_ rows: [UnitRow], now: Date) {
+    /// The largest lag (now − checkpoint) of this replica's units, per content type; a unit still in its first
+    /// window counts as `backfill` behind.
+    static func lag(_ rows: [UnitRow], now: Date, backfill: TimeInterval) {
         for type in ContentType.allCases {
-            let lags = rows.filter { $0.contentType == type }.compactMap { $0.checkpoint.map { now.timeIntervalSince($0) } }
+            let lags = rows.filter { $0.contentType == type }.map { $0.checkpoint.map { now.timeIntervalSince($0) } ?? backfill }
             Gauge(label: "o365gw_collection_lag_seconds", dimensions: [("content_type", type.rawValue)]).record(max(0, lags.max() ?? 0))
         }
     }

@@ -120,10 +120,12 @@ struct LeaseTable {
         let fresh = CollectionPlan.make(checkpoint: nil, now: now, backfill: 24 * 3600, trailingRelist: 3600)
         #expect(fresh.windows.first?.start == now.addingTimeInterval(-24 * 3600))
         #expect(fresh.checkpointAfter == now.addingTimeInterval(-60))
+        #expect(fresh.windows.count == 12, "a day of backfill in 2-hour windows, so the checkpoint shows progress")
+        #expect(zip(fresh.windows, fresh.windows.dropFirst()).allSatisfy { $0.end == $1.start }, "contiguous")
         let checkpoint = now.addingTimeInterval(-600)
         let known = CollectionPlan.make(checkpoint: checkpoint, now: now, backfill: 24 * 3600, trailingRelist: 3600)
         #expect(known.windows.first?.start == checkpoint.addingTimeInterval(-3600))
-        #expect(known.windows.allSatisfy { $0.end.timeIntervalSince($0.start) <= 24 * 3600 })
+        #expect(known.windows.count == 1, "a routine poll lists one window")
         let ancient = CollectionPlan.make(checkpoint: now.addingTimeInterval(-30 * 86_400), now: now, backfill: 0, trailingRelist: 0)
         #expect(ancient.windows.first!.start >= now.addingTimeInterval(-7 * 86_400), "clamped inside the 7-day limit")
     }
