@@ -7,6 +7,7 @@ import MicrosoftSimulator
 import PostgresStorage
 import Prometheus
 import ServiceLifecycle
+import UTMStackForwarder
 
 #if canImport(Glibc)
 import Glibc
@@ -76,6 +77,54 @@ public enum Benchmark {
                 ("gateway CPU", String(format: "%.1f s (user+system of this process)", cpu)),
                 ("records per CPU-second", String(format: "%.0f", Double(records) / cpu)),
                 ("peak RSS", "\(Memory.peakMiB()) MiB"),
+            ]
+            return report
+        }
+    }
+
+    /// The UTMStack stream alone: `count` logs of about 1 KB (the size of an audit record) through the forwarder to
+    /// the receiver, acknowledged; no Microsoft, no PostgreSQL. Isolates the per-record cost of the protocol.
+    public static func forwarder(count: Int, executable: String, logger: Logger) async throws -> Report {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("o365gw-bench-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let socket = directory.appendingPathComponent("engine.sock").path
+        let children = ChildProcesses()
+        defer { children.stopAll() }
+        try children.spawn(executable, ["receiver", "--socket", socket])
+        let forwarder = UTMStackForwarder(configuration: .init(endpoint: .engineSocket(path: socket)), logger: logger)
+        let route = TenantRoute(tenantID: TenantID(), utmTenantID: defaultUTMStackTenantID, dataSource: "bench")
+        let payload = String(repeating: "x", count: 900)
+        let batch = 1000
+        let group = ServiceGroup(services: [forwarder], logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let cpu0 = CPU.seconds()
+            let clock = ContinuousClock.now
+            var last: DeliveryTicket?
+            for start in stride(from: 0, to: count, by: batch) {
+                let logs = (start..<min(count, start + batch)).map { i in
+                    let id = "rec-\(i)"
+                    return EventShaper.log(
+                        AuditRecord(
+                            id: id, creationTime: "2026-11-25T10:00:00",
+                            raw: #"{"CreationTime":"2026-11-25T10:00:00","Id":""# + id + #"","Operation":"UserLoggedIn","Payload":""# + payload + #""}"#),
+                        route: route, fallbackTimestamp: "2026-11-25T10:00:00")
+                }
+                last = try await forwarder.submit(logs)
+            }
+            if let last { try await forwarder.waitDelivered(last) }
+            let elapsed = (ContinuousClock.now - clock).seconds
+            let cpu = CPU.seconds() - cpu0
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            var report = Report()
+            report.lines = [
+                ("scenario", "forwarder only: \(count) logs of ~1 KB over gRPC on a Unix socket, each acknowledged"),
+                ("wall time", String(format: "%.1f s", elapsed)),
+                ("logs/s (wall)", String(format: "%.0f", Double(count) / elapsed)),
+                ("CPU (shaping + forwarding)", String(format: "%.1f s", cpu)),
+                ("logs per CPU-second", String(format: "%.0f", Double(count) / cpu)),
             ]
             return report
         }

@@ -12,7 +12,7 @@ struct Bench: AsyncParsableCommand {
             docs/benchmarks.md has the figures of this machine and the command that produced them.
             """)
 
-    @Option(name: .customLong("scenario"), help: "throughput, idle, or all (each in its own process).")
+    @Option(name: .customLong("scenario"), help: "throughput, idle, forwarder, or all (each in its own process).")
     var scenario: String = "all"
 
     @Option(name: .customLong("tenants"), help: "Throughput: tenants (5 content types each).")
@@ -43,11 +43,13 @@ struct Bench: AsyncParsableCommand {
             case "throughput":
                 let settings = Benchmark.Throughput(tenants: tenants, recordsPerBlob: recordsPerBlob, historyHours: historyHours)
                 print(try await Benchmark.throughput(settings, executable: executable, logger: logger))
+            case "forwarder":
+                print(try await Benchmark.forwarder(count: 500_000, executable: executable, logger: logger))
             case "idle":
                 print(try await Benchmark.idleTenants(idleTenants, seconds: idleSeconds, executable: executable, logger: logger))
             case "all":
                 // Each scenario in a fresh process, so peak memory is not carried from one to the next.
-                for name in ["throughput", "idle"] {
+                for name in ["throughput", "forwarder", "idle"] {
                     let process = Process()
                     process.executableURL = URL(fileURLWithPath: executable)
                     process.arguments = ["bench", "--scenario", name] + Array(CommandLine.arguments.dropFirst(2).filter { !$0.hasPrefix("--scenario") })
@@ -56,7 +58,7 @@ struct Bench: AsyncParsableCommand {
                     print("")
                 }
             default:
-                throw ValidationError("--scenario must be throughput, idle or all")
+                throw ValidationError("--scenario must be throughput, forwarder, idle or all")
             }
         }
     }
