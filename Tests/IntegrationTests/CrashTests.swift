@@ -47,7 +47,7 @@ extension EndToEndTests {
                     // Default lease TTL (20 s) and tick (5 s): the restarted process must wait for the dead one's leases.
                     let first = try Executable.start(["serve"], environment: environment)
                     let midway = try await eventually(timeout: .seconds(90)) { received.total >= expected.count / 4 }
-                    try #require(midway, "the first process forwarded a quarter (\(received.total) of \(expected.count))")
+                    try #require(midway, "the first process forwarded a quarter (\(received.total) of \(expected.count)): \(first.outputTail)")
                     first.kill()
                     // What the receiver had read from the dead connection by now was sent before the kill.
                     try await Task.sleep(for: .milliseconds(300))
@@ -60,7 +60,7 @@ extension EndToEndTests {
                     let resumedAfter = ContinuousClock.now - killedAt
                     #expect(resumed && resumedAfter < .seconds(30), "collection resumed after \(resumedAfter)")
                     let complete = try await eventually(timeout: .seconds(120)) { expected.isSubset(of: Set(received.recordIDs)) }
-                    #expect(complete, "nothing lost: \(expected.subtracting(received.recordIDs).count) missing")
+                    #expect(complete, "nothing lost: \(expected.subtracting(received.recordIDs).count) missing; \(second.outputTail)")
                     // Only what was in flight at the kill (sent, or acknowledged but not yet committed) may come twice.
                     let ids = received.recordIDs
                     var seen = Set<String>(), repeated = Set<String>()
@@ -94,6 +94,9 @@ extension Executable {
             process.waitUntilExit()
         }
 
+        /// The end of the process's output, for failure messages.
+        var outputTail: String { String(((try? String(contentsOf: log, encoding: .utf8)) ?? "").suffix(2000)) }
+
         func terminate() {
             guard process.isRunning else { return }
             process.terminate()
@@ -102,12 +105,7 @@ extension Executable {
     }
 
     static func start(_ arguments: [String], environment: [String: String]) throws -> Running {
-        let process = Process()
-        process.executableURL = locate()
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("O365GW_") }
-        env.merge(environment) { $1 }
-        process.environment = env
+        let process = process(arguments, environment: environment)
         let log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("o365gw-\(UUID().uuidString.prefix(8)).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
