@@ -100,7 +100,7 @@ public final class CollectionScheduler: Service, Sendable {
         let now = try await store.now()
         let rows = try await store.units()
         let leases = rows.map {
-            Lease(unit: CollectionUnit(tenant: $0.tenant, contentType: $0.contentType), owner: $0.owner, expiresAt: $0.expiresAt, fencing: $0.fencing)
+            Lease(unit: $0.unit, owner: $0.owner, expiresAt: $0.expiresAt, fencing: $0.fencing)
         }
         var keep: [LeaseKey] = []
         var handOver: Set<CollectionUnit> = []
@@ -152,7 +152,7 @@ public final class CollectionScheduler: Service, Sendable {
 
     private func releaseAll() async throws {
         let mine = try await store.units().filter { $0.owner == owner }
-        try await store.release(mine.map { LeaseKey(CollectionUnit(tenant: $0.tenant, contentType: $0.contentType), $0.fencing) }, owner: owner)
+        try await store.release(mine.map { LeaseKey($0.unit, $0.fencing) }, owner: owner)
         if !mine.isEmpty { LeaseMetrics.changes(acquired: 0, released: mine.count, lost: 0) }
         try await store.leaveReplicas(owner: owner)
     }
@@ -216,6 +216,10 @@ public final class CollectionScheduler: Service, Sendable {
 }
 
 typealias LeaseKey = PostgresCollectionStore.LeaseKey
+
+extension UnitRow {
+    var unit: CollectionUnit { CollectionUnit(tenant: tenant, contentType: contentType) }
+}
 
 extension LeaseKey {
     init(_ unit: CollectionUnit, _ fencing: Int64) {

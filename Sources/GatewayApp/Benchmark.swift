@@ -167,7 +167,6 @@ public enum Benchmark {
 
     struct Environment: Sendable {
         let executable: String
-        let directory: URL
         let database: DatabaseURL
         let keyRing: KeyRing
         let socket: String
@@ -218,7 +217,7 @@ public enum Benchmark {
         let socket = postgres.directory.appendingPathComponent("engine.sock").path
         try children.spawn(executable, ["receiver", "--socket", socket])
         let env = Environment(
-            executable: executable, directory: postgres.directory, database: database, keyRing: .random(), socket: socket,
+            executable: executable, database: database, keyRing: .random(), socket: socket,
             logger: logger, children: children)
         return try await body(env)
     }
@@ -241,9 +240,11 @@ public enum Benchmark {
     }
 }
 
-/// Child processes of the benchmark (simulator, receiver), stopped with SIGTERM at the end.
-final class ChildProcesses: Sendable {
-    private let processes = LockedProcesses()
+/// Child processes of the benchmark (simulator, receiver), stopped with SIGTERM at the end. `Process` is not
+/// Sendable; the list is only touched under the lock.
+final class ChildProcesses: @unchecked Sendable {
+    private let lock = NSLock()
+    private var processes: [Process] = []
 
     func spawn(_ executable: String, _ arguments: [String]) throws {
         let process = Process()
@@ -252,23 +253,15 @@ final class ChildProcesses: Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        processes.append(process)
+        lock.withLock { processes.append(process) }
     }
 
     func stopAll() {
-        for process in processes.all() where process.isRunning {
+        for process in lock.withLock({ processes }) where process.isRunning {
             process.terminate()
             process.waitUntilExit()
         }
     }
-}
-
-final class LockedProcesses: @unchecked Sendable {
-    private let lock = NSLock()
-    private var processes: [Process] = []
-
-    func append(_ process: Process) { lock.withLock { processes.append(process) } }
-    func all() -> [Process] { lock.withLock { processes } }
 }
 
 enum CPU {
@@ -295,8 +288,4 @@ enum Memory {
         else { return 0 }
         return kib / 1024
     }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -28,7 +28,7 @@ public struct DemoStatusTable: Service {
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 guard (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: interval) })) != nil else { return }
                 let now = ContinuousClock.now
-                let seconds = max(0.001, Double((now - lastTime).components.seconds) + Double((now - lastTime).components.attoseconds) / 1e18)
+                let seconds = max(0.001, (now - lastTime).seconds)
                 lastTime = now
                 let counts = received.snapshot.byDataSource
                 let units = (try? await store.unitsWithNames()) ?? []
