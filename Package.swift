@@ -20,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.4"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
@@ -122,14 +125,17 @@ let package = Package(
             ],
             exclude: ["plugins.proto"]
         ),
-        // Delivery to UTMStack: event shaping, the acknowledged delivery window, the gRPC forwarder, notifications.
+        // Delivery to UTMStack: event shaping, the acknowledged delivery window, the gRPC stream (hand-framed on
+        // SwiftNIO's HTTP/2, docs/utmstack-stream.md), the forwarder, notifications.
         .target(
             name: "UTMStackForwarder",
             dependencies: [
                 "GatewayCore",
-                "UTMStackProtocol",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -189,6 +195,8 @@ let package = Package(
             dependencies: [
                 "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp", "UTMStackForwarder",
                 "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator", "Scheduling", "Collection",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -155,9 +155,8 @@ struct DeliveryPipeline {
             guard let already = try await store.forwardedRecords(
                 tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, hashes: hashes)
             else { return false }
-            var logs: [OutboundLog] = []
+            var logs = OutboundBatch(reservingCapacity: records.reduce(0) { $0 + $1.raw.utf8.count + 160 })
             var kept: [Int64] = []
-            logs.reserveCapacity(records.count)
             kept.reserveCapacity(records.count)
             for (record, hash) in zip(records, hashes) where !already.contains(hash) && seen.insert(hash).inserted {
                 logs.append(EventShaper.log(record, route: route, fallbackTimestamp: blob.contentCreated))

@@ -1,4 +1,5 @@
 import DequeModule
+import NIOCore
 
 /// The bookkeeping of delivery to UTMStack, without I/O: what waits to be sent, what is in flight on the current
 /// stream, which batches are fully acknowledged, and how many bytes are held (the memory budget).
@@ -10,13 +11,29 @@ import DequeModule
 /// - A batch is delivered when all its logs are; batches complete in order.
 /// - Held bytes (queued plus in flight) stay within the budget, except that one batch larger than the budget is
 ///   admitted when nothing else is held (else it could never be sent).
+///
+/// Logs arrive encoded (``OutboundBatch``); the window tracks each by id and position and hands the writer slices
+/// of the batches' buffers, one per run of consecutive logs.
 struct DeliveryWindow {
     typealias BatchID = UInt64
 
+    /// What a log costs beyond its encoded bytes while held (its entry and id).
+    static let entryOverhead = 64
+
     struct Entry {
-        var log: OutboundLog
-        var bytes: Int
+        var id: String
         var batch: BatchID
+        /// The log's message in its batch's buffer.
+        var start: Int
+        var end: Int
+        var bytes: Int { end - start + DeliveryWindow.entryOverhead }
+    }
+
+    /// What to write now: `count` logs as consecutive slices of their batches' buffers.
+    struct Outgoing {
+        var count = 0
+        var chunks: [ByteBuffer] = []
+        var bytes: Int { chunks.reduce(0) { $0 + $1.readableBytes } }
     }
 
     let byteBudget: Int
@@ -25,7 +42,7 @@ struct DeliveryWindow {
     private(set) var inFlight = Deque<Entry>()
     private(set) var heldBytes = 0
     private(set) var highWaterBytes = 0
-    private var remaining: [BatchID: Int] = [:]
+    private var batches: [BatchID: (buffer: ByteBuffer, remaining: Int)] = [:]
     private var nextBatch: BatchID = 1
 
     init(byteBudget: Int, maxInFlight: Int) {
@@ -42,34 +59,46 @@ struct DeliveryWindow {
     /// Whether the writer should be woken after an acknowledgement: logs wait and at least a quarter of the window
     /// is free. Waking it for every freed slot would write one message per flush when the window is saturated.
     var worthSending: Bool { !queued.isEmpty && inFlight.count <= maxInFlight - max(1, maxInFlight / 4) }
-    var undeliveredBatches: Int { remaining.count }
+    var undeliveredBatches: Int { batches.count }
 
     /// Enqueues a batch (the caller checked ``canAdmit(bytes:)``). An empty batch is delivered at once.
-    mutating func enqueue(_ logs: [OutboundLog]) -> (batch: BatchID, deliveredNow: Bool) {
-        let batch = nextBatch
+    mutating func enqueue(_ batch: OutboundBatch) -> (batch: BatchID, deliveredNow: Bool) {
+        let id = nextBatch
         nextBatch += 1
-        guard !logs.isEmpty else { return (batch, true) }
-        for log in logs {
-            let bytes = log.byteCost
-            queued.append(Entry(log: log, bytes: bytes, batch: batch))
-            heldBytes += bytes
+        guard !batch.isEmpty else { return (id, true) }
+        var start = 0
+        for (logID, end) in zip(batch.ids, batch.ends) {
+            queued.append(Entry(id: logID, batch: id, start: start, end: end))
+            start = end
         }
-        remaining[batch] = logs.count
+        batches[id] = (batch.buffer, batch.count)
+        heldBytes += batch.byteCost
         highWaterBytes = max(highWaterBytes, heldBytes)
-        return (batch, false)
+        return (id, false)
     }
 
-    /// Moves up to the window's free room from the queue to in flight and returns them to send.
-    mutating func takeForSending() -> [OutboundLog] {
+    /// Moves up to the window's free room from the queue to in flight and returns their bytes to send.
+    mutating func takeForSending() -> Outgoing {
+        var outgoing = Outgoing()
         let room = maxInFlight - inFlight.count
-        guard room > 0, !queued.isEmpty else { return [] }
-        var out: [OutboundLog] = []
-        out.reserveCapacity(min(room, queued.count))
-        while out.count < room, let entry = queued.popFirst() {
-            inFlight.append(entry)
-            out.append(entry.log)
+        guard room > 0, !queued.isEmpty else { return outgoing }
+        var run: (batch: BatchID, start: Int, end: Int)?
+        func flush(_ run: (batch: BatchID, start: Int, end: Int)?) {
+            guard let run, let buffer = batches[run.batch]?.buffer else { return }
+            outgoing.chunks.append(buffer.getSlice(at: buffer.readerIndex + run.start, length: run.end - run.start)!)
         }
-        return out
+        while outgoing.count < room, let entry = queued.popFirst() {
+            inFlight.append(entry)
+            outgoing.count += 1
+            if let current = run, current.batch == entry.batch, current.end == entry.start {
+                run = (current.batch, current.start, entry.end)
+            } else {
+                flush(run)
+                run = (entry.batch, entry.start, entry.end)
+            }
+        }
+        flush(run)
+        return outgoing
     }
 
     struct Acknowledgement: Equatable {
@@ -81,7 +110,7 @@ struct DeliveryWindow {
     /// Applies `Ack.lastId`: delivers everything in flight up to and including the first log with that id.
     /// An id not in flight (a late or repeated acknowledgement) delivers nothing.
     mutating func acknowledge(_ lastID: String) -> Acknowledgement {
-        guard let index = inFlight.firstIndex(where: { $0.log.id == lastID }) else {
+        guard let index = inFlight.firstIndex(where: { $0.id == lastID }) else {
             return Acknowledgement(delivered: 0, freedBytes: 0, completedBatches: [])
         }
         var completed: [BatchID] = []
@@ -89,12 +118,12 @@ struct DeliveryWindow {
         for _ in 0...index {
             let entry = inFlight.removeFirst()
             freed += entry.bytes
-            let left = remaining[entry.batch, default: 1] - 1
+            let left = (batches[entry.batch]?.remaining ?? 1) - 1
             if left == 0 {
-                remaining[entry.batch] = nil
+                batches[entry.batch] = nil
                 completed.append(entry.batch)
             } else {
-                remaining[entry.batch] = left
+                batches[entry.batch]?.remaining = left
             }
         }
         heldBytes -= freed

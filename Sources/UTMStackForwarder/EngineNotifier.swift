@@ -1,10 +1,8 @@
 import Foundation
-import GRPCCore
-import GRPCNIOTransportHTTP2
 import GatewayCore
 import Logging
+import NIOCore
 import Synchronization
-import UTMStackProtocol
 
 /// Sends integration problems to the engine's `Notify` stream as `Message`s with topic `integration_failure`
 /// and a JSON body naming the tenant and the advice. The same problem is sent at most once per `repeatAfter`.
@@ -42,34 +40,27 @@ public final class EngineNotifier: ProblemReporter {
         }
     }
 
-    static func message(_ problem: IntegrationProblem, at date: Date) -> Plugins_Message {
+    /// The `plugins.Message` fields, in field-number order: id, timestamp, topic, message (JSON).
+    static func message(_ problem: IntegrationProblem, at date: Date) -> [String] {
         var body: [String: String] = [
             "tenantId": "\(problem.tenant)", "tenantName": problem.tenantName, "code": problem.code,
             "advice": problem.advice, "source": "o365-gateway",
         ]
         if let contentType = problem.contentType { body["contentType"] = contentType.rawValue }
         let json = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()
-        var message = Plugins_Message()
-        message.id = UUID().uuidString.lowercased()
-        message.timestamp = RFC3339.format(date)
-        message.topic = topic
-        message.message = String(decoding: json, as: UTF8.self)
-        return message
+        return [UUID().uuidString.lowercased(), RFC3339.format(date), topic, String(decoding: json, as: UTF8.self)]
     }
 
-    private func send(_ message: Plugins_Message, socketPath: String) async throws {
-        let transport = try HTTP2ClientTransport.Posix(
-            target: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
-        var options = CallOptions.defaults
-        options.waitForReady = false
-        options.timeout = .seconds(5)
-        try await withGRPCClient(transport: transport) { client in
-            try await Plugins_Engine.Client(wrapping: client).notify(
-                options: options,
-                requestProducer: { writer in try await writer.write(message) },
-                onResponse: { response in
-                    for try await _ in response.messages { break }
-                })
+    /// Sends one message on a `Notify` call of its own and waits (at most 5 s) for its acknowledgement.
+    private func send(_ fields: [String], socketPath: String) async throws {
+        try await withTimeout(.seconds(5)) {
+            let stream = try await EngineStream.open(.engineSocket(path: socketPath), method: .notify)
+            defer { stream.close() }
+            var buffer = ByteBuffer()
+            GRPCWire.appendMessage(fields, to: &buffer)
+            try await stream.send([buffer], endStream: true)
+            for try await ids in stream.acknowledgements where ids.contains(fields[0]) { return }
+            throw EngineStreamError(description: "UTMStack ended the Notify call without acknowledging the message")
         }
     }
 }

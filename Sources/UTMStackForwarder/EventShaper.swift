@@ -19,9 +19,6 @@ public struct OutboundLog: Sendable, Equatable {
         self.tenantID = tenantID
         self.raw = raw
     }
-
-    /// What the log costs in memory while it waits for delivery (the in-flight byte budget counts this).
-    var byteCost: Int { raw.utf8.count + id.utf8.count + dataSource.utf8.count + tenantID.utf8.count + 64 }
 }
 
 /// Turns audit records into UTMStack logs (gateway-contract.md, "What reaches UTMStack"). Pure.

@@ -1,13 +1,10 @@
 import DequeModule
 import Foundation
-import GRPCCore
-import GRPCNIOTransportHTTP2
 import GatewayCore
 import Logging
 import Metrics
 import ServiceLifecycle
 import Synchronization
-import UTMStackProtocol
 
 /// A promise that a submitted batch will be acknowledged by UTMStack; wait on it with
 /// ``UTMStackForwarder/waitDelivered(_:)``.
@@ -21,14 +18,14 @@ public struct ForwarderStopped: Error, CustomStringConvertible {
     public var description: String { "the UTMStack forwarder stopped before the logs were acknowledged" }
 }
 
-/// Delivers logs to UTMStack over one long-lived gRPC stream, in order, and counts a log delivered only when
-/// acknowledged. On a broken stream it reconnects with backoff and resends what was not acknowledged. When the
+/// Delivers logs to UTMStack over one long-lived gRPC stream (``EngineStream``), in order, and counts a log
+/// delivered only when acknowledged. On a broken stream it reconnects with backoff and resends what was not acknowledged. When the
 /// byte budget is full, ``submit(_:)`` waits: collectors slow down, nothing is dropped.
 public actor UTMStackForwarder: Service {
     let configuration: ForwarderConfiguration
     let logger: Logger
     private var window: DeliveryWindow
-    private var admissionQueue = Deque<(logs: [OutboundLog], bytes: Int, continuation: CheckedContinuation<DeliveryTicket, any Error>)>()
+    private var admissionQueue = Deque<(batch: OutboundBatch, continuation: CheckedContinuation<DeliveryTicket, any Error>)>()
     private var deliveryWaiters: [UInt64: [UInt64: CheckedContinuation<Void, any Error>]] = [:]
     private var nextWaiter: UInt64 = 0
     private var deliveredThrough: UInt64 = 0
@@ -52,15 +49,19 @@ public actor UTMStackForwarder: Service {
 
     // MARK: Collectors' side
 
-    /// Queues logs for delivery, in order. Waits while the byte budget is full (backpressure).
-    public func submit(_ logs: [OutboundLog]) async throws -> DeliveryTicket {
+    /// Queues a batch for delivery, in order. Waits while the byte budget is full (backpressure).
+    public func submit(_ batch: OutboundBatch) async throws -> DeliveryTicket {
         if stopped { throw ForwarderStopped() }
-        if logs.isEmpty { return .alreadyDelivered }
-        let bytes = logs.reduce(0) { $0 + $1.byteCost }
-        if admissionQueue.isEmpty && window.canAdmit(bytes: bytes) { return admit(logs) }
+        if batch.isEmpty { return .alreadyDelivered }
+        if admissionQueue.isEmpty && window.canAdmit(bytes: batch.byteCost) { return admit(batch) }
         return try await withCheckedThrowingContinuation { continuation in
-            admissionQueue.append((logs, bytes, continuation))
+            admissionQueue.append((batch, continuation))
         }
+    }
+
+    /// Encodes the logs (in the caller's task) and queues them for delivery, in order.
+    public nonisolated func submit(_ logs: [OutboundLog]) async throws -> DeliveryTicket {
+        try await submit(OutboundBatch(logs))
     }
 
     /// Returns when every log of the ticket's batch (and of every batch before it) was acknowledged. Throws
@@ -96,7 +97,7 @@ public actor UTMStackForwarder: Service {
     /// Bytes held now and at most so far (for tests and the benchmark).
     public var heldBytes: (now: Int, highWater: Int) { (window.heldBytes, window.highWaterBytes) }
 
-    private func admit(_ logs: [OutboundLog]) -> DeliveryTicket {
+    private func admit(_ logs: OutboundBatch) -> DeliveryTicket {
         let (batch, _) = window.enqueue(logs)
         heldBytesGauge.record(window.heldBytes)
         wakeWriter()
@@ -128,34 +129,42 @@ public actor UTMStackForwarder: Service {
     }
 
     /// Logs to write now; empty when the window is full or nothing waits.
-    private func takeForSending() -> [UTMStackProtocol.Plugins_Log] {
-        let logs = window.takeForSending()
-        sentCounter.increment(by: logs.count)
-        return logs.map(\.proto)
+    private func takeForSending() -> DeliveryWindow.Outgoing {
+        let outgoing = window.takeForSending()
+        sentCounter.increment(by: outgoing.count)
+        return outgoing
     }
 
     private var isDrained: Bool { draining.withLock { $0 } && window.isIdle && admissionQueue.isEmpty }
 
-    /// Applies one acknowledgement (UTMStack sends one per log, so this is the hottest path): resumes waiters of
-    /// completed batches, admits waiting submissions, and wakes the writer only when something waits to be sent.
-    /// Returns whether it acknowledged anything and whether the forwarder is now drained.
-    private func acknowledge(_ lastID: String) -> (acknowledged: Bool, drained: Bool) {
-        let ack = window.acknowledge(lastID)
-        guard ack.delivered > 0 else {
-            logger.debug("acknowledgement for an id not in flight", metadata: ["lastId": "\(lastID)"])
-            return (false, isDrained)
+    /// Applies the acknowledgements of one read from the stream, in order (UTMStack sends one per log, so this is
+    /// the hottest path; it runs once per read, not once per log): resumes waiters of completed batches, admits
+    /// waiting submissions, and wakes the writer only when something waits to be sent. Returns whether it
+    /// acknowledged anything and whether the forwarder is now drained.
+    private func acknowledge(_ ids: [String]) -> (acknowledged: Bool, drained: Bool) {
+        var delivered = 0
+        var completedThrough: UInt64?
+        for id in ids {
+            let ack = window.acknowledge(id)
+            guard ack.delivered > 0 else {
+                logger.debug("acknowledgement for an id not in flight", metadata: ["lastId": "\(id)"])
+                continue
+            }
+            delivered += ack.delivered
+            if let last = ack.completedBatches.last { completedThrough = last }
         }
-        deliveredCounter.increment(by: ack.delivered)
-        if let last = ack.completedBatches.last {
+        guard delivered > 0 else { return (false, isDrained) }
+        deliveredCounter.increment(by: delivered)
+        if let last = completedThrough {
             deliveredThrough = last
             for batch in deliveryWaiters.keys.filter({ $0 <= last }) {
                 deliveryWaiters.removeValue(forKey: batch)?.values.forEach { $0.resume() }
             }
             heldBytesGauge.record(window.heldBytes)
         }
-        while let next = admissionQueue.first, window.canAdmit(bytes: next.bytes) {
+        while let next = admissionQueue.first, window.canAdmit(bytes: next.batch.byteCost) {
             admissionQueue.removeFirst()
-            next.continuation.resume(returning: admit(next.logs))
+            next.continuation.resume(returning: admit(next.batch))
         }
         if window.worthSending { wakeWriter() }
         return (true, isDrained)
@@ -180,32 +189,29 @@ public actor UTMStackForwarder: Service {
 
     /// Keeps a stream open until graceful shutdown; then drains, for at most the drain timeout, and returns.
     public func run() async throws {
-        let transport = try makeTransport()
         defer { stop() }
         let drainTimeout = configuration.drainTimeout
-        try await withGRPCClient(transport: transport) { client in
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.connectionLoop(client) }
-                group.addTask {
-                    // Waits for graceful shutdown (or cancellation), then bounds the drain.
-                    guard (try? await gracefulShutdown()) != nil else { return }
-                    self.beginDraining()
-                    guard (try? await Task.sleep(for: drainTimeout)) != nil else { return }
-                    self.logger.warning("UTMStack drain timed out; unacknowledged logs will be collected again")
-                }
-                await group.next()
-                group.cancelAll()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.connectionLoop() }
+            group.addTask {
+                // Waits for graceful shutdown (or cancellation), then bounds the drain.
+                guard (try? await gracefulShutdown()) != nil else { return }
+                self.beginDraining()
+                guard (try? await Task.sleep(for: drainTimeout)) != nil else { return }
+                self.logger.warning("UTMStack drain timed out; unacknowledged logs will be collected again")
             }
+            await group.next()
+            group.cancelAll()
         }
     }
 
-    private func connectionLoop(_ client: GRPCClient<HTTP2ClientTransport.Posix>) async {
+    private func connectionLoop() async {
         var backoff = Backoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff)
         var failures = 0
         while !Task.isCancelled && !isDrained {
             let wakeups = openWakeups()
             do {
-                if try await stream(client, wakeups: wakeups) {
+                if try await stream(wakeups: wakeups) {
                     if failures > 0 { logger.notice("UTMStack stream re-established", metadata: ["failures": "\(failures)"]) }
                     failures = 0
                     backoff.reset()
@@ -229,73 +235,38 @@ public actor UTMStackForwarder: Service {
         }
     }
 
-    /// One stream: writes whatever the window allows whenever woken, applies acknowledgements as they come.
-    /// Returns whether anything was acknowledged on it.
-    private func stream(
-        _ client: GRPCClient<HTTP2ClientTransport.Posix>, wakeups: AsyncStream<Void>
-    ) async throws -> Bool {
-        let options: CallOptions = {
-            var options = CallOptions.defaults
-            options.waitForReady = false
-            return options
-        }()
-        let produce: @Sendable (RPCWriter<UTMStackProtocol.Plugins_Log>) async throws -> Void = { writer in
-            for await _ in wakeups {
-                if await self.isDrained { return }
-                let logs = await self.takeForSending()
-                if !logs.isEmpty { try await writer.write(contentsOf: logs) }
+    /// One stream: writes whatever the window allows whenever woken, many logs to a write, and applies
+    /// acknowledgements as they come. Returns whether anything was acknowledged on it; throws when it broke.
+    private func stream(wakeups: AsyncStream<Void>) async throws -> Bool {
+        let stream = try await EngineStream.open(configuration.endpoint, method: configuration.endpoint.logMethod)
+        defer { stream.close() }
+        return try await withThrowingTaskGroup(of: Bool?.self) { group in
+            group.addTask {
+                for await _ in wakeups {
+                    if await self.isDrained { break }
+                    let outgoing = await self.takeForSending()
+                    if outgoing.count > 0 { try await stream.send(outgoing.chunks) }
+                }
+                // Drained (or the stream is being torn down): half-close, so UTMStack ends the call.
+                if !Task.isCancelled { try await stream.finish() }
+                return nil
             }
-        }
-        let consume: @Sendable (StreamingClientResponse<UTMStackProtocol.Plugins_Ack>) async throws -> Bool = { response in
-            var acknowledged = false
-            for try await ack in response.messages {
-                let (applied, drained) = await self.acknowledge(ack.lastID)
-                if applied { acknowledged = true }
-                if drained { await self.closeWakeups() }
+            group.addTask {
+                var acknowledged = false
+                for try await ids in stream.acknowledgements {
+                    let (applied, drained) = await self.acknowledge(ids)
+                    if applied { acknowledged = true }
+                    if drained { await self.closeWakeups() }
+                }
+                return acknowledged
             }
-            return acknowledged
+            while let result = try await group.next() {
+                if let acknowledged = result {
+                    group.cancelAll()
+                    return acknowledged
+                }
+            }
+            return false
         }
-        switch configuration.endpoint {
-        case .engineSocket:
-            return try await Plugins_Engine.Client(wrapping: client).input(
-                options: options, requestProducer: produce, onResponse: consume)
-        case .network(let endpoint):
-            var metadata = Metadata()
-            metadata.addString(endpoint.connectionKey.unredacted, forKey: "connection-key")
-            return try await Plugins_Integration.Client(wrapping: client).processLog(
-                metadata: metadata, options: options, requestProducer: produce, onResponse: consume)
-        }
-    }
-
-    private func makeTransport() throws -> HTTP2ClientTransport.Posix {
-        switch configuration.endpoint {
-        case .engineSocket(let path):
-            return try HTTP2ClientTransport.Posix(
-                target: .unixDomainSocket(path: path), transportSecurity: .plaintext)
-        case .network(let endpoint):
-            var config = HTTP2ClientTransport.Posix.Config.defaults
-            config.http2.authority = endpoint.serverName
-            return try HTTP2ClientTransport.Posix(
-                target: .dns(host: endpoint.host, port: endpoint.port),
-                transportSecurity: .tls { tls in
-                    if let caFile = endpoint.caFile {
-                        tls.trustRoots = .certificates([.file(path: caFile, format: .pem)])
-                    }
-                },
-                config: config)
-        }
-    }
-}
-
-extension OutboundLog {
-    var proto: UTMStackProtocol.Plugins_Log {
-        var log = UTMStackProtocol.Plugins_Log()
-        log.id = id
-        log.dataType = dataType
-        log.dataSource = dataSource
-        log.timestamp = timestamp
-        log.tenantID = tenantID
-        log.raw = raw
-        return log
     }
 }

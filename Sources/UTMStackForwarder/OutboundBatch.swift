@@ -1,0 +1,34 @@
+import NIOCore
+
+/// Logs for UTMStack, encoded for the wire as they are added (``GRPCWire``), by the submitter's task: the
+/// forwarder then moves bytes, never fields, and writes runs of consecutive logs as one slice of this buffer.
+public struct OutboundBatch: Sendable {
+    /// Every log as a length-prefixed `plugins.Log` message, back to back.
+    private(set) var buffer: ByteBuffer
+    /// The id of each log, in order.
+    private(set) var ids: [String] = []
+    /// Where each log's message ends in `buffer` (it starts where the previous one ends).
+    private(set) var ends: [Int] = []
+
+    /// - Parameter bytes: about how many bytes the logs will take (an audit record's size is a good guess).
+    public init(reservingCapacity bytes: Int = 0) {
+        buffer = ByteBufferAllocator().buffer(capacity: bytes)
+    }
+
+    public init(_ logs: [OutboundLog]) {
+        self.init(reservingCapacity: logs.reduce(0) { $0 + $1.raw.utf8.count + 160 })
+        for log in logs { append(log) }
+    }
+
+    public mutating func append(_ log: OutboundLog) {
+        GRPCWire.appendLog(log, to: &buffer)
+        ids.append(log.id)
+        ends.append(buffer.writerIndex)
+    }
+
+    public var count: Int { ids.count }
+    public var isEmpty: Bool { ids.isEmpty }
+
+    /// What the batch costs in memory while it waits for delivery (the in-flight byte budget counts this).
+    var byteCost: Int { buffer.readableBytes + ids.count * DeliveryWindow.entryOverhead }
+}
