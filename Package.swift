@@ -125,15 +125,14 @@ let package = Package(
             ],
             exclude: ["plugins.proto"]
         ),
-        // Delivery to UTMStack: event shaping, the acknowledged delivery window, the gRPC stream (hand-framed on
-        // SwiftNIO's HTTP/2, docs/utmstack-stream.md), the forwarder, notifications.
+        // Delivery to UTMStack: event shaping, the acknowledged delivery window, the gRPC call (HTTP/2 framed by
+        // hand on SwiftNIO, docs/utmstack-stream.md), the forwarder, notifications.
         .target(
             name: "UTMStackForwarder",
             dependencies: [
                 "GatewayCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -196,6 +195,8 @@ let package = Package(
                 "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp", "UTMStackForwarder",
                 "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator", "Scheduling", "Collection",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -42,7 +42,9 @@ struct DeliveryWindow {
     private(set) var inFlight = Deque<Entry>()
     private(set) var heldBytes = 0
     private(set) var highWaterBytes = 0
-    private var batches: [BatchID: (buffer: ByteBuffer, remaining: Int)] = [:]
+    /// Each undelivered batch: its buffer, its logs not yet acknowledged, and the bytes its buffer holds beyond its
+    /// logs (allocations are rounded up to a power of two), freed with the batch.
+    private var batches: [BatchID: (buffer: ByteBuffer, remaining: Int, slack: Int)] = [:]
     private var nextBatch: BatchID = 1
 
     init(byteBudget: Int, maxInFlight: Int) {
@@ -71,7 +73,7 @@ struct DeliveryWindow {
             queued.append(Entry(id: logID, batch: id, start: start, end: end))
             start = end
         }
-        batches[id] = (batch.buffer, batch.count)
+        batches[id] = (batch.buffer, batch.count, batch.buffer.capacity - batch.buffer.readableBytes)
         heldBytes += batch.byteCost
         highWaterBytes = max(highWaterBytes, heldBytes)
         return (id, false)
@@ -120,7 +122,7 @@ struct DeliveryWindow {
             freed += entry.bytes
             let left = (batches[entry.batch]?.remaining ?? 1) - 1
             if left == 0 {
-                batches[entry.batch] = nil
+                freed += batches.removeValue(forKey: entry.batch)?.slack ?? 0
                 completed.append(entry.batch)
             } else {
                 batches[entry.batch]?.remaining = left

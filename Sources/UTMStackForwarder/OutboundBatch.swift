@@ -29,6 +29,7 @@ public struct OutboundBatch: Sendable {
     public var count: Int { ids.count }
     public var isEmpty: Bool { ids.isEmpty }
 
-    /// What the batch costs in memory while it waits for delivery (the in-flight byte budget counts this).
-    var byteCost: Int { buffer.readableBytes + ids.count * DeliveryWindow.entryOverhead }
+    /// What the batch costs in memory while it waits for delivery (the in-flight byte budget counts this): its
+    /// buffer's whole allocation and an entry per log.
+    var byteCost: Int { buffer.capacity + ids.count * DeliveryWindow.entryOverhead }
 }

@@ -1,0 +1,428 @@
+import DequeModule
+import Foundation
+import NIOCore
+import NIOHPACK
+
+/// What ``EngineStream`` writes to its channel: pre-encoded gRPC messages, and whether the call ends after them.
+struct CallWrite: Sendable {
+    var chunks: [ByteBuffer]
+    var endStream: Bool
+}
+
+/// The client side of one gRPC call on an HTTP/2 connection of its own (RFC 9113), framed by hand
+/// (docs/utmstack-stream.md). UTMStack answers every log with an `Ack` in a DATA frame of its own, so the cost of
+/// an inbound frame is paid once per record: here it is a header read and a slice, not a general HTTP/2 stack.
+///
+/// It does what a client of one stream must: sends the preface, its SETTINGS and the request HEADERS on stream 1;
+/// answers SETTINGS and PING; respects the peer's flow-control windows and maximum frame size when sending DATA
+/// (queueing what does not fit until WINDOW_UPDATE); opens its own receive windows with WINDOW_UPDATE; decodes the
+/// response headers and trailers with HPACK (CONTINUATION included); treats RST_STREAM, GOAWAY that excludes the
+/// call, PUSH_PROMISE and malformed frames as the end of the call. Server push is disabled; unknown frame types
+/// are ignored, as the protocol requires.
+final class GRPCCallHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = CallWrite
+    typealias OutboundOut = ByteBuffer
+
+    static let preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    /// Our receive window, for the connection and the stream.
+    static let receiveWindow = 1 << 20
+    /// The largest frame we accept (the protocol's default; we do not raise it).
+    static let maxInboundFrame = 16_384
+    static let streamID: UInt32 = 1
+
+    enum FrameType: UInt8 {
+        case data = 0, headers, priority, rstStream, settings, pushPromise, ping, goAway, windowUpdate, continuation
+    }
+
+    enum Flag {
+        static let endStream: UInt8 = 0x1
+        static let ack: UInt8 = 0x1
+        static let endHeaders: UInt8 = 0x4
+        static let padded: UInt8 = 0x8
+        static let priority: UInt8 = 0x20
+    }
+
+    private let requestHeaderBlock: ByteBuffer
+    private let continuation: AsyncThrowingStream<[String], any Error>.Continuation
+
+    // Inbound.
+    private var unread: ByteBuffer?
+    private var decoder = HPACKDecoder(allocator: ByteBufferAllocator())
+    private var partialHeaderBlock: (block: ByteBuffer, endStream: Bool)?
+    private var reader = GRPCMessageReader()
+    private var ids: [String] = []
+    private var sawResponseHeaders = false
+    private var ended = false
+    private var connectionUnacknowledged = 0
+    private var streamUnacknowledged = 0
+    private var needsFlush = false
+
+    // Outbound.
+    private var connectionSendWindow = 65_535
+    private var streamSendWindow = 65_535
+    private var peerInitialWindow = 65_535
+    private var peerMaxFrame = 16_384
+    private var pending = Deque<(bytes: ByteBuffer, endStream: Bool, promise: EventLoopPromise<Void>?)>()
+    private var sentEndStream = false
+
+    /// - Parameter headerBlock: the request headers (``encodeHeaderBlock(_:)``), at most 16,384 bytes.
+    init(headerBlock: ByteBuffer, continuation: AsyncThrowingStream<[String], any Error>.Continuation) {
+        precondition(headerBlock.readableBytes <= 16_384, "the request headers must fit one frame")
+        requestHeaderBlock = headerBlock
+        self.continuation = continuation
+    }
+
+    // MARK: Connection start
+
+    func channelActive(context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: 128 + requestHeaderBlock.readableBytes)
+        out.writeString(Self.preface)
+        Self.writeFrameHeader(length: 3 * 6, type: .settings, flags: 0, stream: 0, to: &out)
+        for (identifier, value) in [(0x2, 0), (0x3, 0), (0x4, Self.receiveWindow)] as [(UInt16, Int)] {
+            out.writeInteger(identifier)
+            out.writeInteger(UInt32(value))
+        }
+        Self.writeFrameHeader(length: 4, type: .windowUpdate, flags: 0, stream: 0, to: &out)
+        out.writeInteger(UInt32(Self.receiveWindow - 65_535))
+        Self.writeFrameHeader(
+            length: requestHeaderBlock.readableBytes, type: .headers, flags: Flag.endHeaders, stream: Self.streamID, to: &out)
+        out.writeImmutableBuffer(requestHeaderBlock)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        context.fireChannelActive()
+    }
+
+    // MARK: Outbound
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let call = unwrapOutboundIn(data)
+        guard !ended, !sentEndStream else {
+            promise?.fail(EngineStreamError(description: "the call to UTMStack has ended"))
+            return
+        }
+        var chunks = call.chunks.filter { $0.readableBytes > 0 }
+        if chunks.isEmpty { chunks = [ByteBuffer()] }
+        for (index, chunk) in chunks.enumerated() {
+            let last = index == chunks.count - 1
+            pending.append((chunk, last && call.endStream, last ? promise : nil))
+        }
+        sentEndStream = call.endStream
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        sendPending(context)
+        context.flush()
+    }
+
+    /// Writes queued DATA as far as the peer's windows allow, in frames of at most its maximum size.
+    private func sendPending(_ context: ChannelHandlerContext) {
+        while var head = pending.first {
+            if head.bytes.readableBytes == 0 {
+                pending.removeFirst()
+                if head.endStream {
+                    var frame = context.channel.allocator.buffer(capacity: 9)
+                    Self.writeFrameHeader(length: 0, type: .data, flags: Flag.endStream, stream: Self.streamID, to: &frame)
+                    context.write(wrapOutboundOut(frame), promise: head.promise)
+                } else {
+                    head.promise?.succeed()
+                }
+                continue
+            }
+            let allowed = min(connectionSendWindow, streamSendWindow, peerMaxFrame)
+            guard allowed > 0 else { return }
+            let size = min(allowed, head.bytes.readableBytes)
+            let payload = head.bytes.readSlice(length: size)!
+            let last = head.bytes.readableBytes == 0
+            var frame = context.channel.allocator.buffer(capacity: 9)
+            Self.writeFrameHeader(
+                length: size, type: .data, flags: last && head.endStream ? Flag.endStream : 0, stream: Self.streamID,
+                to: &frame)
+            context.write(wrapOutboundOut(frame), promise: nil)
+            context.write(wrapOutboundOut(payload), promise: last ? head.promise : nil)
+            connectionSendWindow -= size
+            streamSendWindow -= size
+            if last { pending.removeFirst() } else { pending[pending.startIndex] = head }
+        }
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if unread == nil { unread = bytes } else { unread!.writeBuffer(&bytes) }
+        do {
+            while !ended, var buffer = unread, buffer.readableBytes >= 9 {
+                let start = buffer.readerIndex
+                let length = Int(buffer.getInteger(at: start, as: UInt8.self)!) << 16
+                    | Int(buffer.getInteger(at: start + 1, as: UInt16.self)!)
+                guard length <= Self.maxInboundFrame else { throw protocolError("a frame of \(length) bytes, over the maximum size") }
+                guard buffer.readableBytes >= 9 + length else { break }
+                let type = buffer.getInteger(at: start + 3, as: UInt8.self)!
+                let flags = buffer.getInteger(at: start + 4, as: UInt8.self)!
+                let stream = buffer.getInteger(at: start + 5, as: UInt32.self)! & 0x7FFF_FFFF
+                buffer.moveReaderIndex(forwardBy: 9)
+                let payload = buffer.readSlice(length: length)!
+                unread = buffer.readableBytes > 0 ? buffer : nil
+                try handleFrame(context, type: type, flags: flags, stream: stream, payload: payload)
+            }
+        } catch {
+            end(context, error)
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        handOver()
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        end(context, EngineStreamError(description: "the connection to UTMStack closed"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        end(context, error)
+        context.close(promise: nil)
+    }
+
+    private func handleFrame(
+        _ context: ChannelHandlerContext, type rawType: UInt8, flags: UInt8, stream: UInt32, payload: ByteBuffer
+    ) throws {
+        let type = FrameType(rawValue: rawType)
+        if let partial = partialHeaderBlock {
+            guard type == .continuation, stream == Self.streamID else { throw protocolError("a header block without its CONTINUATION") }
+            var block = partial.block
+            var fragment = payload
+            block.writeBuffer(&fragment)
+            if flags & Flag.endHeaders != 0 {
+                partialHeaderBlock = nil
+                try receiveHeaderBlock(context, block, endStream: partial.endStream)
+            } else {
+                partialHeaderBlock = (block, partial.endStream)
+            }
+            return
+        }
+        switch type {
+        case .data:
+            try receiveData(context, flags: flags, stream: stream, payload: payload)
+        case .headers:
+            guard stream == Self.streamID else { throw protocolError("HEADERS on stream \(stream)") }
+            var block = try Self.unpadded(payload, flags: flags)
+            if flags & Flag.priority != 0 {
+                guard block.readSlice(length: 5) != nil else { throw protocolError("a truncated HEADERS frame") }
+            }
+            if flags & Flag.endHeaders != 0 {
+                try receiveHeaderBlock(context, block, endStream: flags & Flag.endStream != 0)
+            } else {
+                partialHeaderBlock = (block, flags & Flag.endStream != 0)
+            }
+        case .continuation:
+            throw protocolError("a CONTINUATION frame without HEADERS")
+        case .rstStream:
+            guard payload.readableBytes == 4 else { throw protocolError("a RST_STREAM frame of the wrong size") }
+            if stream == Self.streamID {
+                let code = payload.getInteger(at: payload.readerIndex, as: UInt32.self)!
+                end(context, EngineStreamError(description: "UTMStack reset the call (HTTP/2 error code \(code))"))
+            }
+        case .settings:
+            guard stream == 0 else { throw protocolError("SETTINGS on a stream") }
+            guard flags & Flag.ack == 0 else { return }
+            try applySettings(payload)
+            var out = context.channel.allocator.buffer(capacity: 9)
+            Self.writeFrameHeader(length: 0, type: .settings, flags: Flag.ack, stream: 0, to: &out)
+            context.write(wrapOutboundOut(out), promise: nil)
+            sendPending(context)
+            needsFlush = true
+        case .ping:
+            guard payload.readableBytes == 8 else { throw protocolError("a PING frame of the wrong size") }
+            guard flags & Flag.ack == 0 else { return }
+            var out = context.channel.allocator.buffer(capacity: 17)
+            Self.writeFrameHeader(length: 8, type: .ping, flags: Flag.ack, stream: 0, to: &out)
+            out.writeImmutableBuffer(payload)
+            context.write(wrapOutboundOut(out), promise: nil)
+            needsFlush = true
+        case .goAway:
+            guard payload.readableBytes >= 8 else { throw protocolError("a truncated GOAWAY frame") }
+            let lastStream = payload.getInteger(at: payload.readerIndex, as: UInt32.self)! & 0x7FFF_FFFF
+            let code = payload.getInteger(at: payload.readerIndex + 4, as: UInt32.self)!
+            // A GOAWAY that covers our stream lets the call finish; the connection closes after it.
+            if lastStream < Self.streamID {
+                end(context, EngineStreamError(description: "UTMStack refused the call (GOAWAY, HTTP/2 error code \(code))"))
+            }
+        case .windowUpdate:
+            guard payload.readableBytes == 4 else { throw protocolError("a WINDOW_UPDATE frame of the wrong size") }
+            let increment = Int(payload.getInteger(at: payload.readerIndex, as: UInt32.self)! & 0x7FFF_FFFF)
+            guard increment > 0 else { throw protocolError("a WINDOW_UPDATE of 0") }
+            if stream == 0 {
+                connectionSendWindow += increment
+                guard connectionSendWindow <= Int(Int32.max) else { throw protocolError("a connection window over 2^31-1") }
+            } else if stream == Self.streamID {
+                streamSendWindow += increment
+                guard streamSendWindow <= Int(Int32.max) else { throw protocolError("a stream window over 2^31-1") }
+            }
+            sendPending(context)
+            needsFlush = true
+        case .pushPromise:
+            throw protocolError("PUSH_PROMISE, though push is disabled")
+        case .priority, nil:
+            break  // PRIORITY carries nothing for a client; unknown frame types must be ignored.
+        }
+    }
+
+    private func applySettings(_ payload: ByteBuffer) throws {
+        guard payload.readableBytes % 6 == 0 else { throw protocolError("a SETTINGS frame of the wrong size") }
+        var settings = payload
+        while let identifier = settings.readInteger(as: UInt16.self), let value = settings.readInteger(as: UInt32.self) {
+            switch identifier {
+            case 0x4:  // INITIAL_WINDOW_SIZE: applies to open streams by its difference (RFC 9113, 6.9.2)
+                guard value <= UInt32(Int32.max) else { throw protocolError("an initial window over 2^31-1") }
+                streamSendWindow += Int(value) - peerInitialWindow
+                peerInitialWindow = Int(value)
+            case 0x5:  // MAX_FRAME_SIZE
+                guard (16_384...16_777_215).contains(value) else { throw protocolError("a maximum frame size of \(value)") }
+                peerMaxFrame = Int(value)
+            default:
+                break  // HEADER_TABLE_SIZE does not matter to us (our header block uses no dynamic table), the rest
+                       // concerns a server.
+            }
+        }
+    }
+
+    private func receiveData(_ context: ChannelHandlerContext, flags: UInt8, stream: UInt32, payload: ByteBuffer) throws {
+        // The whole frame, padding included, counts against the receive windows.
+        connectionUnacknowledged += payload.readableBytes
+        if connectionUnacknowledged >= Self.receiveWindow / 2 {
+            sendWindowUpdate(context, stream: 0, increment: connectionUnacknowledged)
+            connectionUnacknowledged = 0
+        }
+        guard stream == Self.streamID else { return }
+        guard sawResponseHeaders else { throw protocolError("DATA before the response headers") }
+        streamUnacknowledged += payload.readableBytes
+        if streamUnacknowledged >= Self.receiveWindow / 2 && flags & Flag.endStream == 0 {
+            sendWindowUpdate(context, stream: Self.streamID, increment: streamUnacknowledged)
+            streamUnacknowledged = 0
+        }
+        reader.append(try Self.unpadded(payload, flags: flags))
+        while let message = try reader.next() { ids.append(try GRPCWire.lastID(ofAck: message)) }
+        if flags & Flag.endStream != 0 {
+            end(context, EngineStreamError(description: "UTMStack ended the call without a status"))
+        }
+    }
+
+    private func sendWindowUpdate(_ context: ChannelHandlerContext, stream: UInt32, increment: Int) {
+        var out = context.channel.allocator.buffer(capacity: 13)
+        Self.writeFrameHeader(length: 4, type: .windowUpdate, flags: 0, stream: stream, to: &out)
+        out.writeInteger(UInt32(increment))
+        context.write(wrapOutboundOut(out), promise: nil)
+        needsFlush = true
+    }
+
+    private func receiveHeaderBlock(_ context: ChannelHandlerContext, _ block: ByteBuffer, endStream: Bool) throws {
+        var block = block
+        // Decoded even when the call has ended: the HPACK table is the connection's.
+        let headers = try decoder.decodeHeaders(from: &block)
+        guard !ended else { return }
+        if !sawResponseHeaders {
+            sawResponseHeaders = true
+            let status = headers.first(name: ":status") ?? "none"
+            guard status == "200" else {
+                return end(context, EngineStreamError(description: "UTMStack answered the call with HTTP status \(status)"))
+            }
+            if endStream { return endWithTrailers(context, headers) }  // a trailers-only response
+            let contentType = headers.first(name: "content-type") ?? ""
+            guard contentType.hasPrefix("application/grpc") else {
+                return end(context, EngineStreamError(description: "UTMStack answered with content type '\(contentType)', not gRPC"))
+            }
+        } else {
+            endWithTrailers(context, headers)
+        }
+    }
+
+    private func endWithTrailers(_ context: ChannelHandlerContext, _ trailers: HPACKHeaders) {
+        guard !reader.isMidMessage else {
+            return end(context, EngineStreamError(description: "UTMStack ended the call in the middle of a message"))
+        }
+        let status = trailers.first(name: "grpc-status") ?? "missing"
+        if status == "0" { return end(context, nil) }
+        let message = trailers.first(name: "grpc-message").map { $0.removingPercentEncoding ?? $0 }
+        end(context, EngineStreamError.status(status, message: message))
+    }
+
+    // MARK: End
+
+    private func handOver() {
+        guard !ids.isEmpty else { return }
+        continuation.yield(ids)
+        ids.removeAll(keepingCapacity: true)
+    }
+
+    /// Hands over what was read, then ends the acknowledgements (with `error` unless nil) and fails what was
+    /// not written.
+    private func end(_ context: ChannelHandlerContext, _ error: (any Error)?) {
+        guard !ended else { return }
+        handOver()
+        ended = true
+        continuation.finish(throwing: error)
+        let reason = error ?? EngineStreamError(description: "the call to UTMStack has ended")
+        while let write = pending.popFirst() { write.promise?.fail(reason) }
+    }
+
+    private func protocolError(_ what: String) -> EngineStreamError {
+        EngineStreamError(description: "HTTP/2 protocol error from UTMStack: \(what)")
+    }
+
+    // MARK: Encoding
+
+    static func writeFrameHeader(length: Int, type: FrameType, flags: UInt8, stream: UInt32, to buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt8(truncatingIfNeeded: length >> 16))
+        buffer.writeInteger(UInt16(truncatingIfNeeded: length))
+        buffer.writeInteger(type.rawValue)
+        buffer.writeInteger(flags)
+        buffer.writeInteger(stream)
+    }
+
+    /// The payload without its padding (RFC 9113, 6.1 and 6.2).
+    static func unpadded(_ payload: ByteBuffer, flags: UInt8) throws -> ByteBuffer {
+        guard flags & Flag.padded != 0 else { return payload }
+        var payload = payload
+        guard let padding = payload.readInteger(as: UInt8.self), Int(padding) <= payload.readableBytes else {
+            throw EngineStreamError(description: "HTTP/2 protocol error from UTMStack: padding longer than its frame")
+        }
+        return payload.readSlice(length: payload.readableBytes - Int(padding))!
+    }
+
+    /// An HPACK header block of literal fields with literal names and no Huffman coding (RFC 7541, 6.2.2 and
+    /// 6.2.3): nothing enters the peer's dynamic table, so its size never matters. Headers marked `secret` are
+    /// never-indexed literals, which no intermediary may keep in a table either. Pseudo-headers come first.
+    static func encodeHeaderBlock(_ headers: [(name: String, value: String, secret: Bool)]) -> ByteBuffer {
+        var block = ByteBuffer()
+        for header in headers {
+            block.writeInteger(UInt8(header.secret ? 0x10 : 0x00))
+            for text in [header.name, header.value] {
+                writeHPACKInteger(text.utf8.count, prefixBits: 7, to: &block)
+                block.writeString(text)
+            }
+        }
+        return block
+    }
+
+    static func writeHPACKInteger(_ value: Int, prefixBits: Int, to buffer: inout ByteBuffer) {
+        let limit = (1 << prefixBits) - 1
+        guard value >= limit else {
+            buffer.writeInteger(UInt8(value))
+            return
+        }
+        buffer.writeInteger(UInt8(limit))
+        var rest = value - limit
+        while rest >= 128 {
+            buffer.writeInteger(UInt8(rest & 0x7F | 0x80))
+            rest >>= 7
+        }
+        buffer.writeInteger(UInt8(rest))
+    }
+}
