@@ -186,7 +186,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        end(context, error)
+        end(context, EngineStreamError(description: "the connection to UTMStack failed: \(error)"))
         context.close(promise: nil)
     }
 
@@ -227,7 +227,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             guard payload.readableBytes == 4 else { throw protocolError("a RST_STREAM frame of the wrong size") }
             if stream == Self.streamID {
                 let code = payload.getInteger(at: payload.readerIndex, as: UInt32.self)!
-                end(context, EngineStreamError(description: "UTMStack reset the call (HTTP/2 error code \(code))"))
+                end(context, EngineStreamError(description: "UTMStack reset the call (\(Self.errorName(code)))"))
             }
         case .settings:
             guard stream == 0 else { throw protocolError("SETTINGS on a stream") }
@@ -252,7 +252,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             let code = payload.getInteger(at: payload.readerIndex + 4, as: UInt32.self)!
             // A GOAWAY that covers our stream lets the call finish; the connection closes after it.
             if lastStream < Self.streamID {
-                end(context, EngineStreamError(description: "UTMStack refused the call (GOAWAY, HTTP/2 error code \(code))"))
+                end(context, EngineStreamError(description: "UTMStack refused the call (GOAWAY, \(Self.errorName(code)))"))
             }
         case .windowUpdate:
             guard payload.readableBytes == 4 else { throw protocolError("a WINDOW_UPDATE frame of the wrong size") }
@@ -374,6 +374,16 @@ final class GRPCCallHandler: ChannelDuplexHandler {
 
     private func protocolError(_ what: String) -> EngineStreamError {
         EngineStreamError(description: "HTTP/2 protocol error from UTMStack: \(what)")
+    }
+
+    /// The name of an HTTP/2 error code (RFC 9113, 7), for messages.
+    static func errorName(_ code: UInt32) -> String {
+        let names = [
+            "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED",
+            "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM",
+            "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+        ]
+        return code < names.count ? names[Int(code)] : "HTTP/2 error code \(code)"
     }
 
     // MARK: Encoding

@@ -175,8 +175,8 @@ import Testing
     }
 
     @Test(arguments: [
-        (UInt8(3), UInt32(1), [0, 0, 0, 8] as [UInt8], "reset the call"),
-        (7, 0, [0, 0, 0, 0, 0, 0, 0, 0], "refused the call"),
+        (UInt8(3), UInt32(1), [0, 0, 0, 8] as [UInt8], "reset the call (CANCEL)"),
+        (7, 0, [0, 0, 0, 0, 0, 0, 0, 0x0B], "refused the call (GOAWAY, ENHANCE_YOUR_CALM)"),
         (5, 1, [0, 0, 0, 2], "PUSH_PROMISE"),
         (0, 1, [0, 0, 0, 0, 1, 0x0A], "DATA before the response headers"),
         (9, 1, [], "CONTINUATION frame without HEADERS"),
