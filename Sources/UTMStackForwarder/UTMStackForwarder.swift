@@ -31,6 +31,8 @@ public actor UTMStackForwarder: Service {
     private var deliveredThrough: UInt64 = 0
     /// Wakes the writer of the current stream. Outside the actor so that graceful shutdown can wake it at once.
     private let wake = Mutex<AsyncStream<Void>.Continuation?>(nil)
+    /// The connection loop waiting for the first logs to deliver (it connects only then).
+    private let workWaiter = Mutex<CheckedContinuation<Void, Never>?>(nil)
     private var stopped = false
     private let draining = Mutex(false)
 
@@ -120,7 +122,35 @@ public actor UTMStackForwarder: Service {
         }
     }
 
-    private nonisolated func wakeWriter() { wake.withLock { _ = $0?.yield() } }
+    private nonisolated func wakeWriter() {
+        wake.withLock { _ = $0?.yield() }
+        workWaiter.withLock {
+            $0?.resume()
+            $0 = nil
+        }
+    }
+
+    /// Returns once logs wait to be delivered, or on draining or cancellation: the gateway connects to UTMStack when
+    /// it has something to deliver (and stays connected), so a gateway that starts before its engine, or has
+    /// nothing to collect yet, does not report an outage that does not matter.
+    private func waitForWork() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                workWaiter.withLock {
+                    if !window.isIdle || draining.withLock({ $0 }) || Task.isCancelled {
+                        continuation.resume()
+                    } else {
+                        $0 = continuation
+                    }
+                }
+            }
+        } onCancel: {
+            workWaiter.withLock {
+                $0?.resume()
+                $0 = nil
+            }
+        }
+    }
 
     /// Graceful shutdown: stop once everything held is acknowledged (the writer half-closes an idle stream).
     private nonisolated func beginDraining() {
@@ -209,10 +239,11 @@ public actor UTMStackForwarder: Service {
         var backoff = Backoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff)
         var failures = 0
         while !Task.isCancelled && !isDrained {
+            await waitForWork()
+            if Task.isCancelled || isDrained { break }
             let wakeups = openWakeups()
             do {
-                if try await stream(wakeups: wakeups) {
-                    if failures > 0 { logger.notice("UTMStack stream re-established", metadata: ["failures": "\(failures)"]) }
+                if try await stream(wakeups: wakeups, failuresBefore: failures) {
                     failures = 0
                     backoff.reset()
                 }
@@ -237,7 +268,7 @@ public actor UTMStackForwarder: Service {
 
     /// One stream: writes whatever the window allows whenever woken, many logs to a write, and applies
     /// acknowledgements as they come. Returns whether anything was acknowledged on it; throws when it broke.
-    private func stream(wakeups: AsyncStream<Void>) async throws -> Bool {
+    private func stream(wakeups: AsyncStream<Void>, failuresBefore: Int) async throws -> Bool {
         let stream = try await EngineStream.open(configuration.endpoint, method: configuration.endpoint.logMethod)
         defer { stream.close() }
         return try await withThrowingTaskGroup(of: Bool?.self) { group in
@@ -255,7 +286,12 @@ public actor UTMStackForwarder: Service {
                 var acknowledged = false
                 for try await ids in stream.acknowledgements {
                     let (applied, drained) = await self.acknowledge(ids)
-                    if applied { acknowledged = true }
+                    if applied && !acknowledged {
+                        acknowledged = true
+                        if failuresBefore > 0 {
+                            self.logger.notice("UTMStack stream re-established", metadata: ["failures": "\(failuresBefore)"])
+                        }
+                    }
                     if drained { await self.closeWakeups() }
                 }
                 return acknowledged

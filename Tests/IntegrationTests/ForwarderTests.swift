@@ -80,6 +80,28 @@ import ServiceLifecycle
         #expect(received.total == 10)
     }
 
+    /// It connects when it has something to deliver: a gateway started before its engine (or with nothing to
+    /// collect yet) reports no outage.
+    @Test func anIdleForwarderDoesNotConnect() async throws {
+        let path = temporarySocketPath()
+        let received = ReceivedLogs(keepLogs: false)
+        let capture = LogCapture()
+        let forwarder = UTMStackForwarder(
+            configuration: .init(endpoint: .engineSocket(path: path), initialBackoff: .milliseconds(20)),
+            logger: capture.logger())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await forwarder.run() }
+            defer { group.cancelAll() }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(!capture.text.contains("UTMStack stream failed"), "idle and the socket missing: no attempt")
+            try await withReceiver(path: path, received: received) {
+                try await forwarder.deliver(syntheticLogs(0..<5))
+                #expect(!capture.text.contains("UTMStack stream failed"), "connected at the first try")
+            }
+        }
+        #expect(received.total == 5)
+    }
+
     @Test func slowAcknowledgementsApplyBackpressureWithinTheByteBudget() async throws {
         let path = temporarySocketPath()
         let received = ReceivedLogs(keepLogs: false)
