@@ -155,7 +155,7 @@ struct DeliveryPipeline {
             guard let already = try await store.forwardedRecords(
                 tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, hashes: hashes)
             else { return false }
-            var logs = OutboundBatch(reservingCapacity: records.reduce(0) { $0 + $1.raw.utf8.count + 160 })
+            var logs = OutboundBatch(rawBytes: records.reduce(0) { $0 + $1.raw.utf8.count }, count: records.count)
             var kept: [Int64] = []
             kept.reserveCapacity(records.count)
             for (record, hash) in zip(records, hashes) where !already.contains(hash) && seen.insert(hash).inserted {

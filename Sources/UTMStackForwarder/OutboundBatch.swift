@@ -10,13 +10,14 @@ public struct OutboundBatch: Sendable {
     /// Where each log's message ends in `buffer` (it starts where the previous one ends).
     private(set) var ends: [Int] = []
 
-    /// - Parameter bytes: about how many bytes the logs will take (an audit record's size is a good guess).
-    public init(reservingCapacity bytes: Int = 0) {
-        buffer = ByteBufferAllocator().buffer(capacity: bytes)
+    /// Room for `count` logs whose `raw` records take `rawBytes` together (the other fields and the framing take
+    /// about 160 bytes a log), so the buffer is allocated once.
+    public init(rawBytes: Int, count: Int) {
+        buffer = ByteBufferAllocator().buffer(capacity: rawBytes + count * 160)
     }
 
     public init(_ logs: [OutboundLog]) {
-        self.init(reservingCapacity: logs.reduce(0) { $0 + $1.raw.utf8.count + 160 })
+        self.init(rawBytes: logs.reduce(0) { $0 + $1.raw.utf8.count }, count: logs.count)
         for log in logs { append(log) }
     }
 

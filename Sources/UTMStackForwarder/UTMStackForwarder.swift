@@ -19,8 +19,8 @@ public struct ForwarderStopped: Error, CustomStringConvertible {
 }
 
 /// Delivers logs to UTMStack over one long-lived gRPC stream (``EngineStream``), in order, and counts a log
-/// delivered only when acknowledged. On a broken stream it reconnects with backoff and resends what was not acknowledged. When the
-/// byte budget is full, ``submit(_:)`` waits: collectors slow down, nothing is dropped.
+/// delivered only when acknowledged. On a broken stream it reconnects with backoff and resends what was not
+/// acknowledged. When the byte budget is full, ``submit(_:)`` waits: collectors slow down, nothing is dropped.
 public actor UTMStackForwarder: Service {
     let configuration: ForwarderConfiguration
     let logger: Logger
@@ -99,11 +99,11 @@ public actor UTMStackForwarder: Service {
     /// Bytes held now and at most so far (for tests and the benchmark).
     public var heldBytes: (now: Int, highWater: Int) { (window.heldBytes, window.highWaterBytes) }
 
-    private func admit(_ logs: OutboundBatch) -> DeliveryTicket {
-        let (batch, _) = window.enqueue(logs)
+    private func admit(_ batch: OutboundBatch) -> DeliveryTicket {
+        let (id, _) = window.enqueue(batch)
         heldBytesGauge.record(window.heldBytes)
         wakeWriter()
-        return DeliveryTicket(batch: batch)
+        return DeliveryTicket(batch: id)
     }
 
     // MARK: Stream side
