@@ -60,9 +60,16 @@ public struct EngineReceiver: Service {
             transport: HTTP2ServerTransport.Posix(
                 address: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext),
             services: [EngineService(received: received, ackDelay: ackDelay, printLogs: printLogs)])
-        try await withGracefulShutdownHandler {
-            try await server.serve()
-        } onGracefulShutdown: {
+        // Cancellation (an abrupt stop, like an engine crash) also stops accepting first: grpc-swift's server
+        // traps on a connection accepted after its accept loop was cancelled, and a forwarder reconnects within
+        // milliseconds of losing its call.
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await server.serve()
+            } onGracefulShutdown: {
+                server.beginGracefulShutdown()
+            }
+        } onCancel: {
             server.beginGracefulShutdown()
         }
     }
