@@ -121,10 +121,12 @@ struct Collector: Sendable {
         return outcome
     }
 
-    /// The first 8 bytes of SHA-256 of the record id.
+    /// The first 8 bytes of SHA-256 of the record id, big-endian: what `forwarded_records` stores, so it must
+    /// never change (pinned in a unit test).
     static func hash(_ id: String) -> Int64 {
-        let digest = SHA256.hash(data: Array(id.utf8))
-        return digest.prefix(8).reduce(Int64(0)) { ($0 << 8) | Int64($1) }
+        var id = id
+        let digest = id.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
+        return digest.withUnsafeBytes { $0.prefix(8).reduce(Int64(0)) { ($0 << 8) | Int64($1) } }
     }
 }
 

@@ -42,11 +42,28 @@ public enum EventShaper {
     public static func logID(tenant: TenantID, recordID: String) -> String {
         var hasher = Insecure.SHA1()
         withUnsafeBytes(of: tenant.uuid.uuid) { hasher.update(bufferPointer: $0) }
-        hasher.update(data: Array(recordID.utf8))
-        var bytes = Array(hasher.finalize().prefix(16))
-        bytes[6] = (bytes[6] & 0x0F) | 0x50
-        bytes[8] = (bytes[8] & 0x3F) | 0x80
-        return formatUUID(bytes)
+        var recordID = recordID
+        recordID.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        return hasher.finalize().withUnsafeBytes { digest in
+            // Written straight into the string (once per record): version 5 and the RFC 9562 variant set.
+            String(unsafeUninitializedCapacity: 36) { out in
+                let hex: StaticString = "0123456789abcdef"
+                var o = 0
+                for i in 0..<16 {
+                    if i == 4 || i == 6 || i == 8 || i == 10 {
+                        out[o] = 45
+                        o += 1
+                    }
+                    var byte = digest[i]
+                    if i == 6 { byte = byte & 0x0F | 0x50 }
+                    if i == 8 { byte = byte & 0x3F | 0x80 }
+                    out[o] = hex.utf8Start[Int(byte >> 4)]
+                    out[o + 1] = hex.utf8Start[Int(byte & 0x0F)]
+                    o += 2
+                }
+                return o
+            }
+        }
     }
 
     /// `CreationTime` as RFC 3339 UTC. Microsoft writes UTC without a zone (`2015-06-29T20:03:19`), so a missing zone
@@ -133,17 +150,5 @@ public enum EventShaper {
         let d = doy - (153 * mp + 2) / 5 + 1
         let m = mp < 10 ? mp + 3 : mp - 9
         return (m <= 2 ? y + 1 : y, m, d)
-    }
-
-    static func formatUUID(_ bytes: [UInt8]) -> String {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(36)
-        for (i, byte) in bytes.enumerated() {
-            if i == 4 || i == 6 || i == 8 || i == 10 { out.append(45) }
-            out.append(hex[Int(byte >> 4)])
-            out.append(hex[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

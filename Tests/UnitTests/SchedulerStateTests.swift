@@ -84,3 +84,12 @@ import Testing
         #expect(!state.shouldContinue(units[0], fencing: 1))
     }
 }
+
+/// `forwarded_records` keeps these hashes across releases: a change would forward every remembered record again.
+@Suite struct RecordHashTests {
+    @Test func recordHashesArePinned() {
+        // Pinned to Python's hashlib (an independent implementation): the first 8 bytes of SHA-256, big-endian.
+        #expect(Collector.hash("80c76bd2-9d81-4c57-a97a-accfc3443dca") == 6_979_503_704_974_020_647)
+        #expect(Collector.hash("Ünïcode-ID") == -3_070_781_339_827_172_861)
+    }
+}
