@@ -33,7 +33,6 @@ struct DeliveryWindow {
     struct Outgoing {
         var count = 0
         var chunks: [ByteBuffer] = []
-        var bytes: Int { chunks.reduce(0) { $0 + $1.readableBytes } }
     }
 
     let byteBudget: Int
@@ -61,7 +60,6 @@ struct DeliveryWindow {
     /// Whether the writer should be woken after an acknowledgement: logs wait and at least a quarter of the window
     /// is free. Waking it for every freed slot would write one message per flush when the window is saturated.
     var worthSending: Bool { !queued.isEmpty && inFlight.count <= maxInFlight - max(1, maxInFlight / 4) }
-    var undeliveredBatches: Int { batches.count }
 
     /// Enqueues a batch (the caller checked ``canAdmit(bytes:)``). An empty batch is delivered at once.
     mutating func enqueue(_ batch: OutboundBatch) -> (batch: BatchID, deliveredNow: Bool) {

@@ -30,7 +30,7 @@ final class EngineStream: Sendable {
     ) async throws -> EngineStream {
         let tls = try endpoint.tls()
         let headerBlock = GRPCCallHandler.encodeHeaderBlock(endpoint.requestHeaders(method))
-        guard headerBlock.readableBytes <= 16_384 else {
+        guard headerBlock.readableBytes <= GRPCCallHandler.defaultMaxFrame else {
             throw EngineStreamError(description: "the request headers (with the connection key) exceed 16 KiB")
         }
         let (acknowledgements, continuation) = AsyncThrowingStream.makeStream(of: [String].self)

@@ -27,8 +27,10 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     static let preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
     /// Our receive window, for the connection and the stream.
     static let receiveWindow = 1 << 20
-    /// The largest frame we accept (the protocol's default; we do not raise it).
-    static let maxInboundFrame = 16_384
+    /// The protocol's initial flow-control window and maximum frame size (RFC 9113, 6.5.2), until SETTINGS say
+    /// otherwise. We accept frames of that size only (we do not raise it), and our request headers must fit one.
+    static let defaultWindow = 65_535
+    static let defaultMaxFrame = 16_384
     static let streamID: UInt32 = 1
 
     enum FrameType: UInt8 {
@@ -59,16 +61,16 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     private var needsFlush = false
 
     // Outbound.
-    private var connectionSendWindow = 65_535
-    private var streamSendWindow = 65_535
-    private var peerInitialWindow = 65_535
-    private var peerMaxFrame = 16_384
+    private var connectionSendWindow = defaultWindow
+    private var streamSendWindow = defaultWindow
+    private var peerInitialWindow = defaultWindow
+    private var peerMaxFrame = defaultMaxFrame
     private var pending = Deque<(bytes: ByteBuffer, endStream: Bool, promise: EventLoopPromise<Void>?)>()
     private var sentEndStream = false
 
     /// - Parameter headerBlock: the request headers (``encodeHeaderBlock(_:)``), at most 16,384 bytes.
     init(headerBlock: ByteBuffer, continuation: AsyncThrowingStream<[String], any Error>.Continuation) {
-        precondition(headerBlock.readableBytes <= 16_384, "the request headers must fit one frame")
+        precondition(headerBlock.readableBytes <= Self.defaultMaxFrame, "the request headers must fit one frame")
         requestHeaderBlock = headerBlock
         self.continuation = continuation
     }
@@ -84,7 +86,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             out.writeInteger(UInt32(value))
         }
         Self.writeFrameHeader(length: 4, type: .windowUpdate, flags: 0, stream: 0, to: &out)
-        out.writeInteger(UInt32(Self.receiveWindow - 65_535))
+        out.writeInteger(UInt32(Self.receiveWindow - Self.defaultWindow))
         Self.writeFrameHeader(
             length: requestHeaderBlock.readableBytes, type: .headers, flags: Flag.endHeaders, stream: Self.streamID, to: &out)
         out.writeImmutableBuffer(requestHeaderBlock)
@@ -155,7 +157,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
                 let start = buffer.readerIndex
                 let length = Int(buffer.getInteger(at: start, as: UInt8.self)!) << 16
                     | Int(buffer.getInteger(at: start + 1, as: UInt16.self)!)
-                guard length <= Self.maxInboundFrame else { throw protocolError("a frame of \(length) bytes, over the maximum size") }
+                guard length <= Self.defaultMaxFrame else { throw protocolError("a frame of \(length) bytes, over the maximum size") }
                 guard buffer.readableBytes >= 9 + length else { break }
                 let type = buffer.getInteger(at: start + 3, as: UInt8.self)!
                 let flags = buffer.getInteger(at: start + 4, as: UInt8.self)!
@@ -284,7 +286,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
                 streamSendWindow += Int(value) - peerInitialWindow
                 peerInitialWindow = Int(value)
             case 0x5:  // MAX_FRAME_SIZE
-                guard (16_384...16_777_215).contains(value) else { throw protocolError("a maximum frame size of \(value)") }
+                guard (UInt32(Self.defaultMaxFrame)...16_777_215).contains(value) else { throw protocolError("a maximum frame size of \(value)") }
                 peerMaxFrame = Int(value)
             default:
                 break  // HEADER_TABLE_SIZE does not matter to us (our header block uses no dynamic table), the rest
