@@ -206,16 +206,17 @@ public final class ActivityClient: Sendable {
         }
     }
 
-    /// Retrieves a blob: the exact bytes of each record with its `Id` and `CreationTime`.
+    /// Retrieves a blob: the exact bytes of each record with its `Id` and `CreationTime`. A blob is skipped only
+    /// when Microsoft says it is gone (AF20050, AF20051, AF20052) or it is past its `contentExpiration`; every other
+    /// failure throws, so the poll is retried and the checkpoint stays before it.
     public func fetchBlob(_ auth: TenantAuth, _ blob: ContentBlob) async throws -> BlobOutcome {
+        if let expiration = RFC3339.parse(blob.contentExpiration), expiration <= now() {
+            return skip(auth, blob, reason: "expired")
+        }
         var attempt = 0
         while true {
             let (response, action) = try await perform(auth, .fetchBlob, url: blob.contentURI)
-            if case .skipBlob(let reason) = action {
-                Counter(label: "o365gw_microsoft_blobs_skipped_total", dimensions: [("reason", reason)]).increment()
-                logger.notice("blob skipped", metadata: ["tenant": "\(auth.tenant)", "reason": "\(reason)", "contentId": "\(blob.contentID)"])
-                return .skipped(reason: reason)
-            }
+            if case .skipBlob(let reason) = action { return skip(auth, blob, reason: reason) }
             do {
                 return .records(try BlobParser.records(response.body))
             } catch let error as BlobFormatError {
@@ -229,11 +230,33 @@ public final class ActivityClient: Sendable {
         }
     }
 
+    /// What Microsoft said is gone is skipped with a trace: a warning naming the blob, the metric, and the unit's
+    /// `blobsSkipped` count.
+    private func skip(_ auth: TenantAuth, _ blob: ContentBlob, reason: String) -> BlobOutcome {
+        Counter(label: "o365gw_microsoft_blobs_skipped_total", dimensions: [("reason", reason)]).increment()
+        logger.warning(
+            "blob skipped: Microsoft no longer serves it",
+            metadata: [
+                "tenant": "\(auth.tenant)", "reason": "\(reason)", "contentId": "\(blob.contentID)",
+                "contentCreated": "\(blob.contentCreated)",
+            ])
+        return .skipped(reason: reason)
+    }
+
     // MARK: The request loop
 
     /// Sends a request under the tenant's budget and the retry rules. Returns the response with the action for
     /// the caller (`.success`, `.startSubscription`, `.skipBlob`, `.restartWindow`); throws for the rest.
     func perform(_ auth: TenantAuth, _ kind: RequestKind, url: String, method: String = "GET") async throws -> (MicrosoftResponse, ResponseAction) {
+        // `NextPageUri` and `contentUri` come from Microsoft's answers; the bearer token goes to the tenant's manage
+        // host and nowhere else.
+        guard Self.isOnHost(url, auth.endpoints.manage) else {
+            throw MicrosoftError(
+                code: "untrusted_url",
+                advice: "Microsoft's answer pointed to \(Self.hostDescription(url)), not the tenant's Activity API host "
+                    + "\(Self.hostDescription(auth.endpoints.manage.absoluteString)); the gateway sends the tenant's token "
+                    + "only there, so this page or blob is not fetched (the window is retried).")
+        }
         let target = Self.withPublisher(url, auth.publisherID)
         var retries = 0
         var throttled = 0
@@ -271,7 +294,9 @@ public final class ActivityClient: Sendable {
                 drainBudget(auth.tenant)
                 Counter(label: "o365gw_microsoft_throttled_total").increment()
                 logger.debug("throttled by Microsoft", metadata: ["tenant": "\(auth.tenant)", "retryAfter": "\(retryAfter.map(String.init) ?? "-")"])
-                try await sleep(retryAfter.map(Double.init) ?? RetryBackoff.delay(attempt: throttled - 1, base: 2, cap: 120))
+                // Microsoft does not document Retry-After; a value is honoured up to the backoff's own cap.
+                let backoff = RetryBackoff.delay(attempt: throttled - 1, base: 2, cap: Self.maxRetryAfterSeconds)
+                try await sleep(retryAfter.map { min(Double($0), Self.maxRetryAfterSeconds) } ?? backoff)
             case .retry:
                 Counter(label: "o365gw_microsoft_retries_total").increment()
                 guard retries < configuration.maxRetries else {
@@ -310,6 +335,25 @@ public final class ActivityClient: Sendable {
 
     // MARK: Parsing
 
+    /// The longest wait on a throttled answer, whatever `Retry-After` says.
+    static let maxRetryAfterSeconds: Double = 120
+
+    /// Whether `url` is on the same scheme, host and port as `base`.
+    static func isOnHost(_ url: String, _ base: URL) -> Bool {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+            let host = components.host?.lowercased(), let baseScheme = base.scheme?.lowercased()
+        else { return false }
+        func port(_ explicit: Int?, _ scheme: String) -> Int? { explicit ?? (scheme == "https" ? 443 : scheme == "http" ? 80 : nil) }
+        return scheme == baseScheme && host == base.host?.lowercased()
+            && port(components.port, scheme) == port(base.port, baseScheme)
+    }
+
+    /// `scheme://host[:port]` of a URL, for messages (never its path or query).
+    static func hostDescription(_ url: String) -> String {
+        guard let components = URLComponents(string: url), let host = components.host else { return "an unreadable URL" }
+        return "\(components.scheme ?? "?")://\(host)" + (components.port.map { ":\($0)" } ?? "")
+    }
+
     /// Appends `PublisherIdentifier` unless the URL already has it (in any case), keeping the URL otherwise verbatim.
     static func withPublisher(_ url: String, _ publisher: UUID?) -> String {
         guard let publisher else { return url }
@@ -328,8 +372,14 @@ public final class ActivityClient: Sendable {
         guard let items = (try? JSONSerialization.jsonObject(with: Data(body))) as? [[String: Any]] else {
             throw MicrosoftError(code: "unexpected_response", advice: "Microsoft answered a content listing with something else than a JSON array.")
         }
-        return items.compactMap { item in
-            guard let id = item["contentId"] as? String, let uri = item["contentUri"] as? String else { return nil }
+        return try items.map { item in
+            guard let id = item["contentId"] as? String, !id.isEmpty, let uri = item["contentUri"] as? String, !uri.isEmpty
+            else {
+                throw MicrosoftError(
+                    code: "unexpected_response",
+                    advice: "Microsoft listed a blob without a contentId or contentUri; the window is listed again later "
+                        + "(nothing is skipped).")
+            }
             return ContentBlob(
                 contentType: item["contentType"] as? String ?? "", contentID: id, contentURI: uri,
                 contentCreated: item["contentCreated"] as? String ?? "", contentExpiration: item["contentExpiration"] as? String ?? "")

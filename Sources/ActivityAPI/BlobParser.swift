@@ -12,6 +12,10 @@ public struct BlobFormatError: Error, Sendable, Equatable, CustomStringConvertib
 /// each record keeps its exact bytes (key order, large integers, escapes), plus its top-level `Id` and
 /// `CreationTime`. One pass over the bytes.
 public enum BlobParser {
+    /// Deepest nesting accepted inside a record (audit records nest a few levels); deeper input is refused rather
+    /// than recursed into, so no blob can exhaust the stack.
+    public static let maxDepth = 64
+
     public static func records(_ bytes: [UInt8]) throws -> [AuditRecord] {
         var records: [AuditRecord] = []
         try bytes.withUnsafeBufferPointer { b in
@@ -25,7 +29,7 @@ public enum BlobParser {
                 let start = i
                 var id: String?
                 var creationTime: String?
-                i = try scanObject(b, start) { key, valueStart, valueEnd in
+                i = try scanObject(b, start, depth: 1) { key, valueStart, valueEnd in
                     if key == "Id" { id = stringValue(b, valueStart, valueEnd) }
                     if key == "CreationTime" { creationTime = stringValue(b, valueStart, valueEnd) }
                 }
@@ -49,7 +53,7 @@ public enum BlobParser {
 
     /// Scans the object starting at `i` (a `{`), reporting each top-level member; returns the index after `}`.
     private static func scanObject(
-        _ b: UnsafeBufferPointer<UInt8>, _ start: Int, member: (String, Int, Int) -> Void
+        _ b: UnsafeBufferPointer<UInt8>, _ start: Int, depth: Int, member: (String, Int, Int) -> Void
     ) throws -> Int {
         var i = skipSpace(b, start + 1)
         if i < b.count, b[i] == UInt8(ascii: "}") { return i + 1 }
@@ -60,7 +64,7 @@ public enum BlobParser {
             i = skipSpace(b, keyEnd)
             guard i < b.count, b[i] == UInt8(ascii: ":") else { throw BlobFormatError(offset: i, reason: "expected :") }
             let valueStart = skipSpace(b, i + 1)
-            let valueEnd = try skipValue(b, valueStart)
+            let valueEnd = try skipValue(b, valueStart, depth: depth)
             member(key, valueStart, valueEnd)
             i = skipSpace(b, valueEnd)
             guard i < b.count else { throw BlobFormatError(offset: i, reason: "unterminated object") }
@@ -70,16 +74,19 @@ public enum BlobParser {
         }
     }
 
-    private static func skipValue(_ b: UnsafeBufferPointer<UInt8>, _ i: Int) throws -> Int {
+    private static func skipValue(_ b: UnsafeBufferPointer<UInt8>, _ i: Int, depth: Int) throws -> Int {
         guard i < b.count else { throw BlobFormatError(offset: i, reason: "missing value") }
+        if depth >= maxDepth && (b[i] == UInt8(ascii: "{") || b[i] == UInt8(ascii: "[")) {
+            throw BlobFormatError(offset: i, reason: "nesting deeper than \(maxDepth)")
+        }
         switch b[i] {
         case UInt8(ascii: "\""): return try skipString(b, i)
-        case UInt8(ascii: "{"): return try scanObject(b, i) { _, _, _ in }
+        case UInt8(ascii: "{"): return try scanObject(b, i, depth: depth + 1) { _, _, _ in }
         case UInt8(ascii: "["):
             var j = skipSpace(b, i + 1)
             if j < b.count, b[j] == UInt8(ascii: "]") { return j + 1 }
             while true {
-                j = skipSpace(b, try skipValue(b, j))
+                j = skipSpace(b, try skipValue(b, j, depth: depth + 1))
                 guard j < b.count else { throw BlobFormatError(offset: j, reason: "unterminated array") }
                 if b[j] == UInt8(ascii: "]") { return j + 1 }
                 guard b[j] == UInt8(ascii: ",") else { throw BlobFormatError(offset: j, reason: "expected , or ]") }

@@ -112,6 +112,12 @@ extension MicrosoftError {
                     "unauthorized",
                     "The Activity API refused the token twice; check the app's ActivityFeed.Read permission and consent.")
             }
+            if httpStatus == 404 && afCode == nil {
+                return make(
+                    "microsoft_not_found",
+                    "The Activity API answered HTTP 404 without saying the content is gone (no AF code: a front end or "
+                        + "proxy answers so during a deployment); it is retried and nothing is skipped.")
+            }
             if httpStatus >= 500 || afCode?.hasPrefix("AF500") == true {
                 return make("microsoft_unavailable", "The Activity API keeps failing; the gateway retries later.")
             }

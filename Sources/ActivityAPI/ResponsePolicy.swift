@@ -3,13 +3,14 @@ public enum ResponseAction: Sendable, Equatable {
     case success
     /// Throttled (AF429 in a 403 or a 429): wait `retryAfter` when Microsoft gave one, else back off.
     case throttled(retryAfterSeconds: Int?)
-    /// A transient fault (5xx, AF50000, AF50005, AF50006, 408, a timeout): back off and retry.
+    /// A transient fault (5xx, AF50000, AF50005, AF50006, 408, a 404 without an AF code): back off and retry.
     case retry
     /// The token was refused: fetch one fresh token and retry once.
     case reauthenticate
     /// No subscription or a disabled one while listing content: start it, then retry.
     case startSubscription
-    /// The blob is gone, expired or malformed (AF20050, AF20051, AF20052, 404 on a blob): skip it and count it.
+    /// Microsoft says the blob is gone, expired or its id malformed (AF20050, AF20051, AF20052): skip it and count
+    /// it. Nothing else skips a blob: a plain 404 comes from a front end or proxy as often as from the API.
     case skipBlob(reason: String)
     /// The `nextPage` token was refused (AF20031): list the window again from its start.
     case restartWindow
@@ -34,8 +35,9 @@ public enum ResponsePolicy {
             if ["AF50000", "AF50005", "AF50006"].contains(afCode) { return .retry }
         }
         if status == 401 { return .reauthenticate }
-        if status == 404 && kind == .fetchBlob { return .skipBlob(reason: "HTTP 404") }
-        if status >= 500 || status == 408 { return .retry }
+        // A 404 without an AF code is not Microsoft saying "gone" (`{"Message": "No HTTP resource was found ..."}`
+        // is what a front end answers during a deployment): retried, never skipped.
+        if (status == 404 && afCode == nil) || status >= 500 || status == 408 { return .retry }
         return .fail(.fromAPIError(afCode: afCode, httpStatus: status))
     }
 }

@@ -222,6 +222,12 @@ struct SimulatorRoutes: Sendable {
         guard blob.contentCreated.addingTimeInterval(7 * 86_400) > now else {
             return Self.afError(400, "AF20051", "Content requested with the key \(contentID) has already expired. Content older than 7 days cannot be retrieved.")
         }
+        if state.failsFetch(contentID) {
+            let status = configuration.blobFailureStatus
+            return status == 404
+                ? Self.json(404, #"{"Message":"No HTTP resource was found that matches the request URI."}"#)
+                : Response(status: .init(code: status), body: .init(byteBuffer: ByteBuffer(string: "<html><body>Service Unavailable</body></html>")))
+        }
         return Self.json(200, state.generator.blobBody(blob))
     }
 

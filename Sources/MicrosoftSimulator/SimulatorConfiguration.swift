@@ -68,6 +68,12 @@ public struct SimulatorConfiguration: Codable, Sendable {
     public var retryAfterSeconds: Int?
     /// Every Nth API request fails with HTTP 500 AF50000; nil for none.
     public var faultEvery: Int?
+    /// Share of blobs whose first `blobFailureAttempts` fetches fail with `blobFailureStatus` and no AF code: what a
+    /// front end or proxy answers during a deployment (404 `{"Message": "No HTTP resource was found ..."}`, or a
+    /// 502/503 page). Such a blob is not gone: a client must retry it, never skip it.
+    public var blobFailureFraction: Double = 0
+    public var blobFailureAttempts: Int = 2
+    public var blobFailureStatus: Int = 404
     /// Keep producing blobs as time passes; when false, content stops at the start time.
     public var live: Bool = true
     /// Token lifetime.

@@ -19,6 +19,8 @@ final class SimulatorState: Sendable {
         var starts = 0
         var throttled = 0
         var faults = 0
+        /// Fetches so far of the blobs chosen to fail (`blobFailureFraction`), by content id.
+        var failingFetches: [String: Int] = [:]
     }
 
     let configuration: SimulatorConfiguration
@@ -99,6 +101,20 @@ final class SimulatorState: Sendable {
             }
             bucket.tokens -= 1
             return .ok
+        }
+    }
+
+    /// Whether this fetch of `contentID` fails on purpose: the blob is one of `blobFailureFraction` (a pure function
+    /// of the seed and the id) and has been fetched fewer than `blobFailureAttempts` times before.
+    func failsFetch(_ contentID: String) -> Bool {
+        let fraction = configuration.blobFailureFraction
+        guard fraction > 0, Deterministic.unit(configuration.seed, [Deterministic.stringHash(contentID), 404]) < fraction
+        else { return false }
+        return counters.withLock { c in
+            let seen = c.failingFetches[contentID, default: 0]
+            c.failingFetches[contentID] = seen + 1
+            if seen < configuration.blobFailureAttempts { c.faults += 1 }
+            return seen < configuration.blobFailureAttempts
         }
     }
 

@@ -67,7 +67,9 @@ func client(_ exchange: CannedExchange, sleeps: SleepRecorder = SleepRecorder(),
             (400, "AF20050", nil, .fetchBlob, .skipBlob(reason: "AF20050")),
             (400, "AF20051", nil, .fetchBlob, .skipBlob(reason: "AF20051")),
             (400, "AF20052", nil, .fetchBlob, .skipBlob(reason: "AF20052")),
-            (404, nil, nil, .fetchBlob, .skipBlob(reason: "HTTP 404")),
+            // A 404 without an AF code is a front end or a proxy, not Microsoft saying "gone": retried.
+            (404, nil, nil, .fetchBlob, .retry),
+            (404, nil, nil, .listContent, .retry),
             (400, "AF20031", nil, .listContent, .restartWindow),
             (500, "AF50000", nil, .listContent, .retry),
             (500, "AF50005", nil, .fetchBlob, .retry),
@@ -271,6 +273,104 @@ func client(_ exchange: CannedExchange, sleeps: SleepRecorder = SleepRecorder(),
     }
 }
 
+/// Only what Microsoft says is gone is skipped; everything else fails the poll (retried, checkpoint unmoved).
+@Suite struct SkipOnlyWhatIsGoneTests {
+    let root = "https://manage.office.com/api/v1.0/41463f53-8812-40f4-890f-865bf6e35190/activity/feed"
+    let blob = ContentBlob(
+        contentType: "Audit.Exchange", contentID: "a$b",
+        contentURI: "https://manage.office.com/api/v1.0/41463f53-8812-40f4-890f-865bf6e35190/activity/feed/audit/a$b",
+        contentCreated: "2026-11-30T10:00:00.000Z", contentExpiration: "2099-12-07T10:00:00.000Z")
+
+    /// The reported failure: a plain 404 twice, then the blob. Before, it was skipped and its records lost.
+    @Test func aPlain404IsRetriedAndTheBlobArrives() async throws {
+        let calls = Mutex(0)
+        let exchange = CannedExchange { request in
+            if request.url.contains("oauth2") { return json(200, v2Token) }
+            let n = calls.withLock { $0 += 1; return $0 }
+            if n <= 2 { return json(404, #"{"Message":"No HTTP resource was found that matches the request URI."}"#) }
+            return json(200, #"[{"Id":"r1","CreationTime":"2026-11-30T10:00:00"}]"#)
+        }
+        let sleeps = SleepRecorder()
+        guard case .records(let records) = try await client(exchange, sleeps: sleeps).fetchBlob(auth(), blob) else {
+            Issue.record("the blob must be fetched, not skipped"); return
+        }
+        #expect(records.map(\.id) == ["r1"])
+        #expect(sleeps.all.count == 2, "backed off twice")
+    }
+
+    @Test func aPersistentPlain404FailsThePollWithItsReasonInsteadOfSkipping() async throws {
+        let exchange = CannedExchange { request in
+            request.url.contains("oauth2")
+                ? json(200, v2Token) : json(404, #"{"Message":"No HTTP resource was found that matches the request URI."}"#)
+        }
+        await #expect {
+            _ = try await client(exchange, configuration: .init(maxRetries: 2)).fetchBlob(auth(), blob)
+        } throws: { ($0 as? MicrosoftError)?.code == "microsoft_not_found" }
+    }
+
+    @Test func aBlobPastItsExpirationIsSkippedWithoutAsking() async throws {
+        let exchange = CannedExchange { _ in json(500, "") }
+        var expired = blob
+        expired.contentExpiration = "2020-01-01T00:00:00.000Z"
+        #expect(try await client(exchange).fetchBlob(auth(), expired) == .skipped(reason: "expired"))
+        #expect(exchange.urls.isEmpty)
+    }
+
+    @Test func aMalformedBodyIsFetchedAgainThenFails() async throws {
+        let exchange = CannedExchange { request in request.url.contains("oauth2") ? json(200, v2Token) : json(200, "[{\"Id\":") }
+        await #expect {
+            _ = try await client(exchange, configuration: .init(maxRetries: 2)).fetchBlob(auth(), blob)
+        } throws: { ($0 as? MicrosoftError)?.code == "malformed_blob" }
+        #expect(exchange.urls.filter { !$0.contains("oauth2") }.count == 3)
+    }
+
+    @Test func listingEntriesWithoutIdOrURIAreAnError() async throws {
+        let window = ContentWindow(start: Date(timeIntervalSinceNow: -3600), end: Date(timeIntervalSinceNow: -60))
+        for entry in [#"{"contentUri":"\#(root)/audit/x$y"}"#, #"{"contentId":"x$y"}"#, #"{"contentId":"","contentUri":"u"}"#] {
+            let exchange = CannedExchange { request in
+                request.url.contains("oauth2") ? json(200, v2Token) : json(200, "[\(entry)]")
+            }
+            await #expect {
+                _ = try await client(exchange).listContent(auth(), .exchange, window: window)
+            } throws: { ($0 as? MicrosoftError)?.code == "unexpected_response" }
+        }
+    }
+
+    /// A `NextPageUri` or `contentUri` on another host is never followed: the bearer token stays on the manage host.
+    @Test func followUpURLsOnAnotherHostAreRefusedAndGetNoToken() async throws {
+        let window = ContentWindow(start: Date(timeIntervalSinceNow: -3600), end: Date(timeIntervalSinceNow: -60))
+        let exchange = CannedExchange { request in
+            if request.url.contains("oauth2") { return json(200, v2Token) }
+            return json(200, "[]", [("NextPageUri", "https://evil.example.com/api/v1/x/activity/feed/subscriptions/content?nextPage=2")])
+        }
+        await #expect {
+            _ = try await client(exchange).listContent(auth(), .exchange, window: window)
+        } throws: { ($0 as? MicrosoftError)?.code == "untrusted_url" }
+        #expect(!exchange.urls.contains { $0.contains("evil.example.com") })
+        var foreign = blob
+        foreign.contentURI = "https://manage.office.com.evil.example/api/v1.0/x/activity/feed/audit/a$b"
+        await #expect { _ = try await client(exchange).fetchBlob(auth(), foreign) } throws: {
+            ($0 as? MicrosoftError)?.code == "untrusted_url"
+        }
+        #expect(!exchange.urls.contains { $0.contains("evil.example") })
+        #expect(ActivityClient.isOnHost("https://MANAGE.office.com:443/api", URL(string: "https://manage.office.com")!))
+        #expect(!ActivityClient.isOnHost("http://manage.office.com/api", URL(string: "https://manage.office.com")!))
+        #expect(!ActivityClient.isOnHost("https://manage.office.com:8443/api", URL(string: "https://manage.office.com")!))
+    }
+
+    @Test func retryAfterIsCapped() async throws {
+        let calls = Mutex(0)
+        let exchange = CannedExchange { request in
+            if request.url.contains("oauth2") { return json(200, v2Token) }
+            let n = calls.withLock { $0 += 1; return $0 }
+            return n == 1 ? json(429, #"{"error":{"code":"AF429"}}"#, [("Retry-After", "86400")]) : json(200, "[]")
+        }
+        let sleeps = SleepRecorder()
+        _ = try await client(exchange, sleeps: sleeps).listSubscriptions(auth())
+        #expect(sleeps.all == [ActivityClient.maxRetryAfterSeconds])
+    }
+}
+
 @Suite struct BlobParserTests {
     @Test func recordsKeepTheirExactBytes() throws {
         let one = #"{"CreationTime":"2015-06-29T20:03:19","Id":"80c76bd2-9d81-4c57-a97a-accfc3443dca","Operation":"PasswordLogonInitialAuthUsingPassword","OrganizationId":"41463f53-8812-40f4-890f-865bf6e35190","RecordType":9,"ResultStatus":"failed","UserKey":"1153801120595142@contoso.onmicrosoft.com","UserType":0,"Workload":"AzureActiveDirectory","ClientIP":"134.170.188.221","ObjectId":"admin@contoso.onmicrosoft.com","UserId":"admin@contoso.onmicrosoft.com","AzureActiveDirectoryEventType":0,"ExtendedProperties":[{"Name":"LoginError","Value":"-2147217390;PP_E_BAD_PASSWORD;The entered and stored passwords do not match."}],"Big":123456789012345678901234567890,"Nested":{"Id":"not-me","Arr":[1,{"x":"]}\"[{"}]}}"#
@@ -289,6 +389,13 @@ func client(_ exchange: CannedExchange, sleeps: SleepRecorder = SleepRecorder(),
     @Test(arguments: ["", "{}", "[{]", "[{\"a\":1}", "[{\"a\":1},]", "[{\"a\":\"unterminated}]", "[1]"])
     func malformedBlobsAreRejected(_ text: String) {
         #expect(throws: BlobFormatError.self) { try BlobParser.records(Array(text.utf8)) }
+    }
+
+    @Test func nestingIsBoundedInsteadOfRecursingWithoutLimit() throws {
+        let deep = "[{\"Id\":\"x\",\"A\":" + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "}]"
+        #expect(throws: BlobFormatError.self) { try BlobParser.records(Array(deep.utf8)) }
+        let fine = "[{\"Id\":\"x\",\"A\":" + String(repeating: "{\"b\":", count: 40) + "1" + String(repeating: "}", count: 40) + "}]"
+        #expect(try BlobParser.records(Array(fine.utf8)).count == 1)
     }
 }
 
