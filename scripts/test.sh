@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Runs every test. On a fresh machine it first installs what is missing (the PostgreSQL server); when
-# O365GW_TEST_DATABASE_URL is not set it starts a private PostgreSQL cluster for the run and stops it afterwards.
+# Runs every test. On a fresh machine it first installs what is missing (the PostgreSQL server, Go and grpc-go); when
+# O365GW_TEST_DATABASE_URL is not set it starts a private PostgreSQL cluster for the run and stops it afterwards, and
+# when O365GW_GO_ENGINE is not set it builds the grpc-go engine the forwarder is tested against (Tests/GoEngine).
 # Extra arguments go to `swift test` (for example: scripts/test.sh --filter TenantStore).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 source "$root/scripts/lib/postgres.sh"
+source "$root/scripts/lib/go-engine.sh"
+
+if [[ -z "${O365GW_GO_ENGINE:-}" ]]; then
+  ensure_go_installed
+  build_go_engine "$root/.build-go"
+  export O365GW_GO_ENGINE="$root/.build-go/utmstack-engine"
+  echo "test: grpc-go engine $O365GW_GO_ENGINE"
+fi
 
 if [[ -z "${O365GW_TEST_DATABASE_URL:-}" ]]; then
   ensure_postgres_installed

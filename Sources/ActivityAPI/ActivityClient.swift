@@ -209,13 +209,24 @@ public final class ActivityClient: Sendable {
     /// Retrieves a blob: the exact bytes of each record with its `Id` and `CreationTime`. A blob is skipped only
     /// when Microsoft says it is gone (AF20050, AF20051, AF20052) or it is past its `contentExpiration`; every other
     /// failure throws, so the poll is retried and the checkpoint stays before it.
-    public func fetchBlob(_ auth: TenantAuth, _ blob: ContentBlob) async throws -> BlobOutcome {
+    ///
+    /// - Parameter memory: where the body's bytes are counted (``ResponseMemoryBudget``); the caller releases it once
+    ///   the records are handed on.
+    public func fetchBlob(_ auth: TenantAuth, _ blob: ContentBlob, memory: MemoryClaim? = nil) async throws -> BlobOutcome {
         if let expiration = RFC3339.parse(blob.contentExpiration), expiration <= now() {
             return skip(auth, blob, reason: "expired")
         }
         var attempt = 0
         while true {
-            let (response, action) = try await perform(auth, .fetchBlob, url: blob.contentURI)
+            let response: MicrosoftResponse
+            let action: ResponseAction
+            do {
+                (response, action) = try await perform(auth, .fetchBlob, url: blob.contentURI, memory: memory)
+            } catch let error as ResponseTooLarge {
+                throw MicrosoftError(
+                    code: "blob_too_large",
+                    advice: "Microsoft served a blob over \(error.limit) bytes; raise O365GW_MAX_BLOB_BYTES. The blob is not skipped: collection of this content type waits for it.")
+            }
             if case .skipBlob(let reason) = action { return skip(auth, blob, reason: reason) }
             do {
                 return .records(try BlobParser.records(response.body))
@@ -247,7 +258,9 @@ public final class ActivityClient: Sendable {
 
     /// Sends a request under the tenant's budget and the retry rules. Returns the response with the action for
     /// the caller (`.success`, `.startSubscription`, `.skipBlob`, `.restartWindow`); throws for the rest.
-    func perform(_ auth: TenantAuth, _ kind: RequestKind, url: String, method: String = "GET") async throws -> (MicrosoftResponse, ResponseAction) {
+    func perform(
+        _ auth: TenantAuth, _ kind: RequestKind, url: String, method: String = "GET", memory: MemoryClaim? = nil
+    ) async throws -> (MicrosoftResponse, ResponseAction) {
         // `NextPageUri` and `contentUri` come from Microsoft's answers; the bearer token goes to the tenant's manage
         // host and nowhere else.
         guard Self.isOnHost(url, auth.endpoints.manage) else {
@@ -266,7 +279,8 @@ public final class ActivityClient: Sendable {
             let token = try await tokens.token(for: auth, forceRefresh: false)
             var headers = [("Authorization", "Bearer \(token.unredacted)"), ("Accept", "application/json")]
             if method == "POST" { headers.append(("Content-Type", "application/json")) }
-            let request = MicrosoftRequest(method: method, url: target, headers: headers, body: method == "POST" ? Array("{}".utf8) : nil)
+            let request = MicrosoftRequest(
+                method: method, url: target, headers: headers, body: method == "POST" ? Array("{}".utf8) : nil, memory: memory)
             let response: MicrosoftResponse
             do {
                 response = try await exchange.send(request)

@@ -9,12 +9,15 @@ public struct MicrosoftRequest: Sendable {
     public var url: String
     public var headers: [(String, String)]
     public var body: [UInt8]?
+    /// Where the response body's bytes are counted (blob fetches); nil for small answers.
+    public var memory: MemoryClaim?
 
-    public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil) {
+    public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, memory: MemoryClaim? = nil) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
+        self.memory = memory
     }
 }
 
@@ -45,13 +48,22 @@ public protocol HTTPExchange: Sendable {
     func send(_ request: MicrosoftRequest) async throws -> MicrosoftResponse
 }
 
-/// The production exchange over AsyncHTTPClient.
+/// A response body over the per-response ceiling (`O365GW_MAX_BLOB_BYTES`): not skipped, the poll fails with a reason.
+public struct ResponseTooLarge: Error, Sendable, CustomStringConvertible {
+    public var limit: Int
+    public var description: String { "a response of Microsoft exceeded \(limit) bytes" }
+}
+
+/// The production exchange over AsyncHTTPClient: a deadline on every request (headers and body), bodies read as
+/// they arrive, each chunk counted against the request's memory claim and the per-response ceiling.
 public struct AsyncHTTPExchange: HTTPExchange {
     let client: HTTPClient
     let timeout: TimeAmount
     let maxBodyBytes: Int
 
-    public init(client: HTTPClient = .shared, timeoutSeconds: Int64 = 60, maxBodyBytes: Int = 256 << 20) {
+    public static let defaultMaxBodyBytes = 128 << 20
+
+    public init(client: HTTPClient = .shared, timeoutSeconds: Int64 = 60, maxBodyBytes: Int = defaultMaxBodyBytes) {
         self.client = client
         self.timeout = .seconds(timeoutSeconds)
         self.maxBodyBytes = maxBodyBytes
@@ -62,15 +74,26 @@ public struct AsyncHTTPExchange: HTTPExchange {
         outgoing.method = HTTPMethod(rawValue: request.method)
         for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
         if let body = request.body { outgoing.body = .bytes(ByteBuffer(bytes: body)) }
+        request.memory?.restart()
         do {
             let response = try await client.execute(outgoing, timeout: timeout)
-            var buffer = try await response.body.collect(upTo: maxBodyBytes)
+            var body: [UInt8] = []
+            if let length = response.headers.first(name: "content-length").flatMap(Int.init), length <= maxBodyBytes {
+                body.reserveCapacity(length)
+            }
+            for try await chunk in response.body {
+                guard body.count + chunk.readableBytes <= maxBodyBytes else { throw ResponseTooLarge(limit: maxBodyBytes) }
+                try await request.memory?.acquire(chunk.readableBytes)
+                body.append(contentsOf: chunk.readableBytesView)
+            }
+            request.memory?.finishReceiving()
             return MicrosoftResponse(
-                status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
-                body: buffer.readBytes(length: buffer.readableBytes) ?? [])
+                status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: body)
         } catch let error as HTTPClientError {
             throw TransportFailure(description: "\(error)")
         } catch let error as CancellationError {
+            throw error
+        } catch let error as ResponseTooLarge {
             throw error
         } catch {
             throw TransportFailure(description: String(describing: type(of: error)))

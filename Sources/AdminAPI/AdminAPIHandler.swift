@@ -11,6 +11,8 @@ struct AdminAPIHandler: APIProtocol {
     let readiness: any ReadinessCheck
     let validator: (any CredentialValidator)?
     let status: (any CollectionStatusSource)?
+    let deadLetters: (any DeadLetterStore)?
+    let retrier: (any DeadLetterRetrier)?
     let metrics: PrometheusCollectorRegistry
     let logger: Logger
 
@@ -100,6 +102,62 @@ struct AdminAPIHandler: APIProtocol {
         return .ok(.init(body: .json(.init(
             ok: checks.allSatisfy(\.ok),
             checks: checks.map { .init(name: $0.name, ok: $0.ok, code: $0.code, advice: $0.advice) }))))
+    }
+
+    func listDeadLetters(_ input: Operations.ListDeadLetters.Input) async throws -> Operations.ListDeadLetters.Output {
+        let limit = input.query.limit ?? 100
+        guard (1...1000).contains(limit) else { throw GatewayError.invalidField("limit", "must be a whole number from 1 to 1000.") }
+        let tenant = try input.query.tenantId.map(tenantID)
+        let letters = try await deadLetterStore().list(tenant: tenant, limit: limit)
+        return .ok(.init(body: .json(.init(items: letters.map(Components.Schemas.DeadLetter.init)))))
+    }
+
+    func getDeadLetter(_ input: Operations.GetDeadLetter.Input) async throws -> Operations.GetDeadLetter.Output {
+        guard let letter = try await deadLetterStore().get(try deadLetterID(input.path.id)) else {
+            throw GatewayError.deadLetterNotFound(input.path.id)
+        }
+        return .ok(.init(body: .json(.init(letter))))
+    }
+
+    func deleteDeadLetter(_ input: Operations.DeleteDeadLetter.Input) async throws -> Operations.DeleteDeadLetter.Output {
+        let id = try deadLetterID(input.path.id)
+        guard let letter = try await deadLetterStore().get(id), try await deadLetterStore().remove(id) else {
+            throw GatewayError.deadLetterNotFound(input.path.id)
+        }
+        // Discarding is the one way a refused record leaves for good: say so in the log.
+        logger.notice(
+            "dead letter discarded by an operator",
+            metadata: [
+                "deadLetter": "\(id)", "tenant": "\(letter.letter.tenant.map { "\($0)" } ?? "-")",
+                "contentId": "\(letter.letter.contentID ?? "-")", "recordId": "\(letter.letter.recordID ?? "-")",
+                "logId": "\(letter.letter.logID)",
+            ])
+        return .noContent(.init())
+    }
+
+    func retryDeadLetter(_ input: Operations.RetryDeadLetter.Input) async throws -> Operations.RetryDeadLetter.Output {
+        let id = try deadLetterID(input.path.id)
+        guard let retrier else {
+            throw GatewayError(.notImplemented, code: "retry_unavailable", "This gateway runs without a UTMStack forwarder.")
+        }
+        switch try await retrier.retry(id) {
+        case .delivered:
+            return .ok(.init(body: .json(.init(outcome: .delivered))))
+        case .refused(let reason, let detail):
+            return .ok(.init(body: .json(.init(outcome: .refused, reason: .init(rawValue: reason), detail: detail))))
+        }
+    }
+
+    private func deadLetterStore() throws -> any DeadLetterStore {
+        guard let deadLetters else {
+            throw GatewayError(.notImplemented, code: "dead_letters_unavailable", "This gateway runs without a dead-letter store.")
+        }
+        return deadLetters
+    }
+
+    private func deadLetterID(_ raw: String) throws -> Int64 {
+        guard let id = Int64(raw), id > 0 else { throw GatewayError.deadLetterNotFound(raw) }
+        return id
     }
 
     func getSecretExpiryReport(

@@ -14,6 +14,8 @@ public enum AdminRouter {
         readiness: any ReadinessCheck,
         validator: (any CredentialValidator)?,
         status: (any CollectionStatusSource)? = nil,
+        deadLetters: (any DeadLetterStore)? = nil,
+        retrier: (any DeadLetterRetrier)? = nil,
         adminToken: Secret,
         metrics: PrometheusCollectorRegistry,
         maxBodyBytes: Int = defaultMaxBodyBytes,
@@ -24,7 +26,8 @@ public enum AdminRouter {
         router.add(middleware: BearerTokenMiddleware(adminToken: adminToken))
         router.add(middleware: BodyLimitMiddleware(maxBytes: maxBodyBytes))
         let handler = AdminAPIHandler(
-            store: store, readiness: readiness, validator: validator, status: status, metrics: metrics, logger: logger)
+            store: store, readiness: readiness, validator: validator, status: status, deadLetters: deadLetters,
+            retrier: retrier, metrics: metrics, logger: logger)
         try handler.registerHandlers(
             on: router, middlewares: [DeclaredHeadersMiddleware()])
         return router

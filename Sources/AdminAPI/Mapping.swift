@@ -125,6 +125,19 @@ extension Components.Schemas.ContentTypeStatus {
             checkpoint: status.checkpoint.map(RFC3339.format), lagSeconds: status.lagSeconds,
             lastSuccessAt: status.lastSuccessAt.map(RFC3339.format),
             lastError: status.lastErrorCode.map { .init(code: $0, advice: status.lastErrorAdvice ?? "") },
-            recordsForwarded: status.recordsForwarded, blobsSkipped: status.blobsSkipped, owner: status.owner)
+            recordsForwarded: status.recordsForwarded, blobsSkipped: status.blobsSkipped,
+            recordsDeadLettered: status.recordsDeadLettered, owner: status.owner)
+    }
+}
+
+extension Components.Schemas.DeadLetter {
+    init(_ stored: StoredDeadLetter) {
+        let letter = stored.letter
+        self.init(
+            id: "\(stored.id)", tenantId: letter.tenant.map { "\($0)" },
+            contentType: letter.contentType.flatMap { .init(rawValue: $0.rawValue) }, contentId: letter.contentID,
+            recordId: letter.recordID, logId: letter.logID, reason: .init(rawValue: letter.reason) ?? .refusedByEngine,
+            detail: letter.detail, attempts: stored.attempts, bytes: stored.bytes,
+            firstRefusedAt: RFC3339.format(stored.firstRefusedAt), lastRefusedAt: RFC3339.format(stored.lastRefusedAt))
     }
 }

@@ -31,7 +31,11 @@ paths:
   /readyz:
     get:
       operationId: getReadiness
-      summary: Readiness; the database is reachable and its schema is current.
+      summary: Readiness; the database answers, its schema is current, and this replica's lease rounds succeed.
+      description: |
+        503 with a short generic reason (never an error's details, which go to the gateway's log) while the database
+        does not answer within 5 s, the schema is outdated, or no lease round has succeeded for longer than the lease
+        TTL. A destination UTMStack being down does not make the gateway unready.
       security: []
       responses:
         '200':
@@ -200,6 +204,74 @@ paths:
           content:
             application/json:
               schema: {$ref: '#/components/schemas/Error'}
+  /api/v1/dead-letters:
+    get:
+      operationId: listDeadLetters
+      summary: Logs UTMStack refused for good, set aside with their reason; oldest first.
+      description: |
+        A log is set aside when it is larger than the engine takes (`message_too_large`) or when the engine ended the
+        call on it, sent alone, on every attempt (`refused_by_engine`). Nothing else is ever dropped. Retry one with
+        `POST /api/v1/dead-letters/{id}/retry` once UTMStack can take it.
+      parameters:
+        - name: tenantId
+          in: query
+          required: false
+          description: Only the dead letters of this tenant (its gateway id).
+          schema: {type: string}
+        - name: limit
+          in: query
+          required: false
+          description: At most this many (1 to 1000; default 100).
+          schema: {type: integer, minimum: 1, maximum: 1000}
+      responses:
+        '200':
+          description: The dead letters.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/DeadLetterList'}
+        '400': {$ref: '#/components/responses/BadRequest'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+  /api/v1/dead-letters/{id}:
+    parameters:
+      - $ref: '#/components/parameters/DeadLetterPathID'
+    get:
+      operationId: getDeadLetter
+      summary: One dead letter.
+      responses:
+        '200':
+          description: The dead letter.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/DeadLetter'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '404': {$ref: '#/components/responses/NotFound'}
+    delete:
+      operationId: deleteDeadLetter
+      summary: Discard a dead letter for good (the gateway logs who discarded what).
+      responses:
+        '204':
+          description: Discarded.
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '404': {$ref: '#/components/responses/NotFound'}
+  /api/v1/dead-letters/{id}/retry:
+    parameters:
+      - $ref: '#/components/parameters/DeadLetterPathID'
+    post:
+      operationId: retryDeadLetter
+      summary: Send a dead letter to UTMStack again; delivered, it is removed, refused, it stays with the new reason.
+      responses:
+        '200':
+          description: What UTMStack did with it.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/DeadLetterRetry'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '404': {$ref: '#/components/responses/NotFound'}
+        '503':
+          description: UTMStack did not acknowledge within 60 s; the log stays set aside.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Error'}
   /api/v1/reports/secret-expiry:
     get:
       operationId: getSecretExpiryReport
@@ -239,6 +311,12 @@ components:
       required: true
       description: The gateway's id of the tenant (not the Microsoft tenant GUID).
       schema: {type: string}
+    DeadLetterPathID:
+      name: id
+      in: path
+      required: true
+      description: The dead letter's id, as listed.
+      schema: {type: string}
     IfMatch:
       name: If-Match
       in: header
@@ -257,7 +335,7 @@ components:
         application/json:
           schema: {$ref: '#/components/schemas/Error'}
     NotFound:
-      description: No tenant has this id.
+      description: No tenant (or dead letter) has this id.
       content:
         application/json:
           schema: {$ref: '#/components/schemas/Error'}
@@ -456,15 +534,17 @@ components:
               source: {$ref: '#/components/schemas/SecretExpirySource'}
     ContentTypeStatus:
       type: object
-      required: [contentType, state, recordsForwarded, blobsSkipped]
+      required: [contentType, state, recordsForwarded, blobsSkipped, recordsDeadLettered]
       properties:
         contentType: {$ref: '#/components/schemas/ContentType'}
         state:
           type: string
-          enum: [ok, backfilling, degraded, auth_failed, disabled]
+          enum: [ok, backfilling, degraded, stalled, auth_failed, disabled]
           description: |
             `backfilling` until the checkpoint is within two poll intervals of now; `degraded` after an error that
-            is retried; `auth_failed` when credentials or consent are at fault; `disabled` when the tenant is paused.
+            is retried; `stalled` when nothing was committed for five poll intervals (at least five minutes: a wedged
+            pipeline, or an error that keeps coming back; `lastError` says which); `auth_failed` when credentials or
+            consent are at fault; `disabled` when the tenant is paused (its checkpoint is kept).
         subscription:
           type: string
           enum: [enabled, pending, disabled]
@@ -480,10 +560,67 @@ components:
             code: {type: string}
             advice: {type: string}
         recordsForwarded: {type: integer, format: int64}
-        blobsSkipped: {type: integer, format: int64}
+        blobsSkipped:
+          type: integer
+          format: int64
+          description: Blobs Microsoft said were gone (AF20050, AF20051, AF20052) or past their expiration.
+        recordsDeadLettered:
+          type: integer
+          description: Records UTMStack refused, set aside (see /api/v1/dead-letters).
         owner:
           type: string
           description: The replica collecting this content type now, if any.
+    DeadLetter:
+      type: object
+      required: [id, logId, reason, detail, attempts, bytes, firstRefusedAt, lastRefusedAt]
+      properties:
+        id: {type: string}
+        tenantId:
+          type: string
+          description: The gateway id of the tenant the record belongs to.
+        contentType: {$ref: '#/components/schemas/ContentType'}
+        contentId:
+          type: string
+          description: The blob the record came from.
+        recordId:
+          type: string
+          description: The audit record's `Id`.
+        logId:
+          type: string
+          description: The id of the `plugins.Log` (the same on every retry).
+        reason:
+          type: string
+          enum: [message_too_large, refused_by_engine]
+        detail:
+          type: string
+          description: What UTMStack answered, in words.
+        attempts:
+          type: integer
+          description: How many times it was set aside (once, plus once per refused retry).
+        bytes:
+          type: integer
+          description: The size of the log message.
+        firstRefusedAt: {$ref: '#/components/schemas/Timestamp'}
+        lastRefusedAt: {$ref: '#/components/schemas/Timestamp'}
+    DeadLetterList:
+      type: object
+      required: [items]
+      properties:
+        items:
+          type: array
+          items: {$ref: '#/components/schemas/DeadLetter'}
+    DeadLetterRetry:
+      type: object
+      required: [outcome]
+      properties:
+        outcome:
+          type: string
+          enum: [delivered, refused]
+          description: "`delivered`: acknowledged and no longer set aside; `refused`: set aside again."
+        reason:
+          type: string
+          enum: [message_too_large, refused_by_engine]
+        detail: {type: string}
     TenantList:
       type: object
       required: [items]

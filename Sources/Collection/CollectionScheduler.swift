@@ -21,15 +21,18 @@ public final class CollectionScheduler: Service, Sendable {
     let microsoft: ActivityClient
     let validator: TenantValidator
     let forwarder: UTMStackForwarder
+    let memory: ResponseMemoryBudget
     let reporter: any ProblemReporter
     let settings: CollectionSettings
     let logger: Logger
     private let state: Mutex<SchedulerState>
+    /// When the last lease round succeeded.
+    private let lastRound = Mutex(ContinuousClock.now)
 
     public init(
         owner: String, tenants: any TenantStore, store: PostgresCollectionStore, microsoft: ActivityClient,
-        validator: TenantValidator, forwarder: UTMStackForwarder, reporter: any ProblemReporter,
-        settings: CollectionSettings, logger: Logger
+        validator: TenantValidator, forwarder: UTMStackForwarder, memory: ResponseMemoryBudget,
+        reporter: any ProblemReporter, settings: CollectionSettings, logger: Logger
     ) {
         self.owner = owner
         self.tenants = tenants
@@ -37,6 +40,7 @@ public final class CollectionScheduler: Service, Sendable {
         self.microsoft = microsoft
         self.validator = validator
         self.forwarder = forwarder
+        self.memory = memory
         self.reporter = reporter
         self.settings = settings
         self.logger = logger
@@ -47,6 +51,11 @@ public final class CollectionScheduler: Service, Sendable {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.leaseLoop() }
+                group.addTask {
+                    while (try? await Task.sleep(for: .seconds(1))) != nil {
+                        LeaseMetrics.roundAge.record(self.leaseRoundAge.seconds)
+                    }
+                }
                 await dispatch(into: &group)
                 // Stopping: polls finish the blob at hand and commit; bounded, then cancelled.
                 let deadline = ContinuousClock.now + settings.drainTimeout
@@ -70,14 +79,23 @@ public final class CollectionScheduler: Service, Sendable {
 
     // MARK: Leases
 
+    /// How long ago a lease round last succeeded. Past the lease TTL this replica's leases may be gone: `/readyz`
+    /// fails, and its polls have stopped (they stop a quarter TTL before).
+    public var leaseRoundAge: Duration { .now - lastRound.withLock { $0 } }
+
+    /// A lease round may take at most half the TTL: a round stuck on the database is abandoned (its statements are
+    /// cancelled) and the next one starts on time.
+    var roundDeadline: Duration { .seconds(settings.leaseTTL / 2) }
+
     private func leaseLoop() async {
         var lastPrune = ContinuousClock.now - .seconds(3600)
         while !Task.isCancelled {
             let stopping = state.withLock { $0.stopping }
             do {
-                try await tick()
+                try await withTimeout(roundDeadline) { try await self.tick() }
+                lastRound.withLock { $0 = .now }
             } catch where !Task.isCancelled {
-                logger.warning("lease tick failed", metadata: ["error": "\(String(reflecting: error))"])
+                logger.warning("lease round failed", metadata: ["error": "\(String(reflecting: error))"])
             } catch {
                 return
             }
@@ -179,8 +197,8 @@ public final class CollectionScheduler: Service, Sendable {
         let attempt = state.withLock { $0.units[unit]?.attempt ?? 0 }
         let collector = Collector(
             unit: unit, fencing: fencing, tenants: tenants, store: store, microsoft: microsoft, validator: validator,
-            forwarder: forwarder, settings: settings,
-            shouldContinue: { self.state.withLock { $0.shouldContinue(unit, fencing: fencing) } })
+            forwarder: forwarder, memory: memory, settings: settings,
+            logger: logger, shouldContinue: { self.state.withLock { $0.shouldContinue(unit, fencing: fencing) } })
         do {
             let checkpoint = try await store.units(of: unit.tenant).first { $0.contentType == unit.contentType }?.checkpoint
             switch try await collector.poll(checkpoint: checkpoint) {
@@ -326,6 +344,7 @@ struct SchedulerState {
 /// Scheduling metrics; labels are bounded (action, content type).
 enum LeaseMetrics {
     static let held = Gauge(label: "o365gw_leases_held")
+    static let roundAge = Gauge(label: "o365gw_lease_round_age_seconds")
 
     static func changes(acquired: Int, released: Int, lost: Int) {
         if acquired > 0 { Counter(label: "o365gw_lease_changes_total", dimensions: [("action", "acquired")]).increment(by: acquired) }

@@ -1,6 +1,7 @@
 import ActivityAPI
 import Crypto
 import Foundation
+import Logging
 import Metrics
 import GatewayCore
 import PostgresStorage
@@ -18,11 +19,16 @@ public struct CollectionSettings: Sendable {
     public var blobConcurrency: Int
     /// How long graceful shutdown waits for polls to commit what UTMStack acknowledged.
     public var drainTimeout: Duration
+    /// Bytes of fetched blobs held at most before they are forwarded, all collectors together
+    /// (`O365GW_BLOB_BUFFER_BYTES`; one blob beyond it may always complete, see ``ResponseMemoryBudget``).
+    public var blobBufferBytes: Int
+    /// The largest response accepted from Microsoft (`O365GW_MAX_BLOB_BYTES`).
+    public var maxBlobBytes: Int
 
     public init(
         pollInterval: Duration = .seconds(60), backfill: TimeInterval = 24 * 3600, trailingRelist: TimeInterval = 3600,
         workers: Int = 32, leaseTTL: TimeInterval = 20, tick: Duration = .seconds(5), blobConcurrency: Int = 4,
-        drainTimeout: Duration = .seconds(15)
+        drainTimeout: Duration = .seconds(15), blobBufferBytes: Int = 32 << 20, maxBlobBytes: Int = AsyncHTTPExchange.defaultMaxBodyBytes
     ) {
         self.pollInterval = pollInterval
         self.backfill = min(backfill, 7 * 24 * 3600)
@@ -32,6 +38,8 @@ public struct CollectionSettings: Sendable {
         self.tick = tick
         self.blobConcurrency = blobConcurrency
         self.drainTimeout = drainTimeout
+        self.blobBufferBytes = blobBufferBytes
+        self.maxBlobBytes = maxBlobBytes
     }
 }
 
@@ -48,7 +56,10 @@ struct Collector: Sendable {
     let microsoft: ActivityClient
     let validator: TenantValidator
     let forwarder: UTMStackForwarder
+    /// Fetched blobs count here until they are handed to the forwarder.
+    let memory: ResponseMemoryBudget
     let settings: CollectionSettings
+    let logger: Logger
     /// False once this replica should stop the unit (lease handed over, tenant gone, shutting down); checked
     /// between blobs.
     let shouldContinue: @Sendable () -> Bool
@@ -64,6 +75,13 @@ struct Collector: Sendable {
         try await microsoft.ensureSubscriptions(auth, tenant.contentTypes)
         let plan = CollectionPlan.make(
             checkpoint: checkpoint, now: Date(), backfill: settings.backfill, trailingRelist: settings.trailingRelist)
+        if let gap = plan.gap {
+            // Paused (or failing) for longer than Microsoft keeps content: what lies before its 7 days is gone.
+            Metrics.gaps.increment()
+            logger.warning(
+                "collection gap: Microsoft no longer lists this period; collection resumes after it",
+                metadata: ["unit": "\(unit)", "from": "\(gap.start)", "until": "\(gap.end)"])
+        }
         for window in plan.windows {
             let listed = try await microsoft.listContent(auth, unit.contentType, window: window)
             let known = try await store.forwardedContent(tenant: unit.tenant, ids: listed.map(\.contentID))
@@ -84,9 +102,9 @@ struct Collector: Sendable {
         var pipeline = DeliveryPipeline(unit: unit, fencing: fencing, store: store, forwarder: forwarder)
         let outcome: Outcome
         do {
-            outcome = try await withThrowingTaskGroup(of: (Int, BlobOutcome).self) { group in
+            outcome = try await withThrowingTaskGroup(of: (Int, BlobOutcome, MemoryClaim).self) { group in
                 var launched = 0
-                var ready: [Int: BlobOutcome] = [:]
+                var ready: [Int: (BlobOutcome, MemoryClaim)] = [:]
                 for index in blobs.indices {
                     guard shouldContinue() else {
                         group.cancelAll()
@@ -95,17 +113,19 @@ struct Collector: Sendable {
                     while launched < blobs.count && launched < index + settings.blobConcurrency {
                         let blob = blobs[launched]
                         let position = launched
-                        group.addTask { (position, try await microsoft.fetchBlob(auth, blob)) }
+                        let claim = memory.claim()
+                        group.addTask { (position, try await microsoft.fetchBlob(auth, blob, memory: claim), claim) }
                         launched += 1
                     }
-                    while ready[index] == nil, let (position, result) = try await group.next() { ready[position] = result }
-                    guard let result = ready.removeValue(forKey: index) else { break }
+                    while ready[index] == nil, let (position, result, claim) = try await group.next() { ready[position] = (result, claim) }
+                    guard let (result, claim) = ready.removeValue(forKey: index) else { break }
                     let blob = blobs[index]
                     let created = RFC3339.parse(blob.contentCreated) ?? windowStart
                     // At most `blobConcurrency` blobs forwarded and not yet remembered: what a crash can repeat.
-                    guard try await pipeline.submit(blob: blob, created: created, outcome: result, route: route),
-                        try await pipeline.commitDelivered(keepingAtMost: settings.blobConcurrency)
-                    else {
+                    let submitted = try await pipeline.submit(blob: blob, created: created, outcome: result, route: route)
+                    // Handed to the forwarder (whose own budget counts it now), or not forwarded at all.
+                    claim.release()
+                    guard submitted, try await pipeline.commitDelivered(keepingAtMost: settings.blobConcurrency) else {
                         group.cancelAll()
                         return .leaseLost
                     }
@@ -158,6 +178,7 @@ struct DeliveryPipeline {
                 tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, hashes: hashes)
             else { return false }
             var logs = OutboundBatch(rawBytes: records.reduce(0) { $0 + $1.raw.utf8.count }, count: records.count)
+            logs.origin = LogOrigin(tenant: unit.tenant, contentType: unit.contentType, contentID: blob.contentID)
             var kept: [Int64] = []
             kept.reserveCapacity(records.count)
             for (record, hash) in zip(records, hashes) where !already.contains(hash) && seen.insert(hash).inserted {
@@ -202,4 +223,5 @@ enum Metrics {
     static let records = Counter(label: "o365gw_collection_records_forwarded_total")
     static let duplicates = Counter(label: "o365gw_collection_records_duplicate_total")
     static let blobs = Counter(label: "o365gw_collection_blobs_total")
+    static let gaps = Counter(label: "o365gw_collection_gaps_total")
 }

@@ -22,6 +22,9 @@ public enum Benchmark {
         public var recordsPerBlob: Int
         public var historyHours: Double
         public var workers: Int
+        /// The gateway's budgets: fetched blobs, and logs held by the forwarder (the defaults of `serve`).
+        public var blobBufferBytes = CollectionSettings().blobBufferBytes
+        public var inFlightBytes = ForwarderConfiguration().inFlightByteBudget
 
         public init(tenants: Int = 8, recordsPerBlob: Int = 1000, historyHours: Double = 1, workers: Int = 32) {
             self.tenants = tenants
@@ -53,11 +56,14 @@ public enum Benchmark {
             ])
             try await Gateway.onboard(simulated.tenants, database: env.database, keyRing: env.keyRing, logger: logger)
             let collection = CollectionSettings(
-                pollInterval: .seconds(3600), backfill: (settings.historyHours + 1) * 3600, workers: settings.workers)
+                pollInterval: .seconds(3600), backfill: (settings.historyHours + 1) * 3600, workers: settings.workers,
+                blobBufferBytes: settings.blobBufferBytes)
             let start = Date()
             let cpu0 = CPU.seconds()
             let clock = ContinuousClock.now
-            let (units, records) = try await env.runGateway(microsoft: simulatorURL, collection: collection) { store in
+            let (units, records) = try await env.runGateway(
+                microsoft: simulatorURL, collection: collection, inFlightBytes: settings.inFlightBytes
+            ) { store in
                 // Done when every unit has listed up to the bench's start (its first poll's window end).
                 while true {
                     let progress = try await store.progress(since: start - 61)
@@ -70,6 +76,7 @@ public enum Benchmark {
             var report = Report()
             report.lines = [
                 ("scenario", "throughput: \(settings.tenants) tenants × 5 content types, \(settings.historyHours) h backfill, \(settings.recordsPerBlob) records per blob"),
+                ("budgets", "fetched blobs \(settings.blobBufferBytes >> 20) MiB, forwarder \(settings.inFlightBytes >> 20) MiB"),
                 ("units", "\(units)"),
                 ("records forwarded", "\(records) (distinct, acknowledged by the receiver, committed)"),
                 ("wall time", String(format: "%.1f s", elapsed)),
@@ -92,7 +99,8 @@ public enum Benchmark {
         let children = ChildProcesses()
         defer { children.stopAll() }
         try children.spawn(executable, ["receiver", "--socket", socket])
-        let forwarder = UTMStackForwarder(configuration: .init(endpoint: .engineSocket(path: socket)), logger: logger)
+        let forwarder = UTMStackForwarder(
+            configuration: .init(endpoint: .engineSocket(path: socket)), deadLetters: MemoryDeadLetterStore(), logger: logger)
         let route = TenantRoute(tenantID: TenantID(), utmTenantID: defaultUTMStackTenantID, dataSource: "bench")
         let payload = String(repeating: "x", count: 900)
         let batch = 1000
@@ -182,21 +190,21 @@ public enum Benchmark {
 
         /// Runs the gateway's services (as `serve` does) while `body` watches the database; then stops them.
         func runGateway<R: Sendable>(
-            microsoft: URL, collection: CollectionSettings,
+            microsoft: URL, collection: CollectionSettings, inFlightBytes: Int = ForwarderConfiguration().inFlightByteBudget,
             _ body: @escaping @Sendable (PostgresCollectionStore) async throws -> R
         ) async throws -> R {
             var configuration = try GatewayConfiguration(
                 database: database, keyRing: keyRing, adminToken: Secret(UUID().uuidString),
                 listen: ListenAddress(host: "127.0.0.1", port: 0),
-                forwarder: .init(endpoint: .engineSocket(path: socket)),
+                forwarder: .init(endpoint: .engineSocket(path: socket), inFlightByteBudget: inFlightBytes),
                 microsoft: .init(overrides: .init(login: microsoft, manage: microsoft, graph: microsoft), requestsPerMinute: 60_000))
             configuration.collection = collection
             let services = try Gateway.services(configuration, metrics: PrometheusCollectorRegistry(), logger: logger)
             let group = ServiceGroup(services: services, logger: logger)
             return try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
-                let result = try await Gateway.withDatabase(database, logger: logger) { client in
-                    try await body(PostgresCollectionStore(client: client, logger: logger))
+                let result = try await Gateway.withDatabase(database, logger: logger) { database in
+                    try await body(PostgresCollectionStore(database: database, logger: logger))
                 }
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()

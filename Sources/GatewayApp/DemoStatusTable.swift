@@ -21,8 +21,8 @@ public struct DemoStatusTable: Service {
     }
 
     public func run() async throws {
-        try await Gateway.withDatabase(database, logger: logger) { client in
-            let store = PostgresCollectionStore(client: client, logger: logger)
+        try await Gateway.withDatabase(database, logger: logger) { database in
+            let store = PostgresCollectionStore(database: database, logger: logger)
             var last: [String: Int] = [:]
             var lastTime = ContinuousClock.now
             while !Task.isShuttingDownGracefully && !Task.isCancelled {

@@ -17,22 +17,22 @@ import UTMStackForwarder
 public enum Gateway {
     /// Runs `body` with a connected PostgreSQL client, then shuts the client down.
     public static func withDatabase<R: Sendable>(
-        _ database: DatabaseURL, logger: Logger, _ body: @Sendable (PostgresClient) async throws -> R
+        _ url: DatabaseURL, logger: Logger, _ body: @Sendable (Database) async throws -> R
     ) async throws -> R {
-        let client = PostgresClient(configuration: database.clientConfiguration, backgroundLogger: logger)
+        let client = PostgresClient(configuration: url.clientConfiguration, backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
             // Let run() start before the first lease, which would otherwise log a warning.
             try await Task.sleep(for: .milliseconds(10))
-            return try await body(client)
+            return try await body(Database(client: client, timeout: url.timeout, logger: logger))
         }
     }
 
     /// `o365-gateway migrate`.
     public static func migrate(_ database: DatabaseURL, logger: Logger) async throws -> [Migration] {
-        try await withDatabase(database, logger: logger) { client in
-            try await Migrator(client: client, logger: logger).migrate()
+        try await withDatabase(database, logger: logger) { database in
+            try await Migrator(database: database, logger: logger).migrate()
         }
     }
 
@@ -40,16 +40,16 @@ public enum Gateway {
     public static func reseal(
         _ database: DatabaseURL, keyRing: KeyRing, logger: Logger
     ) async throws -> CredentialResealer.Report {
-        try await withDatabase(database, logger: logger) { client in
-            try await requireCurrentSchema(client, logger: logger)
+        try await withDatabase(database, logger: logger) { database in
+            try await requireCurrentSchema(database, logger: logger)
             return try await CredentialResealer(
-                client: client, sealer: CredentialSealer(keyRing: keyRing), logger: logger
+                database: database, sealer: CredentialSealer(keyRing: keyRing), logger: logger
             ).resealAll()
         }
     }
 
-    static func requireCurrentSchema(_ client: PostgresClient, logger: Logger) async throws {
-        let status = try await Migrator(client: client, logger: logger).status()
+    static func requireCurrentSchema(_ database: Database, logger: Logger) async throws {
+        let status = try await Migrator(database: database, logger: logger).status()
         if let problem = status.problem {
             throw GatewayError(.unavailable, code: "schema_outdated", "Refusing to start: \(problem)")
         }
@@ -67,16 +67,32 @@ public enum Gateway {
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> [any Service] {
         let client = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+        let database = Database(client: client, timeout: configuration.database.timeout, logger: logger)
         let store = PostgresTenantStore(
-            client: client, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger)
-        let microsoft = microsoftClient(configuration.microsoft, logger: logger)
+            database: database, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger)
+        let microsoft = microsoftClient(configuration.microsoft, maxBodyBytes: configuration.collection.maxBlobBytes, logger: logger)
         let validator = TenantValidator(
             client: microsoft, overrides: configuration.microsoft.overrides,
             defaultPublisher: configuration.microsoft.publisherID)
-        let collectionStore = PostgresCollectionStore(client: client, logger: logger)
+        let collectionStore = PostgresCollectionStore(database: database, logger: logger)
+        let deadLetters = PostgresDeadLetterStore(database: database, logger: logger)
+        let forwarder = UTMStackForwarder(configuration: configuration.forwarder, deadLetters: deadLetters, logger: logger)
+        let notifier = EngineNotifier(endpoint: configuration.forwarder.endpoint, logger: logger)
+        let watcher = SecretExpiryWatcher(
+            store: store, reporter: notifier, withinDays: configuration.secretAlertDays, interval: .seconds(6 * 3600),
+            logger: logger)
+        let scheduler = CollectionScheduler(
+            owner: replicaName(), tenants: store, store: collectionStore,
+            microsoft: microsoft, validator: validator, forwarder: forwarder,
+            memory: ResponseMemoryBudget(limit: configuration.collection.blobBufferBytes), reporter: notifier,
+            settings: configuration.collection, logger: logger)
         let router = try AdminRouter.build(
-            store: store, readiness: SchemaReadiness(client: client, logger: logger), validator: validator,
-            status: CollectionStatusReader(store: collectionStore, pollInterval: configuration.collection.pollInterval),
+            store: store,
+            readiness: GatewayReadiness(database: database, scheduler: scheduler, leaseTTL: configuration.collection.leaseTTL, logger: logger),
+            validator: validator,
+            status: CollectionStatusReader(
+                store: collectionStore, deadLetters: deadLetters, pollInterval: configuration.collection.pollInterval),
+            deadLetters: deadLetters, retrier: DeadLetterResender(store: deadLetters, forwarder: forwarder),
             adminToken: configuration.adminToken, metrics: metrics,
             maxBodyBytes: configuration.maxRequestBodyBytes, logger: logger)
         let app = Application(
@@ -86,16 +102,7 @@ public enum Gateway {
                 serverName: "o365-gateway"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        let forwarder = UTMStackForwarder(configuration: configuration.forwarder, logger: logger)
-        let notifier = EngineNotifier(endpoint: configuration.forwarder.endpoint, logger: logger)
-        let watcher = SecretExpiryWatcher(
-            store: store, reporter: notifier, withinDays: configuration.secretAlertDays, interval: .seconds(6 * 3600),
-            logger: logger)
-        let scheduler = CollectionScheduler(
-            owner: replicaName(), tenants: store, store: collectionStore,
-            microsoft: microsoft, validator: validator, forwarder: forwarder, reporter: notifier,
-            settings: configuration.collection, logger: logger)
-        return [client, forwarder, watcher, scheduler, AdminService(client: client, app: app, logger: logger)]
+        return [client, forwarder, watcher, scheduler, AdminService(database: database, app: app, logger: logger)]
     }
 
     /// A replica's lease owner name: the host name and a random suffix (a restarted process is a new owner).
@@ -107,8 +114,8 @@ public enum Gateway {
     public static func onboard(
         _ tenants: [SimulatorConfiguration.Tenant], database: DatabaseURL, keyRing: KeyRing, logger: Logger
     ) async throws {
-        try await withDatabase(database, logger: logger) { client in
-            let store = PostgresTenantStore(client: client, sealer: CredentialSealer(keyRing: keyRing), logger: logger)
+        try await withDatabase(database, logger: logger) { database in
+            let store = PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: keyRing), logger: logger)
             for tenant in tenants {
                 guard let secret = tenant.clientSecret else { continue }
                 _ = try await store.create(NewTenant(
@@ -120,11 +127,11 @@ public enum Gateway {
         }
     }
 
-    static func microsoftClient(_ settings: MicrosoftSettings, logger: Logger) -> ActivityClient {
-        let exchange = AsyncHTTPExchange()
+    static func microsoftClient(_ settings: MicrosoftSettings, maxBodyBytes: Int, logger: Logger) -> ActivityClient {
+        let exchange = AsyncHTTPExchange(maxBodyBytes: maxBodyBytes)
         return ActivityClient(
             exchange: exchange, tokens: TokenProvider(exchange: exchange, logger: logger),
-            configuration: .init(requestsPerMinute: settings.requestsPerMinute), logger: logger)
+            configuration: .init(requestsPerMinute: settings.requestsPerMinute, maxRetries: settings.maxRetries), logger: logger)
     }
 
     /// `o365-gateway serve`: runs until SIGTERM or SIGINT.
@@ -134,40 +141,52 @@ public enum Gateway {
         companions: [any Service] = [], onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         let all = companions + (try services(configuration, metrics: metrics, logger: logger, onListening: onListening))
-        let group = ServiceGroup(
-            configuration: .init(
-                services: all.map { .init(service: $0) },
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        try await group.run()
+        var group = ServiceGroupConfiguration(
+            services: all.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Collectors and the forwarder each drain for at most their drain timeouts (15 s); whatever still waits after
+        // this is cancelled, so a stop never hangs (Kubernetes' grace period must be longer).
+        group.maximumGracefulShutdownDuration = configuration.collection.drainTimeout + configuration.forwarder.drainTimeout + .seconds(5)
+        group.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: group).run()
     }
 }
 
 /// Serves the admin API once the schema is known to be current; refuses to start otherwise.
 struct AdminService: Service {
-    let client: PostgresClient
+    let database: Database
     let app: Application<RouterResponder<BasicRequestContext>>
     let logger: Logger
 
     func run() async throws {
-        try await Gateway.requireCurrentSchema(client, logger: logger)
+        try await Gateway.requireCurrentSchema(database, logger: logger)
         // Signals belong to the outer service group, which shuts services down in order.
         try await app.runService(gracefulShutdownSignals: [])
     }
 }
 
-/// `/readyz`: the database answers and its schema is current.
-struct SchemaReadiness: ReadinessCheck {
-    let client: PostgresClient
+/// `/readyz`: the database answers within 5 s, its schema is current, and a lease round succeeded within the lease
+/// TTL. The reasons are generic (the endpoint is unauthenticated); the details go to the log.
+struct GatewayReadiness: ReadinessCheck {
+    let database: Database
+    let scheduler: CollectionScheduler
+    let leaseTTL: TimeInterval
     let logger: Logger
 
     func notReadyReason() async -> String? {
+        let schema: String?
         do {
-            return try await withTimeout(.seconds(5)) {
-                try await Migrator(client: client, logger: logger).status().problem
-            }
+            schema = try await withTimeout(.seconds(5)) { [database, logger] in
+                try await Migrator(database: database, logger: logger).status().problem
+            }.map { _ in "the database schema is not the one this gateway needs; run o365-gateway migrate" }
         } catch {
-            return "the database is not reachable or too slow (\(String(reflecting: error)))"
+            logger.warning("readiness: the database did not answer", metadata: ["error": "\(String(reflecting: error))"])
+            return "the database does not answer"
         }
+        if let schema { return schema }
+        let age = scheduler.leaseRoundAge
+        if age > .seconds(leaseTTL) {
+            return "no lease round has succeeded for \(age.components.seconds) s"
+        }
+        return nil
     }
 }

@@ -115,10 +115,17 @@ public struct MicrosoftSettings: Sendable {
     public var publisherID: UUID?
     /// `O365GW_REQUESTS_PER_MINUTE`: the request budget per tenant, shared by its content types.
     public var requestsPerMinute: Int
+    /// Retries of a transient fault (5xx, a plain 404, a timeout) within one poll, with backoff, before the poll
+    /// fails and the unit is `degraded` (retried later; nothing is skipped).
+    public var maxRetries: Int
 
-    public init(overrides: MicrosoftEndpoints.Overrides = .init(), publisherID: UUID? = nil, requestsPerMinute: Int = 600) {
+    public init(
+        overrides: MicrosoftEndpoints.Overrides = .init(), publisherID: UUID? = nil, requestsPerMinute: Int = 600,
+        maxRetries: Int = 5
+    ) {
         self.overrides = overrides
         self.publisherID = publisherID
         self.requestsPerMinute = requestsPerMinute
+        self.maxRetries = maxRetries
     }
 }

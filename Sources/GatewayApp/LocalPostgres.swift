@@ -56,6 +56,38 @@ public final class LocalPostgres: Sendable {
         logger.info("private PostgreSQL stopped")
     }
 
+    /// Restarts the server (fast shutdown: open sessions are ended), as an upgrade or a failover does.
+    public func restart() throws {
+        try run(
+            "\(binDirectory)/pg_ctl",
+            ["-D", directory.appendingPathComponent("data").path, "-m", "fast", "-w", "-t", "30", "restart"],
+            asPostgres: runAsPostgres)
+    }
+
+    /// SIGSTOP to the server and all its processes: connections stay open and nothing answers (a hung database).
+    public func freeze() { signalAll(SIGSTOP) }
+
+    /// SIGCONT after ``freeze()``.
+    public func thaw() { signalAll(SIGCONT) }
+
+    /// The postmaster (first line of postmaster.pid) and its children.
+    private func signalAll(_ signal: Int32) {
+        guard let text = try? String(contentsOf: directory.appendingPathComponent("data/postmaster.pid"), encoding: .utf8),
+            let line = text.split(separator: "\n").first, let postmaster = Int32(line)
+        else { return }
+        var pids = [postmaster]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            // pid (comm) state ppid ...
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, Int32(fields[1]) == postmaster { pids.append(pid) }
+        }
+        for pid in pids { kill(pid, signal) }
+    }
+
     static func findBinaries() -> String? {
         let root = "/usr/lib/postgresql"
         let versions = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []

@@ -2,7 +2,7 @@ import Foundation
 
 /// How collection of one content type of a tenant is going, as `GET /api/v1/tenants/{id}` shows it.
 public struct UnitStatus: Sendable, Equatable {
-    public enum State: String, Sendable { case ok, backfilling, degraded, authFailed = "auth_failed", disabled }
+    public enum State: String, Sendable { case ok, backfilling, degraded, stalled, authFailed = "auth_failed", disabled }
     public enum Subscription: String, Sendable { case enabled, pending, disabled }
 
     public var contentType: ContentType
@@ -15,12 +15,14 @@ public struct UnitStatus: Sendable, Equatable {
     public var lastErrorAdvice: String?
     public var recordsForwarded: Int64
     public var blobsSkipped: Int64
+    /// Records UTMStack refused for good, set aside (dead letters not yet delivered by a retry).
+    public var recordsDeadLettered: Int
     public var owner: String?
 
     public init(
         contentType: ContentType, state: State, subscription: Subscription?, checkpoint: Date?, lagSeconds: Int?,
         lastSuccessAt: Date?, lastErrorCode: String?, lastErrorAdvice: String?, recordsForwarded: Int64,
-        blobsSkipped: Int64, owner: String?
+        blobsSkipped: Int64, recordsDeadLettered: Int = 0, owner: String?
     ) {
         self.contentType = contentType
         self.state = state
@@ -32,6 +34,7 @@ public struct UnitStatus: Sendable, Equatable {
         self.lastErrorAdvice = lastErrorAdvice
         self.recordsForwarded = recordsForwarded
         self.blobsSkipped = blobsSkipped
+        self.recordsDeadLettered = recordsDeadLettered
         self.owner = owner
     }
 
@@ -42,12 +45,18 @@ public struct UnitStatus: Sendable, Equatable {
         "missing_credential", "invalid_tenant_id", "unauthorized",
     ]
 
-    /// The state from the stored facts. Pure.
+    /// How long a unit may go without committing anything before it is `stalled`: five poll intervals, at least
+    /// five minutes (a poll of a large blob, retries with backoff and a slow UTMStack fit in that).
+    public static func stallAfter(pollInterval: TimeInterval) -> TimeInterval { max(5 * pollInterval, 300) }
+
+    /// The state from the stored facts. Pure. `progressAt` is when the unit last committed anything.
     public static func state(
-        enabled: Bool, lastErrorCode: String?, checkpoint: Date?, now: Date, pollInterval: TimeInterval
+        enabled: Bool, lastErrorCode: String?, checkpoint: Date?, progressAt: Date?, now: Date, pollInterval: TimeInterval
     ) -> State {
         if !enabled { return .disabled }
-        if let code = lastErrorCode { return authenticationCodes.contains(code) ? .authFailed : .degraded }
+        if let code = lastErrorCode, authenticationCodes.contains(code) { return .authFailed }
+        if let progressAt, now.timeIntervalSince(progressAt) > stallAfter(pollInterval: pollInterval) { return .stalled }
+        if lastErrorCode != nil { return .degraded }
         guard let checkpoint, now.timeIntervalSince(checkpoint) <= 2 * pollInterval + 120 else { return .backfilling }
         return .ok
     }

@@ -17,3 +17,8 @@ public func withTimeout<R: Sendable>(
         return try await group.next()!
     }
 }
+
+extension Duration {
+    /// The duration in seconds, with its fraction.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

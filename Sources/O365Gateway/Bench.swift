@@ -24,6 +24,12 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("history-hours"), help: "Throughput: hours of content to backfill (one blob per minute per content type).")
     var historyHours: Double = 1
 
+    @Option(name: .customLong("blob-buffer-bytes"), help: "Throughput: the fetched-blob budget (default: the gateway's, 32 MiB).")
+    var blobBufferBytes: Int?
+
+    @Option(name: .customLong("inflight-bytes"), help: "Throughput: the forwarder's budget (default: the gateway's, 32 MiB).")
+    var inFlightBytes: Int?
+
     @Option(name: .customLong("idle-tenants"), help: "Idle: tenants with no content.")
     var idleTenants: Int = 10_000
 
@@ -41,7 +47,9 @@ struct Bench: AsyncParsableCommand {
             let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
             switch scenario {
             case "throughput":
-                let settings = Benchmark.Throughput(tenants: tenants, recordsPerBlob: recordsPerBlob, historyHours: historyHours)
+                var settings = Benchmark.Throughput(tenants: tenants, recordsPerBlob: recordsPerBlob, historyHours: historyHours)
+                settings.blobBufferBytes = blobBufferBytes ?? settings.blobBufferBytes
+                settings.inFlightBytes = inFlightBytes ?? settings.inFlightBytes
                 print(try await Benchmark.throughput(settings, executable: executable, logger: logger))
             case "forwarder":
                 print(try await Benchmark.forwarder(count: 500_000, executable: executable, logger: logger))

@@ -32,8 +32,13 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (env O365GW_LOG_LEVEL; default info).")
     var logLevel: String?
 
+    @Option(name: .customLong("database-timeout-seconds"), help: "How long one database statement or transaction may take (env O365GW_DATABASE_TIMEOUT_SECONDS; default 15).")
+    var databaseTimeout: Int?
+
     func database() throws -> DatabaseURL {
-        try DatabaseURL(try required(databaseURL, env: "O365GW_DATABASE_URL", flag: "--database-url"))
+        var url = try DatabaseURL(try required(databaseURL, env: "O365GW_DATABASE_URL", flag: "--database-url"))
+        url.timeout = .seconds(try setting(databaseTimeout, "O365GW_DATABASE_TIMEOUT_SECONDS", 1...3600, 15))
+        return url
     }
 
     func makeLogger() throws -> Logger {
@@ -55,6 +60,17 @@ struct SecretOptions: ParsableArguments {
     func keyRing() throws -> KeyRing {
         try KeyRing(parsing: try required(encryptionKeys, env: "O365GW_ENCRYPTION_KEYS", flag: "--encryption-keys"))
     }
+}
+
+/// A whole-number setting: the flag, else the environment variable, else the default; out of range or not a number
+/// is an error naming the variable.
+func setting(_ flag: Int?, _ name: String, _ range: ClosedRange<Int>, _ fallback: Int) throws -> Int {
+    let text = ProcessInfo.processInfo.environment[name]
+    guard let value = flag ?? (text.map { Int($0) } ?? fallback), range.contains(value) else {
+        throw GatewayError(
+            .invalidInput, code: "invalid_setting", "\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound).")
+    }
+    return value
 }
 
 func required(_ flag: String?, env: String, flag flagName: String) throws -> Secret {
@@ -103,24 +119,35 @@ struct UTMStackOptions: ParsableArguments {
     @Option(name: .customLong("utmstack-connection-key"), help: "UTMStack federation connection key for the network path (env O365GW_UTMSTACK_CONNECTION_KEY).")
     var connectionKey: String?
 
-    @Option(name: .customLong("utmstack-inflight-bytes"), help: "Bytes of logs held awaiting acknowledgement before collectors wait (env O365GW_UTMSTACK_INFLIGHT_BYTES; default 67108864).")
+    @Option(name: .customLong("utmstack-inflight-bytes"), help: "Bytes of logs held awaiting acknowledgement before collectors wait (env O365GW_UTMSTACK_INFLIGHT_BYTES; default 33554432).")
     var inFlightBytes: Int?
+
+    @Option(name: .customLong("utmstack-ack-timeout-seconds"), help: "Give a connection up when logs in flight get no acknowledgement for this long; they are resent (env O365GW_UTMSTACK_ACK_TIMEOUT_SECONDS; default 30).")
+    var ackTimeout: Int?
+
+    @Option(name: .customLong("utmstack-keepalive-seconds"), help: "PING UTMStack when logs in flight get no acknowledgement for this long; unanswered within as long, the connection is given up (env O365GW_UTMSTACK_KEEPALIVE_SECONDS; default 10).")
+    var keepalive: Int?
+
+    @Option(name: .customLong("utmstack-max-message-bytes"), help: "The largest log the engine takes; larger ones are set aside at once (env O365GW_UTMSTACK_MAX_MESSAGE_BYTES; default 4194304, grpc-go's limit).")
+    var maxMessageBytes: Int?
 
     func configuration() throws -> ForwarderConfiguration {
         let env = ProcessInfo.processInfo.environment
         let key = connectionKey ?? env["O365GW_UTMSTACK_CONNECTION_KEY"]
-        return try ForwarderConfiguration.from(
+        var configuration = try ForwarderConfiguration.from(
             socket: socket ?? env["O365GW_UTMSTACK_SOCKET"],
             address: address ?? env["O365GW_UTMSTACK_ADDRESS"],
             caFile: caFile ?? env["O365GW_UTMSTACK_CA_FILE"],
             serverName: serverName ?? env["O365GW_UTMSTACK_SERVER_NAME"],
             connectionKey: key.map(Secret.init),
-            inFlightBytes: try inFlightBytes ?? env["O365GW_UTMSTACK_INFLIGHT_BYTES"].map {
-                guard let value = Int($0) else {
-                    throw GatewayError(.invalidInput, code: "invalid_inflight_bytes", "O365GW_UTMSTACK_INFLIGHT_BYTES must be a number of bytes.")
-                }
-                return value
-            })
+            inFlightBytes: try setting(inFlightBytes, "O365GW_UTMSTACK_INFLIGHT_BYTES", 65_536...(1 << 34), ForwarderConfiguration().inFlightByteBudget))
+        configuration.ackTimeout = .seconds(try setting(ackTimeout, "O365GW_UTMSTACK_ACK_TIMEOUT_SECONDS", 5...3600, 30))
+        let keepaliveSeconds = try setting(keepalive, "O365GW_UTMSTACK_KEEPALIVE_SECONDS", 1...3600, 10)
+        configuration.keepaliveInterval = .seconds(keepaliveSeconds)
+        configuration.keepaliveTimeout = .seconds(keepaliveSeconds)
+        configuration.maxMessageBytes = try setting(
+            maxMessageBytes, "O365GW_UTMSTACK_MAX_MESSAGE_BYTES", 1024...(1 << 30), ForwarderConfiguration.grpcDefaultMaxMessageBytes)
+        return configuration
     }
 }
 
@@ -174,19 +201,20 @@ struct CollectionOptions: ParsableArguments {
     @Option(name: .customLong("workers"), help: "Collectors running at once in this replica (env O365GW_WORKERS; default 32).")
     var workers: Int?
 
+    @Option(name: .customLong("blob-buffer-bytes"), help: "Bytes of fetched blobs held before they are forwarded, all collectors together (env O365GW_BLOB_BUFFER_BYTES; default 33554432).")
+    var blobBufferBytes: Int?
+
+    @Option(name: .customLong("max-blob-bytes"), help: "The largest response accepted from Microsoft (env O365GW_MAX_BLOB_BYTES; default 134217728).")
+    var maxBlobBytes: Int?
+
     func settings() throws -> CollectionSettings {
-        let env = ProcessInfo.processInfo.environment
-        func value(_ flag: Int?, _ name: String, _ range: ClosedRange<Int>, _ fallback: Int) throws -> Int {
-            guard let raw = flag ?? env[name].flatMap({ Int($0) }) ?? (env[name] == nil ? fallback : nil), range.contains(raw) else {
-                throw GatewayError(.invalidInput, code: "invalid_setting", "\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound).")
-            }
-            return raw
-        }
-        return CollectionSettings(
-            pollInterval: .seconds(try value(pollInterval, "O365GW_POLL_INTERVAL_SECONDS", 1...86_400, 60)),
-            backfill: TimeInterval(try value(backfillHours, "O365GW_BACKFILL_HOURS", 0...168, 24) * 3600),
-            trailingRelist: TimeInterval(try value(relistMinutes, "O365GW_RELIST_MINUTES", 0...1440, 60) * 60),
-            workers: try value(workers, "O365GW_WORKERS", 1...10_000, 32))
+        CollectionSettings(
+            pollInterval: .seconds(try setting(pollInterval, "O365GW_POLL_INTERVAL_SECONDS", 1...86_400, 60)),
+            backfill: TimeInterval(try setting(backfillHours, "O365GW_BACKFILL_HOURS", 0...168, 24) * 3600),
+            trailingRelist: TimeInterval(try setting(relistMinutes, "O365GW_RELIST_MINUTES", 0...1440, 60) * 60),
+            workers: try setting(workers, "O365GW_WORKERS", 1...10_000, 32),
+            blobBufferBytes: try setting(blobBufferBytes, "O365GW_BLOB_BUFFER_BYTES", 1 << 20...(1 << 34), 32 << 20),
+            maxBlobBytes: try setting(maxBlobBytes, "O365GW_MAX_BLOB_BYTES", 1 << 20...(1 << 32), AsyncHTTPExchange.defaultMaxBodyBytes))
     }
 }
 

@@ -11,6 +11,12 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
     public var password: Secret?
     public var database: String
     public var requireTLS: Bool
+    /// How long one statement or transaction may take (`O365GW_DATABASE_TIMEOUT_SECONDS`): the server's
+    /// `statement_timeout` and `idle_in_transaction_session_timeout`, and the client's own deadline (``Database``).
+    public var timeout: Duration = .seconds(15)
+
+    /// How long a statement may wait for a lock before it fails (and is retried by its caller).
+    public static let lockTimeout: Duration = .seconds(5)
 
     public init(_ url: Secret) throws {
         func invalid(_ why: String) -> GatewayError {
@@ -43,12 +49,23 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         self.requireTLS = requireTLS
     }
 
+    /// The client's settings: a 10 s connect timeout, and per session (startup parameters, so every connection has
+    /// them from its first statement) the statement, lock and idle-in-transaction timeouts and TCP keepalive probes
+    /// from the server (a gateway host that vanished is noticed within about a minute and its locks released).
     public var clientConfiguration: PostgresClient.Configuration {
-            var configuration = PostgresClient.Configuration(
-                host: host, port: port, username: username, password: password?.unredacted, database: database,
-                tls: requireTLS ? .require(.makeClientConfiguration()) : .disable)
-            configuration.options.connectTimeout = .seconds(10)
-            return configuration
+        var configuration = PostgresClient.Configuration(
+            host: host, port: port, username: username, password: password?.unredacted, database: database,
+            tls: requireTLS ? .require(.makeClientConfiguration()) : .disable)
+        configuration.options.connectTimeout = .seconds(10)
+        let milliseconds = { (duration: Duration) in "\(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)" }
+        configuration.options.additionalStartupParameters = [
+            ("statement_timeout", milliseconds(timeout)),
+            ("lock_timeout", milliseconds(min(Self.lockTimeout, timeout))),
+            ("idle_in_transaction_session_timeout", milliseconds(timeout)),
+            ("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3"),
+            ("application_name", "o365-gateway"),
+        ]
+        return configuration
     }
 
     public var description: String {

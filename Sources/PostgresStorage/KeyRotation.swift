@@ -7,12 +7,12 @@ import PostgresNIO
 /// Re-seals every credential that is not under the active key, one row per transaction with the row locked,
 /// so it runs safely while gateways serve (they read a row either before or after its re-sealing).
 public struct CredentialResealer: Sendable {
-    let client: PostgresClient
+    let database: Database
     let sealer: CredentialSealer
     let logger: Logger
 
-    public init(client: PostgresClient, sealer: CredentialSealer, logger: Logger) {
-        self.client = client
+    public init(database: Database, sealer: CredentialSealer, logger: Logger) {
+        self.database = database
         self.sealer = sealer
         self.logger = logger
     }
@@ -25,22 +25,15 @@ public struct CredentialResealer: Sendable {
 
     public func resealAll() async throws -> Report {
         let active = sealer.keyRing.activeKeyID
-        var ids: [TenantID] = []
-        for try await id in try await client.query(
-            "SELECT id FROM tenants WHERE credential_key_id <> \(active) ORDER BY id", logger: logger
-        ).decode(UUID.self) {
-            ids.append(TenantID(id))
-        }
+        let ids = try await database.query("SELECT id FROM tenants WHERE credential_key_id <> \(active) ORDER BY id")
+            .decode(UUID.self).map(TenantID.init)
         var resealed = 0
         for id in ids {
-            let changed = try await client.transaction(logger: logger) { tx -> Bool in
-                let rows = try await tx.query(
-                    "SELECT credential_key_id, credential_box FROM tenants WHERE id = \(id.uuid) FOR UPDATE",
-                    logger: logger)
-                var sealed: SealedCredential?
-                for try await (keyID, box) in rows.decode((String, Data).self) {
-                    sealed = SealedCredential(keyID: keyID, box: box)
-                }
+            let sealer = sealer
+            let changed = try await database.transaction { tx -> Bool in
+                let sealed = try await tx.query(
+                    "SELECT credential_key_id, credential_box FROM tenants WHERE id = \(id.uuid) FOR UPDATE"
+                ).decode((String, Data).self).first.map { SealedCredential(keyID: $0.0, box: $0.1) }
                 // Deleted meanwhile, or re-sealed by a concurrent secret rotation: nothing to do.
                 guard let sealed, sealer.needsResealing(sealed) else { return false }
                 let credential = try sealer.open(sealed, for: id)
@@ -49,7 +42,7 @@ public struct CredentialResealer: Sendable {
                     """
                     UPDATE tenants SET credential_key_id = \(fresh.keyID), credential_box = \(fresh.box)
                     WHERE id = \(id.uuid)
-                    """, logger: logger)
+                    """)
                 return true
             }
             if changed {
@@ -58,8 +51,8 @@ public struct CredentialResealer: Sendable {
             }
         }
         var byKey: [String: Int] = [:]
-        for try await (keyID, count) in try await client.query(
-            "SELECT credential_key_id, count(*) FROM tenants GROUP BY credential_key_id", logger: logger
+        for (keyID, count) in try await database.query(
+            "SELECT credential_key_id, count(*) FROM tenants GROUP BY credential_key_id"
         ).decode((String, Int).self) {
             byKey[keyID] = count
         }

@@ -76,5 +76,34 @@ CREATE TABLE forwarded_records (
 CREATE INDEX forwarded_records_seen_idx ON forwarded_records (seen_at);
 
 """#),
+        Migration(version: 3, name: "dead_letters", sql: #"""
+-- Logs UTMStack refused for good (too large for the engine, or refused on every attempt), set aside with their
+-- reason instead of blocking the stream; listed and sent again through the admin API (docs/failure-handling.md).
+-- message is the encoded plugins.Log, sent again as it is.
+CREATE TABLE dead_letters (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id         uuid REFERENCES tenants (id) ON DELETE CASCADE,
+    content_type      text,
+    content_id        text,
+    log_id            text NOT NULL,
+    record_id         text,
+    reason            text NOT NULL,
+    detail            text NOT NULL,
+    message           bytea NOT NULL,
+    attempts          integer NOT NULL DEFAULT 1,
+    first_refused_at  timestamptz NOT NULL DEFAULT now(),
+    last_refused_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX dead_letters_log_idx ON dead_letters (tenant_id, log_id);
+
+"""#),
+        Migration(version: 4, name: "unit_progress", sql: #"""
+-- A unit stays when its tenant is paused or stops selecting its content type (active = false), keeping its
+-- checkpoint: resuming within Microsoft's 7 days loses no gap. progress_at is the last time the unit committed
+-- anything (a blob or its checkpoint); a unit without progress for several poll intervals is shown as stalled.
+ALTER TABLE collector_units ADD COLUMN active boolean NOT NULL DEFAULT true;
+ALTER TABLE collector_units ADD COLUMN progress_at timestamptz NOT NULL DEFAULT now();
+
+"""#),
     ]
 }

@@ -6,12 +6,12 @@ import PostgresNIO
 
 /// The tenant registry in PostgreSQL. Credentials are sealed before they reach SQL and opened only on demand.
 public struct PostgresTenantStore: TenantStore {
-    let client: PostgresClient
+    let database: Database
     let sealer: CredentialSealer
     let logger: Logger
 
-    public init(client: PostgresClient, sealer: CredentialSealer, logger: Logger) {
-        self.client = client
+    public init(database: Database, sealer: CredentialSealer, logger: Logger) {
+        self.database = database
         self.sealer = sealer
         self.logger = logger
     }
@@ -36,7 +36,7 @@ public struct PostgresTenantStore: TenantStore {
             ON CONFLICT (ms_tenant_id) DO NOTHING
             RETURNING \(unescaped: Self.columns)
             """
-        guard let tenant = try await client.query(query, logger: logger).collectTenants().first else {
+        guard let tenant = try await database.query(query).map(Tenant.init(row:)).first else {
             throw GatewayError(
                 .conflict, code: "tenant_exists",
                 "The Microsoft tenant \(new.microsoftTenantID.uuidString.lowercased()) is already onboarded; "
@@ -47,15 +47,13 @@ public struct PostgresTenantStore: TenantStore {
     }
 
     public func list() async throws -> [Tenant] {
-        try await client.query(
-            "SELECT \(unescaped: Self.columns) FROM tenants ORDER BY lower(name), id", logger: logger
-        ).collectTenants()
+        try await database.query("SELECT \(unescaped: Self.columns) FROM tenants ORDER BY lower(name), id")
+            .map(Tenant.init(row:))
     }
 
     public func get(_ id: TenantID) async throws -> Tenant? {
-        try await client.query(
-            "SELECT \(unescaped: Self.columns) FROM tenants WHERE id = \(id.uuid)", logger: logger
-        ).collectTenants().first
+        try await database.query("SELECT \(unescaped: Self.columns) FROM tenants WHERE id = \(id.uuid)")
+            .map(Tenant.init(row:)).first
     }
 
     public func update(_ id: TenantID, _ changes: TenantChanges, expectedVersion: Int64?) async throws -> Tenant {
@@ -74,8 +72,8 @@ public struct PostgresTenantStore: TenantStore {
                     updated_at = now()
                 WHERE id = \(id.uuid)
                 RETURNING \(unescaped: Self.columns)
-                """, logger: logger
-            ).collectTenants()
+                """
+            ).map(Tenant.init(row:))
         }
     }
 
@@ -96,25 +94,24 @@ public struct PostgresTenantStore: TenantStore {
                     updated_at = now()
                 WHERE id = \(id.uuid)
                 RETURNING \(unescaped: Self.columns)
-                """, logger: logger
-            ).collectTenants()
+                """
+            ).map(Tenant.init(row:))
         }
         logger.info("tenant secret rotated", metadata: ["tenant": "\(id)", "keyId": "\(sealed.keyID)"])
         return tenant
     }
 
     public func delete(_ id: TenantID, expectedVersion: Int64?) async throws {
-        _ = try await client.transaction(logger: logger) { tx in
-            try await Self.lockAndCheck(tx, id, expectedVersion: expectedVersion, logger: logger)
-            try await tx.query("DELETE FROM tenants WHERE id = \(id.uuid)", logger: logger)
+        _ = try await database.transaction { tx in
+            try await Self.lockAndCheck(tx, id, expectedVersion: expectedVersion)
+            try await tx.query("DELETE FROM tenants WHERE id = \(id.uuid)")
         }
         logger.info("tenant deleted", metadata: ["tenant": "\(id)"])
     }
 
     public func credential(of id: TenantID) async throws -> Credential {
-        let rows = try await client.query(
-            "SELECT credential_key_id, credential_box FROM tenants WHERE id = \(id.uuid)", logger: logger)
-        for try await (keyID, box) in rows.decode((String, Data).self) {
+        let rows = try await database.query("SELECT credential_key_id, credential_box FROM tenants WHERE id = \(id.uuid)")
+        for (keyID, box) in try rows.decode((String, Data).self) {
             return try sealer.open(SealedCredential(keyID: keyID, box: box), for: id)
         }
         throw GatewayError.tenantNotFound("\(id)")
@@ -123,32 +120,21 @@ public struct PostgresTenantStore: TenantStore {
     /// Runs `write` in a transaction after locking the row and checking `expectedVersion`.
     private func writeExisting(
         _ id: TenantID, expectedVersion: Int64?,
-        _ write: (PostgresConnection) async throws -> [Tenant]
+        _ write: @escaping @Sendable (DatabaseConnection) async throws -> [Tenant]
     ) async throws -> Tenant {
-        try await client.transaction(logger: logger) { tx in
-            try await Self.lockAndCheck(tx, id, expectedVersion: expectedVersion, logger: logger)
+        try await database.transaction { tx in
+            try await Self.lockAndCheck(tx, id, expectedVersion: expectedVersion)
             guard let tenant = try await write(tx).first else { throw GatewayError.tenantNotFound("\(id)") }
             return tenant
         }
     }
 
     private static func lockAndCheck(
-        _ tx: PostgresConnection, _ id: TenantID, expectedVersion: Int64?, logger: Logger
+        _ tx: DatabaseConnection, _ id: TenantID, expectedVersion: Int64?
     ) async throws {
-        let rows = try await tx.query(
-            "SELECT version FROM tenants WHERE id = \(id.uuid) FOR UPDATE", logger: logger)
-        var current: Int64?
-        for try await version in rows.decode(Int64.self) { current = version }
+        let current = try await tx.query("SELECT version FROM tenants WHERE id = \(id.uuid) FOR UPDATE").decode(Int64.self).first
         guard let current else { throw GatewayError.tenantNotFound("\(id)") }
         if let expectedVersion, expectedVersion != current { throw GatewayError.versionMismatch(current: current) }
-    }
-}
-
-extension PostgresRowSequence {
-    func collectTenants() async throws -> [Tenant] {
-        var tenants: [Tenant] = []
-        for try await row in self { tenants.append(try Tenant(row: row)) }
-        return tenants
     }
 }
 

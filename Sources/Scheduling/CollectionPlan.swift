@@ -14,6 +14,9 @@ public struct CollectionPlan: Sendable, Equatable {
     public var windows: [ContentWindow]
     /// The checkpoint after every window is delivered.
     public var checkpointAfter: Date?
+    /// What can no longer be listed: from the checkpoint to the first window, when the checkpoint is older than
+    /// Microsoft's 7 days (a tenant paused longer than that). Collection resumes after it; the gap is reported.
+    public var gap: ContentWindow?
 
     public static let windowSpan: TimeInterval = 2 * 3600
 
@@ -22,6 +25,10 @@ public struct CollectionPlan: Sendable, Equatable {
     ) -> CollectionPlan {
         let from = checkpoint.map { $0.addingTimeInterval(-trailingRelist) } ?? now.addingTimeInterval(-backfill)
         let windows = ContentWindows.plan(from: from, now: now, endLag: endLag, maxSpan: windowSpan)
-        return CollectionPlan(windows: windows, checkpointAfter: windows.last?.end ?? checkpoint)
+        var gap: ContentWindow?
+        if let checkpoint, let first = windows.first, checkpoint < first.start {
+            gap = ContentWindow(start: checkpoint, end: first.start)
+        }
+        return CollectionPlan(windows: windows, checkpointAfter: windows.last?.end ?? checkpoint, gap: gap)
     }
 }

@@ -2,20 +2,27 @@ import DequeModule
 import NIOCore
 
 /// The bookkeeping of delivery to UTMStack, without I/O: what waits to be sent, what is in flight on the current
-/// stream, which batches are fully acknowledged, and how many bytes are held (the memory budget).
+/// stream, which batches are done, how many bytes are held (the memory budget), how long the oldest log in flight
+/// has gone without progress, and which logs UTMStack refuses for good. Time is passed in.
 ///
 /// Rules:
 /// - Logs are sent in the order they were enqueued.
 /// - An acknowledgement of id X on a stream delivers X and everything sent before it on that stream.
 /// - When a stream is lost, what was in flight goes back to the front of the queue, in order, to be sent again.
-/// - A batch is delivered when all its logs are; batches complete in order.
-/// - Held bytes (queued plus in flight) stay within the budget, except that one batch larger than the budget is
-///   admitted when nothing else is held (else it could never be sent).
+/// - A log over `maxMessageBytes` is never sent: it is refused at once (the engine would refuse it; grpc-go's limit
+///   is 4 MiB). When the engine ends a call with a status that blames a log, the first log in flight is the suspect:
+///   it is sent alone from then on; acknowledged, it is cleared; blamed `maxAttempts` times, it is refused. A refused
+///   log leaves the stream (the others go on) and is handed to the forwarder, which sets it aside and then settles it.
+/// - A batch is done when each of its logs is acknowledged or refused and settled; batches are done in order, and
+///   `deliveredThrough` is the last batch done with every batch before it.
+/// - Held bytes (queued, in flight, or refused and not yet settled) stay within the budget, except that one batch
+///   larger than the budget is admitted when nothing else is held (else it could never be sent).
 ///
 /// Logs arrive encoded (``OutboundBatch``); the window tracks each by id and position and hands the writer slices
 /// of the batches' buffers, one per run of consecutive logs.
 struct DeliveryWindow {
     typealias BatchID = UInt64
+    typealias Instant = ContinuousClock.Instant
 
     /// What a log costs beyond its encoded bytes while held (its entry and id).
     static let entryOverhead = 64
@@ -35,53 +42,113 @@ struct DeliveryWindow {
         var chunks: [ByteBuffer] = []
     }
 
+    /// A log taken out of delivery for good: the forwarder sets it aside durably, then calls ``settle(_:)``.
+    struct Refusal {
+        var entry: Entry
+        /// The log's encoded, length-prefixed message.
+        var message: ByteBuffer
+        var origin: LogOrigin?
+        /// `message_too_large` or `refused_by_engine`.
+        var reason: String
+        var detail: String
+    }
+
+    private struct Batch {
+        var buffer: ByteBuffer
+        /// Logs neither acknowledged nor settled.
+        var remaining: Int
+        /// The bytes its buffer holds beyond its logs (allocations are rounded up), freed with the batch.
+        var slack: Int
+        var origin: LogOrigin?
+        var enqueuedAt: Instant
+    }
+
     let byteBudget: Int
     let maxInFlight: Int
+    let maxMessageBytes: Int
+    let maxAttempts: Int
     private(set) var queued = Deque<Entry>()
     private(set) var inFlight = Deque<Entry>()
     private(set) var heldBytes = 0
     private(set) var highWaterBytes = 0
-    /// Each undelivered batch: its buffer, its logs not yet acknowledged, and the bytes its buffer holds beyond its
-    /// logs (allocations are rounded up to a power of two), freed with the batch.
-    private var batches: [BatchID: (buffer: ByteBuffer, remaining: Int, slack: Int)] = [:]
+    private var batches: [BatchID: Batch] = [:]
     private var nextBatch: BatchID = 1
+    /// Every batch up to this one is done.
+    private(set) var deliveredThrough: BatchID = 0
+    /// Refused logs handed to the forwarder and not yet settled.
+    private(set) var unsettled = 0
+    /// Since when the oldest log in flight has waited without an acknowledgement of anything (nil: none in flight).
+    private(set) var progressAt: Instant?
+    /// The log blamed for the last failed calls, sent alone until it is acknowledged or refused.
+    private(set) var suspect: (id: String, strikes: Int)?
 
-    init(byteBudget: Int, maxInFlight: Int) {
-        precondition(byteBudget > 0 && maxInFlight > 0)
+    init(byteBudget: Int, maxInFlight: Int, maxMessageBytes: Int = .max, maxAttempts: Int = 3) {
+        precondition(byteBudget > 0 && maxInFlight > 0 && maxMessageBytes > 0 && maxAttempts > 0)
         self.byteBudget = byteBudget
         self.maxInFlight = maxInFlight
+        self.maxMessageBytes = maxMessageBytes
+        self.maxAttempts = maxAttempts
     }
 
     /// Whether a batch of `bytes` may be enqueued now.
     func canAdmit(bytes: Int) -> Bool { heldBytes == 0 || heldBytes + bytes <= byteBudget }
 
-    var isIdle: Bool { queued.isEmpty && inFlight.isEmpty }
+    /// Whether logs wait to be sent or acknowledged (a stream is needed).
+    var needsStream: Bool { !queued.isEmpty || !inFlight.isEmpty }
+
+    /// Whether nothing is held at all.
+    var isIdle: Bool { !needsStream && unsettled == 0 }
 
     /// Whether the writer should be woken after an acknowledgement: logs wait and at least a quarter of the window
     /// is free. Waking it for every freed slot would write one message per flush when the window is saturated.
     var worthSending: Bool { !queued.isEmpty && inFlight.count <= maxInFlight - max(1, maxInFlight / 4) }
 
-    /// Enqueues a batch (the caller checked ``canAdmit(bytes:)``). An empty batch is delivered at once.
-    mutating func enqueue(_ batch: OutboundBatch) -> (batch: BatchID, deliveredNow: Bool) {
+    /// When the oldest batch not yet done was enqueued (nil: nothing held).
+    var oldestHeldSince: Instant? { batches[deliveredThrough + 1]?.enqueuedAt }
+
+    /// Enqueues a batch (the caller checked ``canAdmit(bytes:)``). Logs over `maxMessageBytes` are refused at once
+    /// and returned, to be set aside and settled.
+    mutating func enqueue(_ batch: OutboundBatch, now: Instant) -> (batch: BatchID, refused: [Refusal]) {
         let id = nextBatch
         nextBatch += 1
-        guard !batch.isEmpty else { return (id, true) }
+        guard !batch.isEmpty else {
+            advanceDelivered()
+            return (id, [])
+        }
+        var refused: [Refusal] = []
         var start = 0
         for (logID, end) in zip(batch.ids, batch.ends) {
-            queued.append(Entry(id: logID, batch: id, start: start, end: end))
+            let entry = Entry(id: logID, batch: id, start: start, end: end)
             start = end
+            if end - entry.start > maxMessageBytes {
+                refused.append(Refusal(
+                    entry: entry, message: batch.buffer.getSlice(at: batch.buffer.readerIndex + entry.start, length: end - entry.start)!,
+                    origin: batch.origin, reason: "message_too_large",
+                    detail: "the log is \(end - entry.start) bytes, over the engine's limit of \(maxMessageBytes) bytes"))
+            } else {
+                queued.append(entry)
+            }
         }
-        batches[id] = (batch.buffer, batch.count, batch.buffer.capacity - batch.buffer.readableBytes)
+        unsettled += refused.count
+        batches[id] = Batch(
+            buffer: batch.buffer, remaining: batch.count, slack: batch.buffer.capacity - batch.buffer.readableBytes,
+            origin: batch.origin, enqueuedAt: now)
         heldBytes += batch.byteCost
         highWaterBytes = max(highWaterBytes, heldBytes)
-        return (id, false)
+        return (id, refused)
     }
 
-    /// Moves up to the window's free room from the queue to in flight and returns their bytes to send.
-    mutating func takeForSending() -> Outgoing {
+    /// Moves up to the window's free room from the queue to in flight and returns their bytes to send. While a
+    /// suspect is being tried, it goes alone.
+    mutating func takeForSending(now: Instant) -> Outgoing {
         var outgoing = Outgoing()
-        let room = maxInFlight - inFlight.count
+        var room = maxInFlight - inFlight.count
+        if let suspect {
+            guard inFlight.isEmpty, queued.first?.id == suspect.id else { return outgoing }
+            room = 1
+        }
         guard room > 0, !queued.isEmpty else { return outgoing }
+        if inFlight.isEmpty { progressAt = now }
         var run: (batch: BatchID, start: Int, end: Int)?
         func flush(_ run: (batch: BatchID, start: Int, end: Int)?) {
             guard let run, let buffer = batches[run.batch]?.buffer else { return }
@@ -104,37 +171,72 @@ struct DeliveryWindow {
     struct Acknowledgement: Equatable {
         var delivered: Int
         var freedBytes: Int
-        var completedBatches: [BatchID]
     }
 
     /// Applies `Ack.lastId`: delivers everything in flight up to and including the first log with that id.
     /// An id not in flight (a late or repeated acknowledgement) delivers nothing.
-    mutating func acknowledge(_ lastID: String) -> Acknowledgement {
+    mutating func acknowledge(_ lastID: String, now: Instant) -> Acknowledgement {
         guard let index = inFlight.firstIndex(where: { $0.id == lastID }) else {
-            return Acknowledgement(delivered: 0, freedBytes: 0, completedBatches: [])
+            return Acknowledgement(delivered: 0, freedBytes: 0)
         }
-        var completed: [BatchID] = []
         var freed = 0
         for _ in 0...index {
             let entry = inFlight.removeFirst()
-            freed += entry.bytes
-            let left = (batches[entry.batch]?.remaining ?? 1) - 1
-            if left == 0 {
-                freed += batches.removeValue(forKey: entry.batch)?.slack ?? 0
-                completed.append(entry.batch)
-            } else {
-                batches[entry.batch]?.remaining = left
-            }
+            if entry.id == suspect?.id { suspect = nil }
+            freed += finish(entry)
         }
-        heldBytes -= freed
-        return Acknowledgement(delivered: index + 1, freedBytes: freed, completedBatches: completed)
+        progressAt = inFlight.isEmpty ? nil : now
+        advanceDelivered()
+        return Acknowledgement(delivered: index + 1, freedBytes: freed)
     }
 
-    /// The stream broke: what was in flight is queued again, first, in its original order. Returns how many.
-    @discardableResult
-    mutating func streamLost() -> Int {
+    /// The stream broke: what was in flight is queued again, first, in its original order. `blame` is the engine's
+    /// refusal when the call ended with a status that blames a log: the first log in flight takes a strike, and is
+    /// returned as refused at its `maxAttempts`-th.
+    mutating func streamLost(blame: String? = nil) -> (requeued: Int, refused: Refusal?) {
+        progressAt = nil
+        var refused: Refusal?
+        if let blame, let head = inFlight.first {
+            let strikes = suspect?.id == head.id ? suspect!.strikes + 1 : 1
+            suspect = (head.id, strikes)
+            if strikes >= maxAttempts {
+                inFlight.removeFirst()
+                suspect = nil
+                unsettled += 1
+                let batch = batches[head.batch]!
+                refused = Refusal(
+                    entry: head,
+                    message: batch.buffer.getSlice(at: batch.buffer.readerIndex + head.start, length: head.end - head.start)!,
+                    origin: batch.origin, reason: "refused_by_engine",
+                    detail: "UTMStack ended the call on this log \(strikes) times, the last with \(blame)")
+            }
+        }
         let count = inFlight.count
         while let entry = inFlight.popLast() { queued.prepend(entry) }
-        return count
+        return (count, refused)
+    }
+
+    /// A refused log was set aside: it counts as done for its batch.
+    mutating func settle(_ refusal: Refusal) {
+        unsettled -= 1
+        _ = finish(refusal.entry)
+        advanceDelivered()
+    }
+
+    /// One log of a batch is done; frees its bytes (and the batch's slack with its last log).
+    private mutating func finish(_ entry: Entry) -> Int {
+        var freed = entry.bytes
+        let left = (batches[entry.batch]?.remaining ?? 1) - 1
+        if left == 0 {
+            freed += batches.removeValue(forKey: entry.batch)?.slack ?? 0
+        } else {
+            batches[entry.batch]?.remaining = left
+        }
+        heldBytes -= freed
+        return freed
+    }
+
+    private mutating func advanceDelivered() {
+        while deliveredThrough + 1 < nextBatch, batches[deliveredThrough + 1] == nil { deliveredThrough += 1 }
     }
 }

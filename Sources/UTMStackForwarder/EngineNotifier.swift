@@ -59,7 +59,9 @@ public final class EngineNotifier: ProblemReporter {
             var buffer = ByteBuffer()
             GRPCWire.appendMessage(fields, to: &buffer)
             try await stream.send([buffer], endStream: true)
-            for try await ids in stream.acknowledgements where ids.contains(fields[0]) { return }
+            for try await event in stream.events {
+                if case .acknowledged(let ids) = event, ids.contains(fields[0]) { return }
+            }
             throw EngineStreamError(description: "UTMStack ended the Notify call without acknowledging the message")
         }
     }

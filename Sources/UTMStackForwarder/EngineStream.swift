@@ -1,11 +1,15 @@
+import GatewayCore
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NIOTLS
 
 /// One gRPC bidirectional call to UTMStack on a connection of its own: the client side of `plugins.Engine/Input`,
 /// `plugins.Engine/Notify` or `plugins.Integration/ProcessLog` (docs/utmstack-stream.md). Messages go out as
 /// pre-encoded bytes, many to a DATA frame; acknowledgements come back in batches, one per read from the socket, so
-/// neither direction costs a task switch per message. The HTTP/2 framing is ``GRPCCallHandler``.
+/// neither direction costs a task switch per message. The HTTP/2 framing is ``GRPCCallHandler``. Every wait is
+/// bounded or cancellable: connecting and the TLS handshake have a timeout, and cancelling a send closes the
+/// connection (a peer that stopped reading never holds a task).
 final class EngineStream: Sendable {
     enum Method: String, Sendable {
         case input = "/plugins.Engine/Input"
@@ -14,39 +18,46 @@ final class EngineStream: Sendable {
     }
 
     private let channel: any Channel
-    /// The ids the engine acknowledged, in order, one element per read. Ends when the engine ends the call:
-    /// normally for status OK, else with an ``EngineStreamError``.
-    let acknowledgements: AsyncThrowingStream<[String], any Error>
+    /// What the engine answers, in order: acknowledged ids (one element per read) and a GOAWAY that lets the call
+    /// finish. Ends when the engine ends the call: normally for status OK, else with an ``EngineStreamError``.
+    let events: AsyncThrowingStream<CallEvent, any Error>
 
-    private init(channel: any Channel, acknowledgements: AsyncThrowingStream<[String], any Error>) {
+    private init(channel: any Channel, events: AsyncThrowingStream<CallEvent, any Error>) {
         self.channel = channel
-        self.acknowledgements = acknowledgements
+        self.events = events
     }
 
-    /// Connects to `endpoint` and starts the call.
+    /// Connects to `endpoint` and starts the call. Connecting, and on the network path the TLS handshake, must each
+    /// finish within `connectTimeout`; the handshake must agree on HTTP/2 (ALPN `h2`).
     static func open(
-        _ endpoint: ForwarderConfiguration.Endpoint, method: Method,
+        _ endpoint: ForwarderConfiguration.Endpoint, method: Method, connectTimeout: Duration = .seconds(10),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> EngineStream {
+        let connectTimeout = TimeAmount.nanoseconds(Int64(connectTimeout.seconds * 1e9))
         let tls = try endpoint.tls()
         let headerBlock = GRPCCallHandler.encodeHeaderBlock(endpoint.requestHeaders(method))
         guard headerBlock.readableBytes <= GRPCCallHandler.defaultMaxFrame else {
             throw EngineStreamError(description: "the request headers (with the connection key) exceed 16 KiB")
         }
-        let (acknowledgements, continuation) = AsyncThrowingStream.makeStream(of: [String].self)
+        let (events, continuation) = AsyncThrowingStream.makeStream(of: CallEvent.self)
+        let handshake = group.any().makePromise(of: String?.self)
         let initializer: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
             channel.eventLoop.makeCompletedFuture {
                 let pipeline = channel.pipeline.syncOperations
                 if let tls {
                     try pipeline.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverHostname))
+                    try pipeline.addHandler(HandshakeWatcher(promise: handshake))
+                } else {
+                    handshake.succeed(nil)
                 }
                 try pipeline.addHandler(GRPCCallHandler(headerBlock: headerBlock, continuation: continuation))
                 return channel
             }
         }
-        let bootstrap = ClientBootstrap(group: group).connectTimeout(.seconds(10))
+        let bootstrap = ClientBootstrap(group: group).connectTimeout(connectTimeout)
+        let channel: any Channel
         do {
-            let channel =
+            channel =
                 switch endpoint {
                 case .engineSocket(let path):
                     try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initializer)
@@ -54,17 +65,53 @@ final class EngineStream: Sendable {
                     try await bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1)
                         .connect(host: network.host, port: network.port, channelInitializer: initializer)
                 }
-            return EngineStream(channel: channel, acknowledgements: acknowledgements)
         } catch {
             continuation.finish(throwing: error)
+            handshake.fail(error)
             throw EngineStreamError(description: "could not connect to UTMStack at \(endpoint.address): \(error)")
+        }
+        let stream = EngineStream(channel: channel, events: events)
+        guard tls != nil else { return stream }
+        // The handshake: bounded, cancellable, and it must choose HTTP/2.
+        let timeout = channel.eventLoop.scheduleTask(in: connectTimeout) {
+            handshake.fail(EngineStreamError(description: "the TLS handshake with UTMStack at \(endpoint.address) did not finish within \(connectTimeout.nanoseconds / 1_000_000_000) s"))
+        }
+        do {
+            let protocolName = try await withTaskCancellationHandler {
+                try await handshake.futureResult.get()
+            } onCancel: {
+                handshake.fail(CancellationError())
+            }
+            timeout.cancel()
+            guard protocolName == "h2" else {
+                throw EngineStreamError(
+                    description: "UTMStack at \(endpoint.address) did not agree to HTTP/2 in the TLS handshake (ALPN: "
+                        + "\(protocolName ?? "none")); gRPC needs HTTP/2 end to end, so a proxy or load balancer in the way "
+                        + "must pass HTTP/2 through (or terminate TLS with h2 and speak HTTP/2 to UTMStack)")
+            }
+            return stream
+        } catch {
+            timeout.cancel()
+            stream.close()
+            if error is EngineStreamError || error is CancellationError { throw error }
+            throw EngineStreamError(description: "the TLS handshake with UTMStack at \(endpoint.address) failed: \(error)")
         }
     }
 
     /// Sends pre-encoded messages (``GRPCWire``); returns when they are handed to the socket (HTTP/2 flow control
-    /// holds them back while the engine does not read). `endStream` half-closes the call after them.
+    /// holds them back while the engine does not read). `endStream` half-closes the call after them. Cancelling the
+    /// waiting task closes the connection, which fails the write.
     func send(_ chunks: [ByteBuffer], endStream: Bool = false) async throws {
-        try await channel.writeAndFlush(CallWrite(chunks: chunks, endStream: endStream))
+        try await withTaskCancellationHandler {
+            try await channel.writeAndFlush(CallWrite.messages(chunks, endStream: endStream))
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Asks the engine for a PING answer within `timeout`; without one the call ends with an error.
+    func ping(timeout: Duration) {
+        channel.writeAndFlush(CallWrite.ping(timeout: .nanoseconds(Int64(timeout.seconds * 1e9))), promise: nil)
     }
 
     /// Half-closes the call: nothing more will be sent; the engine ends the call when it has answered everything.
@@ -77,9 +124,69 @@ final class EngineStream: Sendable {
 /// Why a call to UTMStack ended other than with status OK. Never carries credentials.
 struct EngineStreamError: Error, CustomStringConvertible {
     var description: String
+    /// The gRPC status the engine ended the call with, when it did.
+    var status: Int?
+
+    init(description: String, status: Int? = nil) {
+        self.description = description
+        self.status = status
+    }
 
     static func status(_ code: String, message: String?) -> EngineStreamError {
-        EngineStreamError(description: "UTMStack ended the call with gRPC status \(code)" + (message.map { ": \($0)" } ?? ""))
+        let number = Int(code)
+        let name = number.flatMap { GRPCStatusName.of($0) }.map { "\($0) (\(code))" } ?? code
+        return EngineStreamError(
+            description: "UTMStack ended the call with gRPC status \(name)" + (message.map { ": \($0)" } ?? ""), status: number)
+    }
+
+    /// Whether the status blames the messages sent (a log the engine cannot take) rather than the connection, the
+    /// credentials or the engine's own state. Only such an end makes the first unacknowledged log a suspect.
+    var blamesALog: Bool {
+        guard let status else { return false }
+        return GRPCStatusName.blamingALog.contains(status)
+    }
+}
+
+/// gRPC status codes by name (grpc/doc/statuscodes.md).
+enum GRPCStatusName {
+    static let names = [
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+        "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+        "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+    ]
+
+    static func of(_ code: Int) -> String? { names.indices.contains(code) ? names[code] : nil }
+
+    /// UNKNOWN (a handler's plain error), INVALID_ARGUMENT, RESOURCE_EXHAUSTED (grpc-go: a message over its limit),
+    /// FAILED_PRECONDITION, OUT_OF_RANGE, INTERNAL (grpc-go: a message it cannot decode), DATA_LOSS. Not: CANCELLED,
+    /// DEADLINE_EXCEEDED, PERMISSION_DENIED, ABORTED, UNIMPLEMENTED, UNAVAILABLE, UNAUTHENTICATED and the rest.
+    static let blamingALog: Set<Int> = [2, 3, 8, 9, 11, 13, 15]
+}
+
+/// Fulfils the handshake promise with the protocol ALPN chose, or fails it when the connection ends first.
+private final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    let promise: EventLoopPromise<String?>
+
+    init(promise: EventLoopPromise<String?>) { self.promise = promise }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted(let negotiated) = event {
+            promise.succeed(negotiated)
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(EngineStreamError(description: "the connection closed during the TLS handshake"))
+        context.fireChannelInactive()
     }
 }
 

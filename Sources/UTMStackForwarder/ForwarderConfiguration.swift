@@ -39,11 +39,28 @@ public struct ForwarderConfiguration: Sendable {
     public var maxBackoff: Duration
     /// How long a graceful shutdown waits for outstanding logs to be acknowledged.
     public var drainTimeout: Duration
+    /// The longest the oldest log in flight may wait without any acknowledgement before the connection is given up
+    /// and its logs resent on a new one (`O365GW_UTMSTACK_ACK_TIMEOUT_SECONDS`).
+    public var ackTimeout: Duration
+    /// Logs in flight and nothing acknowledged for this long: a PING is sent (`O365GW_UTMSTACK_KEEPALIVE_SECONDS`).
+    public var keepaliveInterval: Duration
+    /// A PING not answered within this gives the connection up.
+    public var keepaliveTimeout: Duration
+    /// The largest log message the engine takes (grpc-go's default receive limit, 4 MiB); a larger log is set
+    /// aside at once (`O365GW_UTMSTACK_MAX_MESSAGE_BYTES`).
+    public var maxMessageBytes: Int
+    /// Calls that may end on the same log (sent alone after the first) before it is set aside.
+    public var maxAttempts: Int
+    /// How long connecting, and then the TLS handshake, may take.
+    public var connectTimeout: Duration = .seconds(10)
+
+    public static let grpcDefaultMaxMessageBytes = 4 << 20
 
     public init(
-        endpoint: Endpoint = .engineSocket(path: defaultSocketPath), inFlightByteBudget: Int = 64 << 20,
+        endpoint: Endpoint = .engineSocket(path: defaultSocketPath), inFlightByteBudget: Int = 32 << 20,
         maxInFlightLogs: Int = 4096, initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(10),
-        drainTimeout: Duration = .seconds(15)
+        drainTimeout: Duration = .seconds(15), ackTimeout: Duration = .seconds(30), keepaliveInterval: Duration = .seconds(10),
+        keepaliveTimeout: Duration = .seconds(10), maxMessageBytes: Int = grpcDefaultMaxMessageBytes, maxAttempts: Int = 3
     ) {
         self.endpoint = endpoint
         self.inFlightByteBudget = inFlightByteBudget
@@ -51,6 +68,11 @@ public struct ForwarderConfiguration: Sendable {
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
         self.drainTimeout = drainTimeout
+        self.ackTimeout = ackTimeout
+        self.keepaliveInterval = keepaliveInterval
+        self.keepaliveTimeout = keepaliveTimeout
+        self.maxMessageBytes = maxMessageBytes
+        self.maxAttempts = maxAttempts
     }
 }
 

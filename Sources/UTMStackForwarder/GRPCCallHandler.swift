@@ -3,10 +3,22 @@ import Foundation
 import NIOCore
 import NIOHPACK
 
-/// What ``EngineStream`` writes to its channel: pre-encoded gRPC messages, and whether the call ends after them.
-struct CallWrite: Sendable {
-    var chunks: [ByteBuffer]
-    var endStream: Bool
+/// What ``EngineStream`` writes to its channel.
+enum CallWrite: Sendable {
+    /// Pre-encoded gRPC messages, and whether the call ends (half-closes) after them.
+    case messages([ByteBuffer], endStream: Bool)
+    /// A PING the peer must answer within `timeout`, else the connection is given up. At most one is outstanding;
+    /// asking again meanwhile does nothing.
+    case ping(timeout: TimeAmount)
+}
+
+/// What the call reports, in order.
+enum CallEvent: Sendable {
+    /// The ids the engine acknowledged, one element per socket read.
+    case acknowledged([String])
+    /// The engine sent a GOAWAY that still covers the call: finish it (half-close once everything is acknowledged)
+    /// and continue on a new connection.
+    case goingAway
 }
 
 /// The client side of one gRPC call on an HTTP/2 connection of its own (RFC 9113), framed by hand
@@ -14,11 +26,13 @@ struct CallWrite: Sendable {
 /// an inbound frame is paid once per record: here it is a header read and a slice, not a general HTTP/2 stack.
 ///
 /// It does what a client of one stream must: sends the preface, its SETTINGS and the request HEADERS on stream 1;
-/// answers SETTINGS and PING; respects the peer's flow-control windows and maximum frame size when sending DATA
-/// (queueing what does not fit until WINDOW_UPDATE); opens its own receive windows with WINDOW_UPDATE; decodes the
-/// response headers and trailers with HPACK (CONTINUATION included); treats RST_STREAM, GOAWAY that excludes the
-/// call, PUSH_PROMISE and malformed frames as the end of the call. Server push is disabled; unknown frame types
-/// are ignored, as the protocol requires.
+/// requires the server's preface to start with SETTINGS; answers SETTINGS and PING; respects the peer's flow-control
+/// windows and maximum frame size when sending DATA (queueing what does not fit until WINDOW_UPDATE); reopens its own
+/// receive windows with WINDOW_UPDATE once half is used; decodes the response headers and trailers with HPACK
+/// (CONTINUATION included); sends PINGs on request and gives the connection up when one is not answered in time;
+/// reports a GOAWAY that covers the call (which may then finish) and treats RST_STREAM, a GOAWAY that excludes the
+/// call, PUSH_PROMISE and malformed frames as the end of the call, answering a connection error with a GOAWAY of
+/// its own. Server push is disabled; unknown frame types are ignored, as the protocol requires.
 final class GRPCCallHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = CallWrite
@@ -46,7 +60,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     }
 
     private let requestHeaderBlock: ByteBuffer
-    private let continuation: AsyncThrowingStream<[String], any Error>.Continuation
+    private let continuation: AsyncThrowingStream<CallEvent, any Error>.Continuation
 
     // Inbound.
     private var unread: ByteBuffer?
@@ -55,10 +69,16 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     private var reader = GRPCMessageReader()
     private var ids: [String] = []
     private var sawResponseHeaders = false
+    private var sawSettings = false
+    private var goingAway = false
     private var ended = false
     private var connectionUnacknowledged = 0
     private var streamUnacknowledged = 0
     private var needsFlush = false
+
+    // Keepalive: the outstanding PING's payload and its deadline.
+    private var pingPayload: UInt64 = 0
+    private var pingTimeout: Scheduled<Void>?
 
     // Outbound.
     private var connectionSendWindow = defaultWindow
@@ -69,7 +89,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     private var sentEndStream = false
 
     /// - Parameter headerBlock: the request headers (``encodeHeaderBlock(_:)``), at most 16,384 bytes.
-    init(headerBlock: ByteBuffer, continuation: AsyncThrowingStream<[String], any Error>.Continuation) {
+    init(headerBlock: ByteBuffer, continuation: AsyncThrowingStream<CallEvent, any Error>.Continuation) {
         precondition(headerBlock.readableBytes <= Self.defaultMaxFrame, "the request headers must fit one frame")
         requestHeaderBlock = headerBlock
         self.continuation = continuation
@@ -97,18 +117,45 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     // MARK: Outbound
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let call = unwrapOutboundIn(data)
-        guard !ended, !sentEndStream else {
-            promise?.fail(EngineStreamError(description: "the call to UTMStack has ended"))
-            return
+        switch unwrapOutboundIn(data) {
+        case .ping(let timeout):
+            guard !ended else {
+                promise?.fail(EngineStreamError(description: "the call to UTMStack has ended"))
+                return
+            }
+            sendPing(context, timeout: timeout)
+            promise?.succeed()
+        case .messages(let messages, let endStream):
+            guard !ended, !sentEndStream else {
+                promise?.fail(EngineStreamError(description: "the call to UTMStack has ended"))
+                return
+            }
+            var chunks = messages.filter { $0.readableBytes > 0 }
+            if chunks.isEmpty { chunks = [ByteBuffer()] }
+            for (index, chunk) in chunks.enumerated() {
+                let last = index == chunks.count - 1
+                pending.append((chunk, last && endStream, last ? promise : nil))
+            }
+            sentEndStream = endStream
         }
-        var chunks = call.chunks.filter { $0.readableBytes > 0 }
-        if chunks.isEmpty { chunks = [ByteBuffer()] }
-        for (index, chunk) in chunks.enumerated() {
-            let last = index == chunks.count - 1
-            pending.append((chunk, last && call.endStream, last ? promise : nil))
+    }
+
+    /// Sends a PING unless one is outstanding; an answer must come within `timeout`.
+    private func sendPing(_ context: ChannelHandlerContext, timeout: TimeAmount) {
+        guard pingTimeout == nil else { return }
+        pingPayload &+= 1
+        var out = context.channel.allocator.buffer(capacity: 17)
+        Self.writeFrameHeader(length: 8, type: .ping, flags: 0, stream: 0, to: &out)
+        out.writeInteger(pingPayload)
+        context.write(wrapOutboundOut(out), promise: nil)
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        pingTimeout = context.eventLoop.scheduleTask(in: timeout) {
+            let (handler, context) = bound.value
+            handler.pingTimeout = nil
+            handler.fail(
+                context, code: 0,
+                EngineStreamError(description: "UTMStack did not answer a PING within \(timeout.nanoseconds / 1_000_000_000) s: the engine is hung or the connection was dropped"))
         }
-        sentEndStream = call.endStream
     }
 
     func flush(context: ChannelHandlerContext) {
@@ -157,7 +204,9 @@ final class GRPCCallHandler: ChannelDuplexHandler {
                 let start = buffer.readerIndex
                 let length = Int(buffer.getInteger(at: start, as: UInt8.self)!) << 16
                     | Int(buffer.getInteger(at: start + 1, as: UInt16.self)!)
-                guard length <= Self.defaultMaxFrame else { throw protocolError("a frame of \(length) bytes, over the maximum size") }
+                guard length <= Self.defaultMaxFrame else {
+                    throw ConnectionError(code: 6, error: protocolError("a frame of \(length) bytes, over the maximum size"))
+                }
                 guard buffer.readableBytes >= 9 + length else { break }
                 let type = buffer.getInteger(at: start + 3, as: UInt8.self)!
                 let flags = buffer.getInteger(at: start + 4, as: UInt8.self)!
@@ -167,9 +216,10 @@ final class GRPCCallHandler: ChannelDuplexHandler {
                 unread = buffer.readableBytes > 0 ? buffer : nil
                 try handleFrame(context, type: type, flags: flags, stream: stream, payload: payload)
             }
+        } catch let error as ConnectionError {
+            fail(context, code: error.code, error.error)
         } catch {
-            end(context, error)
-            context.close(promise: nil)
+            fail(context, code: 1, error)
         }
     }
 
@@ -187,6 +237,11 @@ final class GRPCCallHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        pingTimeout?.cancel()
+        pingTimeout = nil
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         end(context, EngineStreamError(description: "the connection to UTMStack failed: \(error)"))
         context.close(promise: nil)
@@ -196,6 +251,11 @@ final class GRPCCallHandler: ChannelDuplexHandler {
         _ context: ChannelHandlerContext, type rawType: UInt8, flags: UInt8, stream: UInt32, payload: ByteBuffer
     ) throws {
         let type = FrameType(rawValue: rawType)
+        if !sawSettings {
+            // The server's connection preface is a SETTINGS frame (RFC 9113, 3.4).
+            guard type == .settings, flags & Flag.ack == 0 else { throw protocolError("a server preface without SETTINGS") }
+            sawSettings = true
+        }
         if let partial = partialHeaderBlock {
             guard type == .continuation, stream == Self.streamID else { throw protocolError("a header block without its CONTINUATION") }
             var block = partial.block
@@ -233,7 +293,10 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             }
         case .settings:
             guard stream == 0 else { throw protocolError("SETTINGS on a stream") }
-            guard flags & Flag.ack == 0 else { return }
+            guard flags & Flag.ack == 0 else {
+                guard payload.readableBytes == 0 else { throw ConnectionError(code: 6, error: protocolError("a SETTINGS acknowledgement with a payload")) }
+                return
+            }
             try applySettings(payload)
             var out = context.channel.allocator.buffer(capacity: 9)
             Self.writeFrameHeader(length: 0, type: .settings, flags: Flag.ack, stream: 0, to: &out)
@@ -241,8 +304,15 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             sendPending(context)
             needsFlush = true
         case .ping:
-            guard payload.readableBytes == 8 else { throw protocolError("a PING frame of the wrong size") }
-            guard flags & Flag.ack == 0 else { return }
+            guard stream == 0 else { throw protocolError("PING on a stream") }
+            guard payload.readableBytes == 8 else { throw ConnectionError(code: 6, error: protocolError("a PING frame of the wrong size")) }
+            guard flags & Flag.ack == 0 else {
+                if payload.getInteger(at: payload.readerIndex, as: UInt64.self) == pingPayload {
+                    pingTimeout?.cancel()
+                    pingTimeout = nil
+                }
+                return
+            }
             var out = context.channel.allocator.buffer(capacity: 17)
             Self.writeFrameHeader(length: 8, type: .ping, flags: Flag.ack, stream: 0, to: &out)
             out.writeImmutableBuffer(payload)
@@ -252,9 +322,13 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             guard payload.readableBytes >= 8 else { throw protocolError("a truncated GOAWAY frame") }
             let lastStream = payload.getInteger(at: payload.readerIndex, as: UInt32.self)! & 0x7FFF_FFFF
             let code = payload.getInteger(at: payload.readerIndex + 4, as: UInt32.self)!
-            // A GOAWAY that covers our stream lets the call finish; the connection closes after it.
             if lastStream < Self.streamID {
                 end(context, EngineStreamError(description: "UTMStack refused the call (GOAWAY, \(Self.errorName(code)))"))
+            } else if !goingAway && !ended {
+                // A GOAWAY that covers our stream lets the call finish; the connection closes after it.
+                goingAway = true
+                handOver()
+                continuation.yield(.goingAway)
             }
         case .windowUpdate:
             guard payload.readableBytes == 4 else { throw protocolError("a WINDOW_UPDATE frame of the wrong size") }
@@ -296,7 +370,9 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     }
 
     private func receiveData(_ context: ChannelHandlerContext, flags: UInt8, stream: UInt32, payload: ByteBuffer) throws {
-        // The whole frame, padding included, counts against the receive windows.
+        guard stream != 0 else { throw protocolError("DATA on stream 0") }
+        // The whole frame, padding included, counts against the receive windows, which are given back as soon as
+        // half is used: the peer can never run out of window, so there is no overrun to police.
         connectionUnacknowledged += payload.readableBytes
         if connectionUnacknowledged >= Self.receiveWindow / 2 {
             sendWindowUpdate(context, stream: 0, increment: connectionUnacknowledged)
@@ -359,7 +435,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
 
     private func handOver() {
         guard !ids.isEmpty else { return }
-        continuation.yield(ids)
+        continuation.yield(.acknowledged(ids))
         ids.removeAll(keepingCapacity: true)
     }
 
@@ -369,9 +445,29 @@ final class GRPCCallHandler: ChannelDuplexHandler {
         guard !ended else { return }
         handOver()
         ended = true
+        pingTimeout?.cancel()
+        pingTimeout = nil
         continuation.finish(throwing: error)
         let reason = error ?? EngineStreamError(description: "the call to UTMStack has ended")
         while let write = pending.popFirst() { write.promise?.fail(reason) }
+    }
+
+    /// A connection error: ends the call, tells the peer why with a GOAWAY (RFC 9113, 5.4.1), and closes.
+    private func fail(_ context: ChannelHandlerContext, code: UInt32, _ error: any Error) {
+        end(context, error)
+        guard context.channel.isActive else { return }
+        var out = context.channel.allocator.buffer(capacity: 17)
+        Self.writeFrameHeader(length: 8, type: .goAway, flags: 0, stream: 0, to: &out)
+        out.writeInteger(UInt32(0))
+        out.writeInteger(code)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        context.close(promise: nil)
+    }
+
+    /// A connection error and its HTTP/2 error code (PROTOCOL_ERROR unless said otherwise).
+    private struct ConnectionError: Error {
+        var code: UInt32
+        var error: EngineStreamError
     }
 
     private func protocolError(_ what: String) -> EngineStreamError {

@@ -64,6 +64,23 @@ enum GRPCWire {
         buffer.writeString(value)
     }
 
+    /// The fields of one length-prefixed `plugins.Log` message (a dead letter's, for its record id); nil when the
+    /// bytes are not one.
+    static func logFields(_ message: [UInt8]) -> (id: String?, raw: String?)? {
+        guard message.count >= 5, message[0] == 0 else { return nil }
+        var bytes = ByteBuffer(bytes: message.dropFirst(5))
+        var id: String?
+        var raw: String?
+        while bytes.readableBytes > 0 {
+            guard let tag = try? readVarint(&bytes), tag & 7 == 2, let length = try? readVarint(&bytes),
+                length <= UInt64(bytes.readableBytes), let value = bytes.readSlice(length: Int(length))
+            else { return nil }
+            if tag >> 3 == 1 { id = String(buffer: value) }
+            if tag >> 3 == 6 { raw = String(buffer: value) }
+        }
+        return (id, raw)
+    }
+
     /// Field 1 of a protobuf message (`plugins.Ack.lastId`), or "" when absent; other fields are skipped.
     static func lastID(ofAck message: ByteBuffer) throws(GRPCWireError) -> String {
         var bytes = message

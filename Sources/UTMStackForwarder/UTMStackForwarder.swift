@@ -6,8 +6,8 @@ import Metrics
 import ServiceLifecycle
 import Synchronization
 
-/// A promise that a submitted batch will be acknowledged by UTMStack; wait on it with
-/// ``UTMStackForwarder/waitDelivered(_:)``.
+/// A promise that a submitted batch will be acknowledged by UTMStack (or its refused logs set aside); wait on it
+/// with ``UTMStackForwarder/waitDelivered(_:)``.
 public struct DeliveryTicket: Sendable, Hashable {
     let batch: UInt64
     /// A ticket for an empty batch, delivered from the start.
@@ -19,13 +19,17 @@ public struct ForwarderStopped: Error, CustomStringConvertible {
 }
 
 /// Delivers logs to UTMStack over one long-lived gRPC stream (``EngineStream``), in order, and counts a log
-/// delivered only when acknowledged. On a broken stream it reconnects with backoff and resends what was not
-/// acknowledged. When the byte budget is full, ``submit(_:)`` waits: collectors slow down, nothing is dropped.
+/// delivered only when acknowledged. A stream that stops answering is given up and replaced (PING keepalive, a
+/// deadline on acknowledgements); on a broken stream it reconnects with backoff and resends what was not
+/// acknowledged; a GOAWAY is drained and followed by a new connection. A log the engine refuses for good is set
+/// aside in the dead-letter store instead of blocking the others (docs/failure-handling.md). When the byte budget is
+/// full, ``submit(_:)`` waits: collectors slow down, nothing is dropped.
 public actor UTMStackForwarder: Service {
     let configuration: ForwarderConfiguration
+    let deadLetters: any DeadLetterStore
     let logger: Logger
     private var window: DeliveryWindow
-    private var admissionQueue = Deque<(batch: OutboundBatch, continuation: CheckedContinuation<DeliveryTicket, any Error>)>()
+    private var admissionQueue = Deque<(key: UInt64, batch: OutboundBatch, continuation: CheckedContinuation<DeliveryTicket, any Error>)>()
     private var deliveryWaiters: [UInt64: [UInt64: CheckedContinuation<Void, any Error>]] = [:]
     private var nextWaiter: UInt64 = 0
     private var deliveredThrough: UInt64 = 0
@@ -33,31 +37,50 @@ public actor UTMStackForwarder: Service {
     private let wake = Mutex<AsyncStream<Void>.Continuation?>(nil)
     /// The connection loop waiting for the first logs to deliver (it connects only then).
     private let workWaiter = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    /// Refused logs on their way to the dead-letter store.
+    private let refusals: (stream: AsyncStream<DeliveryWindow.Refusal>, continuation: AsyncStream<DeliveryWindow.Refusal>.Continuation)
     private var stopped = false
     private let draining = Mutex(false)
+    /// The current stream: whether the engine sent a GOAWAY (since when), and when this side last sent a PING.
+    private var goingAwaySince: ContinuousClock.Instant?
+    private var lastPingAt: ContinuousClock.Instant?
 
     private let sentCounter = Counter(label: "o365gw_utmstack_logs_sent_total")
     private let deliveredCounter = Counter(label: "o365gw_utmstack_logs_delivered_total")
     private let resentCounter = Counter(label: "o365gw_utmstack_logs_resent_total")
     private let reconnectCounter = Counter(label: "o365gw_utmstack_stream_failures_total")
+    private let goAwayCounter = Counter(label: "o365gw_utmstack_goaways_total")
     private let heldBytesGauge = Gauge(label: "o365gw_utmstack_held_bytes")
+    private let oldestGauge = Gauge(label: "o365gw_utmstack_oldest_unacknowledged_seconds")
+    private let connectedGauge = Gauge(label: "o365gw_utmstack_connected")
 
-    public init(configuration: ForwarderConfiguration, logger: Logger) {
+    public init(configuration: ForwarderConfiguration, deadLetters: any DeadLetterStore, logger: Logger) {
         self.configuration = configuration
+        self.deadLetters = deadLetters
         self.logger = logger
         self.window = DeliveryWindow(
-            byteBudget: configuration.inFlightByteBudget, maxInFlight: configuration.maxInFlightLogs)
+            byteBudget: configuration.inFlightByteBudget, maxInFlight: configuration.maxInFlightLogs,
+            maxMessageBytes: configuration.maxMessageBytes, maxAttempts: configuration.maxAttempts)
+        self.refusals = AsyncStream.makeStream(of: DeliveryWindow.Refusal.self)
     }
 
     // MARK: Collectors' side
 
-    /// Queues a batch for delivery, in order. Waits while the byte budget is full (backpressure).
+    /// Queues a batch for delivery, in order. Waits while the byte budget is full (backpressure); cancelling the
+    /// waiting task withdraws the batch.
     public func submit(_ batch: OutboundBatch) async throws -> DeliveryTicket {
         if stopped { throw ForwarderStopped() }
         if batch.isEmpty { return .alreadyDelivered }
         if admissionQueue.isEmpty && window.canAdmit(bytes: batch.byteCost) { return admit(batch) }
-        return try await withCheckedThrowingContinuation { continuation in
-            admissionQueue.append((batch, continuation))
+        nextWaiter += 1
+        let key = nextWaiter
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
+                admissionQueue.append((key, batch, continuation))
+            }
+        } onCancel: {
+            Task { await self.withdraw(key) }
         }
     }
 
@@ -66,8 +89,13 @@ public actor UTMStackForwarder: Service {
         try await submit(OutboundBatch(logs))
     }
 
-    /// Returns when every log of the ticket's batch (and of every batch before it) was acknowledged. Throws
-    /// `CancellationError` when the waiting task is cancelled (the logs stay queued).
+    private func withdraw(_ key: UInt64) {
+        guard let index = admissionQueue.firstIndex(where: { $0.key == key }) else { return }
+        admissionQueue.remove(at: index).continuation.resume(throwing: CancellationError())
+    }
+
+    /// Returns when every log of the ticket's batch (and of every batch before it) was acknowledged or set aside.
+    /// Throws `CancellationError` when the waiting task is cancelled (the logs stay queued).
     public func waitDelivered(_ ticket: DeliveryTicket) async throws {
         if ticket.batch <= deliveredThrough { return }
         if stopped { throw ForwarderStopped() }
@@ -99,11 +127,33 @@ public actor UTMStackForwarder: Service {
     /// Bytes held now and at most so far (for tests and the benchmark).
     public var heldBytes: (now: Int, highWater: Int) { (window.heldBytes, window.highWaterBytes) }
 
+    /// How long the oldest log held (queued or awaiting its acknowledgement) has waited; zero when none is held.
+    public var oldestUnacknowledgedAge: Duration { window.oldestHeldSince.map { .now - $0 } ?? .zero }
+
     private func admit(_ batch: OutboundBatch) -> DeliveryTicket {
-        let (id, _) = window.enqueue(batch)
+        let (id, refused) = window.enqueue(batch, now: .now)
+        for refusal in refused { refusals.continuation.yield(refusal) }
         heldBytesGauge.record(window.heldBytes)
         wakeWriter()
+        completeThrough(window.deliveredThrough)
         return DeliveryTicket(batch: id)
+    }
+
+    private func admitWaiting() {
+        while let next = admissionQueue.first, window.canAdmit(bytes: next.batch.byteCost) {
+            admissionQueue.removeFirst()
+            next.continuation.resume(returning: admit(next.batch))
+        }
+    }
+
+    /// Resumes the waiters of every batch up to `through`.
+    private func completeThrough(_ through: UInt64) {
+        guard through > deliveredThrough else { return }
+        deliveredThrough = through
+        for batch in deliveryWaiters.keys where batch <= through {
+            deliveryWaiters.removeValue(forKey: batch)?.values.forEach { $0.resume() }
+        }
+        heldBytesGauge.record(window.heldBytes)
     }
 
     // MARK: Stream side
@@ -137,7 +187,7 @@ public actor UTMStackForwarder: Service {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 workWaiter.withLock {
-                    if !window.isIdle || draining.withLock({ $0 }) || Task.isCancelled {
+                    if window.needsStream || draining.withLock({ $0 }) || Task.isCancelled {
                         continuation.resume()
                     } else {
                         $0 = continuation
@@ -158,61 +208,154 @@ public actor UTMStackForwarder: Service {
         wakeWriter()
     }
 
-    /// Logs to write now; empty when the window is full or nothing waits.
-    private func takeForSending() -> DeliveryWindow.Outgoing {
-        let outgoing = window.takeForSending()
-        sentCounter.increment(by: outgoing.count)
-        return outgoing
+    private var isDrained: Bool { draining.withLock { $0 } && window.isIdle && admissionQueue.isEmpty }
+
+    enum Write {
+        case send(DeliveryWindow.Outgoing)
+        case nothing
+        /// Half-close the call: drained, or the engine sent a GOAWAY.
+        case finish
     }
 
-    private var isDrained: Bool { draining.withLock { $0 } && window.isIdle && admissionQueue.isEmpty }
+    /// What the writer does when woken.
+    private func nextWrite() -> Write {
+        if isDrained || goingAwaySince != nil { return .finish }
+        let outgoing = window.takeForSending(now: .now)
+        sentCounter.increment(by: outgoing.count)
+        return outgoing.count > 0 ? .send(outgoing) : .nothing
+    }
 
     /// Applies the acknowledgements of one read from the stream, in order (UTMStack sends one per log, so this is
     /// the hottest path; it runs once per read, not once per log): resumes waiters of completed batches, admits
     /// waiting submissions, and wakes the writer only when something waits to be sent. Returns whether it
     /// acknowledged anything and whether the forwarder is now drained.
     private func acknowledge(_ ids: [String]) -> (acknowledged: Bool, drained: Bool) {
+        let now = ContinuousClock.now
         var delivered = 0
-        var completedThrough: UInt64?
         for id in ids {
-            let ack = window.acknowledge(id)
-            guard ack.delivered > 0 else {
-                logger.debug("acknowledgement for an id not in flight", metadata: ["lastId": "\(id)"])
-                continue
-            }
+            let ack = window.acknowledge(id, now: now)
+            if ack.delivered == 0 { logger.debug("acknowledgement for an id not in flight", metadata: ["lastId": "\(id)"]) }
             delivered += ack.delivered
-            if let last = ack.completedBatches.last { completedThrough = last }
         }
         guard delivered > 0 else { return (false, isDrained) }
         deliveredCounter.increment(by: delivered)
-        if let last = completedThrough {
-            deliveredThrough = last
-            for batch in deliveryWaiters.keys.filter({ $0 <= last }) {
-                deliveryWaiters.removeValue(forKey: batch)?.values.forEach { $0.resume() }
-            }
-            heldBytesGauge.record(window.heldBytes)
-        }
-        while let next = admissionQueue.first, window.canAdmit(bytes: next.batch.byteCost) {
-            admissionQueue.removeFirst()
-            next.continuation.resume(returning: admit(next.batch))
-        }
+        completeThrough(window.deliveredThrough)
+        admitWaiting()
         if window.worthSending { wakeWriter() }
         return (true, isDrained)
     }
 
-    private func streamLost() {
+    /// The engine sent a GOAWAY that covers the call: no new logs on it; the writer half-closes, the engine answers
+    /// what it has and ends the call, and the next connection carries the rest.
+    private func goAway() {
+        guard goingAwaySince == nil else { return }
+        goingAwaySince = .now
+        goAwayCounter.increment()
+        logger.info("UTMStack is closing the connection (GOAWAY); finishing the call and reconnecting")
+        wakeWriter()
+    }
+
+    enum Deadline: Equatable {
+        case fine
+        case ping
+        case expired(String)
+    }
+
+    /// The stream's deadlines, checked every few hundred milliseconds: logs in flight with no acknowledgement for
+    /// `keepaliveInterval` ask for a PING (answered within `keepaliveTimeout` or the connection is given up); for
+    /// `ackTimeout`, the stream is given up; a GOAWAY drain longer than `ackTimeout` too.
+    private func checkDeadlines() -> Deadline {
+        let now = ContinuousClock.now
+        if let since = window.progressAt {
+            let waited = now - since
+            if waited >= configuration.ackTimeout {
+                return .expired(
+                    "UTMStack acknowledged nothing for \(configuration.ackTimeout) while \(window.inFlight.count) logs "
+                        + "were in flight; giving up this connection")
+            }
+            if waited >= configuration.keepaliveInterval,
+                lastPingAt.map({ now - $0 >= configuration.keepaliveInterval }) ?? true
+            {
+                lastPingAt = now
+                return .ping
+            }
+        }
+        if let since = goingAwaySince, now - since >= configuration.ackTimeout {
+            return .expired("UTMStack did not end the call within \(configuration.ackTimeout) of its GOAWAY")
+        }
+        return .fine
+    }
+
+    /// The stream ended: what was in flight goes back to the queue. A call the engine ended with a status that
+    /// blames a log gives the first log in flight a strike; at its last, it is refused and set aside.
+    private func streamLost(_ error: (any Error)?) {
         closeWakeups()
-        let requeued = window.streamLost()
+        goingAwaySince = nil
+        lastPingAt = nil
+        connectedGauge.record(0)
+        let blame = (error as? EngineStreamError).flatMap { $0.blamesALog ? $0.description : nil }
+        let (requeued, refused) = window.streamLost(blame: blame)
         if requeued > 0 { resentCounter.increment(by: requeued) }
+        if let refused { refusals.continuation.yield(refused) }
     }
 
     private func stop() {
         stopped = true
         closeWakeups()
+        refusals.continuation.finish()
         for waiter in admissionQueue { waiter.continuation.resume(throwing: ForwarderStopped()) }
         admissionQueue.removeAll()
         for waiters in deliveryWaiters.values { waiters.values.forEach { $0.resume(throwing: ForwarderStopped()) } }
         deliveryWaiters.removeAll()
+    }
+
+    // MARK: Dead letters
+
+    /// Sets refused logs aside, one at a time, retrying the store with backoff until it takes them; only then does
+    /// a refused log count as done for its batch (so a collector never commits past a log that is nowhere).
+    private func setAsideRefusals() async {
+        for await refusal in refusals.stream {
+            let letter = Self.deadLetter(refusal)
+            var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
+            while true {
+                do {
+                    try await deadLetters.setAside(letter)
+                    break
+                } catch where !Task.isCancelled {
+                    logger.warning(
+                        "could not set a refused log aside; retrying", metadata: ["logId": "\(letter.logID)", "error": "\(error)"])
+                    guard (try? await Task.sleep(for: backoff.next())) != nil else { return }
+                } catch {
+                    return
+                }
+            }
+            Counter(label: "o365gw_utmstack_logs_dead_lettered_total", dimensions: [("reason", letter.reason)]).increment()
+            logger.warning(
+                "log set aside: UTMStack refused it",
+                metadata: [
+                    "tenant": "\(letter.tenant.map { "\($0)" } ?? "-")", "contentId": "\(letter.contentID ?? "-")",
+                    "recordId": "\(letter.recordID ?? "-")", "logId": "\(letter.logID)", "reason": "\(letter.reason)",
+                    "detail": "\(letter.detail)",
+                ])
+            settle(refusal)
+        }
+    }
+
+    private func settle(_ refusal: DeliveryWindow.Refusal) {
+        window.settle(refusal)
+        completeThrough(window.deliveredThrough)
+        admitWaiting()
+    }
+
+    static func deadLetter(_ refusal: DeliveryWindow.Refusal) -> DeadLetter {
+        let message = Array(refusal.message.readableBytesView)
+        let recordID = GRPCWire.logFields(message)?.raw.flatMap { raw -> String? in
+            let object = try? JSONSerialization.jsonObject(with: Data(raw.utf8), options: [.fragmentsAllowed])
+            return (object as? [String: Any])?["Id"] as? String
+        }
+        return DeadLetter(
+            tenant: refusal.origin?.tenant, contentType: refusal.origin?.contentType, contentID: refusal.origin?.contentID,
+            logID: refusal.entry.id, recordID: recordID, reason: refusal.reason, detail: refusal.detail, message: message)
     }
 
     // MARK: Service
@@ -223,6 +366,10 @@ public actor UTMStackForwarder: Service {
         let drainTimeout = configuration.drainTimeout
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.connectionLoop() }
+            group.addTask { await self.setAsideRefusals() }
+            group.addTask {
+                while (try? await Task.sleep(for: .seconds(1))) != nil { await self.recordAge() }
+            }
             group.addTask {
                 // Waits for graceful shutdown (or cancellation), then bounds the drain.
                 guard (try? await gracefulShutdown()) != nil else { return }
@@ -235,6 +382,10 @@ public actor UTMStackForwarder: Service {
         }
     }
 
+    private func recordAge() {
+        oldestGauge.record(oldestUnacknowledgedAge.seconds)
+    }
+
     private func connectionLoop() async {
         var backoff = Backoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff)
         var failures = 0
@@ -242,12 +393,14 @@ public actor UTMStackForwarder: Service {
             await waitForWork()
             if Task.isCancelled || isDrained { break }
             let wakeups = openWakeups()
+            var failure: (any Error)?
             do {
                 if try await stream(wakeups: wakeups, failuresBefore: failures) {
                     failures = 0
                     backoff.reset()
                 }
             } catch where !Task.isCancelled {
+                failure = error
                 reconnectCounter.increment()
                 failures += 1
                 // One warning per outage; the retries after it go to debug.
@@ -260,41 +413,63 @@ public actor UTMStackForwarder: Service {
             } catch {
                 // Cancelled: the loop ends below.
             }
-            streamLost()
+            streamLost(failure)
             if isDrained || Task.isCancelled { break }
-            try? await Task.sleep(for: backoff.next())
+            // After a normal end (a GOAWAY drained) the next connection follows at once, else after the backoff.
+            try? await Task.sleep(for: failure == nil ? configuration.initialBackoff : backoff.next())
         }
     }
 
-    /// One stream: writes whatever the window allows whenever woken, many logs to a write, and applies
-    /// acknowledgements as they come. Returns whether anything was acknowledged on it; throws when it broke.
+    /// One stream: writes whatever the window allows whenever woken, many logs to a write, applies
+    /// acknowledgements as they come, and watches the deadlines. Returns whether anything was acknowledged on it
+    /// when the engine ended the call normally (drained, or after a GOAWAY); throws when it broke.
     private func stream(wakeups: AsyncStream<Void>, failuresBefore: Int) async throws -> Bool {
-        let stream = try await EngineStream.open(configuration.endpoint, method: configuration.endpoint.logMethod)
+        let stream = try await EngineStream.open(
+            configuration.endpoint, method: configuration.endpoint.logMethod, connectTimeout: configuration.connectTimeout)
         defer { stream.close() }
+        connectedGauge.record(1)
+        let keepaliveTimeout = configuration.keepaliveTimeout
         return try await withThrowingTaskGroup(of: Bool?.self) { group in
             group.addTask {
-                for await _ in wakeups {
-                    if await self.isDrained { break }
-                    let outgoing = await self.takeForSending()
-                    if outgoing.count > 0 { try await stream.send(outgoing.chunks) }
+                writing: for await _ in wakeups {
+                    switch await self.nextWrite() {
+                    case .send(let outgoing): try await stream.send(outgoing.chunks)
+                    case .nothing: continue
+                    case .finish: break writing
+                    }
                 }
-                // Drained (or the stream is being torn down): half-close, so UTMStack ends the call.
+                // Drained, or told to go away: half-close, so UTMStack ends the call once it has answered.
                 if !Task.isCancelled { try await stream.finish() }
                 return nil
             }
             group.addTask {
                 var acknowledged = false
-                for try await ids in stream.acknowledgements {
-                    let (applied, drained) = await self.acknowledge(ids)
-                    if applied && !acknowledged {
-                        acknowledged = true
-                        if failuresBefore > 0 {
-                            self.logger.notice("UTMStack stream re-established", metadata: ["failures": "\(failuresBefore)"])
+                for try await event in stream.events {
+                    switch event {
+                    case .acknowledged(let ids):
+                        let (applied, drained) = await self.acknowledge(ids)
+                        if applied && !acknowledged {
+                            acknowledged = true
+                            if failuresBefore > 0 {
+                                self.logger.notice("UTMStack stream re-established", metadata: ["failures": "\(failuresBefore)"])
+                            }
                         }
+                        if drained { await self.closeWakeups() }
+                    case .goingAway:
+                        await self.goAway()
                     }
-                    if drained { await self.closeWakeups() }
                 }
                 return acknowledged
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .milliseconds(250))
+                    switch await self.checkDeadlines() {
+                    case .fine: continue
+                    case .ping: stream.ping(timeout: keepaliveTimeout)
+                    case .expired(let reason): throw EngineStreamError(description: reason)
+                    }
+                }
             }
             while let result = try await group.next() {
                 if let acknowledged = result {

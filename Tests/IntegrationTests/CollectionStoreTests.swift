@@ -10,9 +10,9 @@ import Testing
     @Test func aStaleOwnerCanNeitherRenewNorCommitAfterATakeover() async throws {
         let db = try await TestDatabase.create("store")
         _ = try await Gateway.migrate(db, logger: quietLogger)
-        try await TestDatabase.withClient(db) { client in
-            let tenants = PostgresTenantStore(client: client, sealer: CredentialSealer(keyRing: .random()), logger: quietLogger)
-            let store = PostgresCollectionStore(client: client, logger: quietLogger)
+        try await TestDatabase.withClient(db) { database in
+            let tenants = PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: .random()), logger: quietLogger)
+            let store = PostgresCollectionStore(database: database, logger: quietLogger)
             let tenant = try await tenants.create(newTenant())
             try await store.syncUnits()
             let free = PostgresCollectionStore.LeaseKey(tenant: tenant.id, contentType: .exchange, fencing: 0)

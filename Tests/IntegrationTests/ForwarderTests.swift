@@ -88,7 +88,7 @@ import ServiceLifecycle
         let capture = LogCapture()
         let forwarder = UTMStackForwarder(
             configuration: .init(endpoint: .engineSocket(path: path), initialBackoff: .milliseconds(20)),
-            logger: capture.logger())
+            deadLetters: MemoryDeadLetterStore(), logger: capture.logger())
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await forwarder.run() }
             defer { group.cancelAll() }
@@ -159,7 +159,8 @@ import ServiceLifecycle
         let logs = syntheticLogs(0..<500)
         try await withReceiver(path: path, received: received, ackDelay: .milliseconds(1)) {
             let forwarder = UTMStackForwarder(
-                configuration: .init(endpoint: .engineSocket(path: path), drainTimeout: .seconds(30)), logger: quietLogger)
+                configuration: .init(endpoint: .engineSocket(path: path), drainTimeout: .seconds(30)),
+                deadLetters: MemoryDeadLetterStore(), logger: quietLogger)
             let group = ServiceGroup(services: [forwarder], logger: quietLogger)
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }

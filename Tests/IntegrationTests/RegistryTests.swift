@@ -28,14 +28,9 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
         #expect(first.map(\.version) == Migration.embedded.map(\.version))
         let second = try await Gateway.migrate(db, logger: quietLogger)
         #expect(second.isEmpty)
-        let rows = try await TestDatabase.withClient(db) { client in
-            var rows: [String] = []
-            for try await (version, checksum) in try await client.query(
-                "SELECT version, checksum FROM schema_migrations ORDER BY version", logger: quietLogger
-            ).decode((Int, String).self) {
-                rows.append("\(version):\(checksum)")
-            }
-            return rows
+        let rows = try await TestDatabase.withClient(db) { database in
+            try await database.query("SELECT version, checksum FROM schema_migrations ORDER BY version")
+                .decode((Int, String).self).map { "\($0.0):\($0.1)" }
         }
         #expect(rows == Migration.embedded.map { "\($0.version):\($0.checksum)" })
     }
@@ -54,8 +49,8 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
         var edited = Migration.embedded
         edited[0] = Migration(version: edited[0].version, name: edited[0].name, sql: edited[0].sql + "\n-- edited\n")
         let migrations = edited
-        await #expect { try await TestDatabase.withClient(db) { client in
-            try await Migrator(client: client, migrations: migrations, logger: quietLogger).migrate()
+        await #expect { try await TestDatabase.withClient(db) { database in
+            try await Migrator(database: database, migrations: migrations, logger: quietLogger).migrate()
         } } throws: { ($0 as? GatewayError)?.code == "migration_modified" }
     }
 
@@ -74,12 +69,12 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
 @Suite(.timeLimit(.minutes(2))) struct TenantStoreIntegrationTests {
     func withStore(
         keyRing: KeyRing = .random(),
-        _ body: @escaping @Sendable (PostgresTenantStore, PostgresClient) async throws -> Void
+        _ body: @escaping @Sendable (PostgresTenantStore, Database) async throws -> Void
     ) async throws {
         let db = try await TestDatabase.create("store")
         _ = try await Gateway.migrate(db, logger: quietLogger)
-        try await TestDatabase.withClient(db) { client in
-            try await body(PostgresTenantStore(client: client, sealer: CredentialSealer(keyRing: keyRing), logger: quietLogger), client)
+        try await TestDatabase.withClient(db) { database in
+            try await body(PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: keyRing), logger: quietLogger), database)
         }
     }
 
@@ -93,7 +88,7 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
                 """
                 UPDATE tenants SET credential_box = (SELECT credential_box FROM tenants WHERE id = \(a.id.uuid))
                 WHERE id = \(b.id.uuid)
-                """, logger: quietLogger)
+                """)
             await #expect { try await store.credential(of: b.id) } throws: {
                 ($0 as? GatewayError)?.code == "credential_unreadable"
             }
@@ -112,8 +107,7 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
             }
             try await store.delete(tenant.id, expectedVersion: nil)
             #expect(try await store.get(tenant.id) == nil)
-            let remaining = try await client.query("SELECT count(*) FROM tenants", logger: quietLogger)
-                .decode(Int.self).first { _ in true }
+            let remaining = try await client.query("SELECT count(*) FROM tenants").decode(Int.self).first
             #expect(remaining == 0)
             await #expect { try await store.credential(of: tenant.id) } throws: {
                 ($0 as? GatewayError)?.code == "tenant_not_found"
@@ -127,8 +121,8 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
         let db = try await TestDatabase.create("store")
         _ = try await Gateway.migrate(db, logger: quietLogger)
         let secrets = (0..<5).map { "Secret~\($0).0123456789abcdefghijkl" }
-        let ids = try await TestDatabase.withClient(db) { client in
-            let store = PostgresTenantStore(client: client, sealer: CredentialSealer(keyRing: oldRing), logger: quietLogger)
+        let ids = try await TestDatabase.withClient(db) { database in
+            let store = PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: oldRing), logger: quietLogger)
             var ids: [TenantID] = []
             for secret in secrets { ids.append(try await store.create(newTenant(secret: secret)).id) }
             return ids
@@ -140,8 +134,8 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
         #expect(try await Gateway.reseal(db, keyRing: newRing, logger: quietLogger).resealed == 0)
         // Without the old key, every credential still opens.
         let newOnly = KeyRing(activeKeyID: "new", keys: ["new": newKey])
-        try await TestDatabase.withClient(db) { client in
-            let store = PostgresTenantStore(client: client, sealer: CredentialSealer(keyRing: newOnly), logger: quietLogger)
+        try await TestDatabase.withClient(db) { database in
+            let store = PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: newOnly), logger: quietLogger)
             for (id, secret) in zip(ids, secrets) {
                 let credential = try await store.credential(of: id)
                 #expect(credential == .clientSecret(Secret(secret)))

@@ -15,8 +15,8 @@ import UTMStackReceiver
         let path = temporarySocketPath()
         let received = ReceivedLogs(keepLogs: false)
         try await withReceiver(path: path, received: received) {
-            try await TestDatabase.withClient(db) { client in
-                let store = PostgresTenantStore(client: client, sealer: CredentialSealer(keyRing: .random()), logger: quietLogger)
+            try await TestDatabase.withClient(db) { database in
+                let store = PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: .random()), logger: quietLogger)
                 let now = Date()
                 var soon = newTenant()
                 soon.name = "Soon"

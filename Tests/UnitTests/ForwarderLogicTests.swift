@@ -80,68 +80,144 @@ import UTMStackProtocol
         return ids
     }
 
+    let t0 = ContinuousClock.now
+
     @Test func aSaturatedWindowWakesTheWriterOnlyForAQuarterOfItsRoom() {
         var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 8)
-        _ = window.enqueue(batch((0..<20).map(String.init)))
-        #expect(window.takeForSending().count == 8)
+        _ = window.enqueue(batch((0..<20).map(String.init)), now: t0)
+        #expect(window.takeForSending(now: t0).count == 8)
         #expect(!window.worthSending, "full window")
-        _ = window.acknowledge("0")
+        _ = window.acknowledge("0", now: t0)
         #expect(!window.worthSending, "one free slot is not worth a write")
-        _ = window.acknowledge("1")
+        _ = window.acknowledge("1", now: t0)
         #expect(window.worthSending, "a quarter free")
-        #expect(window.takeForSending().count == 2)
-        for id in 2..<10 { _ = window.acknowledge(String(id)) }
+        #expect(window.takeForSending(now: t0).count == 2)
+        for id in 2..<10 { _ = window.acknowledge(String(id), now: t0) }
         #expect(window.worthSending)
-        #expect(window.takeForSending().count == 8)
-        for id in 10..<18 { _ = window.acknowledge(String(id)) }
-        #expect(window.takeForSending().count == 2)
-        for id in 18..<20 { _ = window.acknowledge(String(id)) }
+        #expect(window.takeForSending(now: t0).count == 8)
+        for id in 10..<18 { _ = window.acknowledge(String(id), now: t0) }
+        #expect(window.takeForSending(now: t0).count == 2)
+        for id in 18..<20 { _ = window.acknowledge(String(id), now: t0) }
         #expect(!window.worthSending, "nothing waits")
     }
 
     @Test func acknowledgementsAreCumulativeAndCompleteBatchesInOrder() throws {
         var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 10)
-        let (b1, _) = window.enqueue(batch(["a", "b"]))
-        let (b2, _) = window.enqueue(batch(["c"]))
-        let outgoing = window.takeForSending()
+        let (b1, _) = window.enqueue(batch(["a", "b"]), now: t0)
+        let (b2, _) = window.enqueue(batch(["c"]), now: t0)
+        let outgoing = window.takeForSending(now: t0)
         #expect(try sentIDs(outgoing) == ["a", "b", "c"])
         #expect(outgoing.chunks.count == 2, "one slice per batch")
-        let first = window.acknowledge("a")
-        #expect(first.delivered == 1 && first.completedBatches.isEmpty)
+        let first = window.acknowledge("a", now: t0)
+        #expect(first.delivered == 1 && window.deliveredThrough == b1 - 1)
         #expect(first.freedBytes < batch(["a"]).byteCost, "a log's own bytes; its batch's slack goes with the batch")
-        let ack = window.acknowledge("c")
-        #expect(ack.delivered == 2 && ack.completedBatches == [b1, b2])
+        let ack = window.acknowledge("c", now: t0)
+        #expect(ack.delivered == 2 && window.deliveredThrough == b2)
         #expect(window.isIdle && window.heldBytes == 0)
-        #expect(window.acknowledge("c").delivered == 0, "a repeated ack delivers nothing")
+        #expect(window.acknowledge("c", now: t0).delivered == 0, "a repeated ack delivers nothing")
     }
 
     @Test func aLostStreamResendsInOriginalOrder() throws {
         var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 2)
-        _ = window.enqueue(batch(["a", "b", "c", "d"]))
-        #expect(try sentIDs(window.takeForSending()) == ["a", "b"])
-        #expect(window.takeForSending().chunks.isEmpty, "window full")
-        _ = window.acknowledge("a")
-        #expect(try sentIDs(window.takeForSending()) == ["c"])
-        #expect(window.streamLost() == 2)
-        #expect(try sentIDs(window.takeForSending()) == ["b", "c"])
-        _ = window.acknowledge("c")
-        #expect(try sentIDs(window.takeForSending()) == ["d"])
-        #expect(window.acknowledge("d").completedBatches == [1])
+        _ = window.enqueue(batch(["a", "b", "c", "d"]), now: t0)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["a", "b"])
+        #expect(window.takeForSending(now: t0).chunks.isEmpty, "window full")
+        _ = window.acknowledge("a", now: t0)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["c"])
+        #expect(window.streamLost().requeued == 2)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["b", "c"])
+        _ = window.acknowledge("c", now: t0)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["d"])
+        _ = window.acknowledge("d", now: t0)
+        #expect(window.deliveredThrough == 1)
     }
 
     @Test func theByteBudgetBoundsWhatIsHeld() {
         var window = DeliveryWindow(byteBudget: 1000, maxInFlight: 100)
         let three = batch(["a", "b", "c"], size: 200)
         #expect(window.canAdmit(bytes: three.byteCost))
-        _ = window.enqueue(three)
+        _ = window.enqueue(three, now: t0)
         #expect(!window.canAdmit(bytes: three.byteCost), "a second batch would exceed the budget")
-        _ = window.takeForSending()
-        _ = window.acknowledge("c")
+        _ = window.takeForSending(now: t0)
+        _ = window.acknowledge("c", now: t0)
         #expect(window.canAdmit(bytes: three.byteCost))
         let huge = batch(["h"], size: 5000)
         #expect(window.canAdmit(bytes: huge.byteCost), "an oversized batch is admitted when nothing is held")
-        _ = window.enqueue(huge)
+        _ = window.enqueue(huge, now: t0)
         #expect(!window.canAdmit(bytes: 1))
         #expect(window.highWaterBytes == huge.byteCost)
+    }
+
+    /// The deadline's clock: the oldest log in flight waits from when it was sent or from the last acknowledgement
+    /// of anything, whichever is later, so a slow engine that keeps acknowledging is never given up.
+    @Test func progressIsTheLaterOfSendingAndTheLastAcknowledgement() {
+        var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 10)
+        _ = window.enqueue(batch(["a", "b", "c"]), now: t0)
+        #expect(window.progressAt == nil, "nothing in flight")
+        _ = window.takeForSending(now: t0 + .seconds(1))
+        #expect(window.progressAt == t0 + .seconds(1))
+        _ = window.acknowledge("a", now: t0 + .seconds(20))
+        #expect(window.progressAt == t0 + .seconds(20))
+        _ = window.acknowledge("zz", now: t0 + .seconds(25))
+        #expect(window.progressAt == t0 + .seconds(20), "an unknown id is no progress")
+        _ = window.acknowledge("c", now: t0 + .seconds(30))
+        #expect(window.progressAt == nil)
+        #expect(window.oldestHeldSince == nil)
+    }
+
+    /// A log over the engine's limit is never sent: it is refused at once, the others of its batch go on, and the
+    /// batch is done only once the refused log is settled (set aside).
+    @Test func aLogOverTheMessageLimitIsRefusedWithoutBlockingItsBatch() throws {
+        var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 10, maxMessageBytes: 500)
+        var mixed = batch(["a"])
+        mixed.append(OutboundLog(id: "big", dataType: "o365", dataSource: "d", timestamp: "t", tenantID: "u", raw: String(repeating: "y", count: 800)))
+        mixed.append(OutboundLog(id: "c", dataType: "o365", dataSource: "d", timestamp: "t", tenantID: "u", raw: "{}"))
+        let (id, refused) = window.enqueue(mixed, now: t0)
+        #expect(refused.map(\.entry.id) == ["big"] && refused.first?.reason == "message_too_large")
+        #expect(try Plugins_Log(serializedBytes: Array(refused[0].message.readableBytesView.dropFirst(5))).id == "big")
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["a", "c"])
+        _ = window.acknowledge("c", now: t0)
+        #expect(window.deliveredThrough == id - 1, "not done while the refused log is not set aside")
+        #expect(!window.isIdle && !window.needsStream)
+        window.settle(refused[0])
+        #expect(window.deliveredThrough == id && window.isIdle && window.heldBytes == 0)
+    }
+
+    /// The engine ends the call on a log: the first log in flight is suspected and then sent alone; acknowledged,
+    /// it is cleared; blamed `maxAttempts` times, it is refused while the rest goes on.
+    @Test func aLogTheEngineKeepsRefusingIsIsolatedThenRefused() throws {
+        var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 10, maxAttempts: 3)
+        let (b1, _) = window.enqueue(batch(["a", "poison", "c"]), now: t0)
+        let (b2, _) = window.enqueue(batch(["d"]), now: t0)
+        _ = window.takeForSending(now: t0)
+        _ = window.acknowledge("a", now: t0)
+        // Strike 1, with others in flight.
+        #expect(window.streamLost(blame: "INVALID_ARGUMENT").refused == nil)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["poison"], "the suspect goes alone")
+        #expect(window.takeForSending(now: t0).count == 0, "nothing beside it")
+        // A lost connection is no strike.
+        #expect(window.streamLost().refused == nil)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["poison"])
+        #expect(window.streamLost(blame: "INVALID_ARGUMENT").refused == nil)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["poison"])
+        let refused = try #require(window.streamLost(blame: "INVALID_ARGUMENT: no").refused)
+        #expect(refused.entry.id == "poison" && refused.reason == "refused_by_engine" && refused.detail.contains("INVALID_ARGUMENT: no"))
+        #expect(window.suspect == nil)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["c", "d"], "the rest goes on, together again")
+        _ = window.acknowledge("d", now: t0)
+        #expect(window.deliveredThrough == b1 - 1)
+        window.settle(refused)
+        #expect(window.deliveredThrough == b2 && window.isIdle)
+    }
+
+    @Test func anInnocentSuspectIsClearedByItsAcknowledgement() throws {
+        var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 10)
+        _ = window.enqueue(batch(["a", "b"]), now: t0)
+        _ = window.takeForSending(now: t0)
+        _ = window.streamLost(blame: "UNKNOWN")
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["a"])
+        _ = window.acknowledge("a", now: t0)
+        #expect(window.suspect == nil)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["b"])
     }
 }

@@ -17,19 +17,24 @@ import Testing
 
     final class Call {
         let channel: EmbeddedChannel
-        let acknowledgements: AsyncThrowingStream<[String], any Error>
+        let events: AsyncThrowingStream<CallEvent, any Error>
         var encoder = HPACKEncoder(allocator: ByteBufferAllocator())
         /// Everything the client wrote, preface removed, not yet looked at.
         var written = ByteBuffer()
 
-        init(headers: [(name: String, value: String, secret: Bool)] = ForwarderConfiguration.Endpoint.engineSocket(path: "/x").requestHeaders(.input)) throws {
-            let (stream, continuation) = AsyncThrowingStream.makeStream(of: [String].self)
-            acknowledgements = stream
+        /// - Parameter serverPreface: whether the server's SETTINGS arrive first, as every server sends them.
+        init(
+            headers: [(name: String, value: String, secret: Bool)] = ForwarderConfiguration.Endpoint.engineSocket(path: "/x").requestHeaders(.input),
+            serverPreface: Bool = true
+        ) throws {
+            let (stream, continuation) = AsyncThrowingStream.makeStream(of: CallEvent.self)
+            events = stream
             channel = EmbeddedChannel(
                 handler: GRPCCallHandler(headerBlock: GRPCCallHandler.encodeHeaderBlock(headers), continuation: continuation))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
             collect()
             #expect(written.readString(length: GRPCCallHandler.preface.utf8.count) == GRPCCallHandler.preface)
+            if serverPreface { try receive(4, stream: 0, []) }
         }
 
         func collect() {
@@ -72,7 +77,9 @@ import Testing
 
         func all() async throws -> [String] {
             var ids: [String] = []
-            for try await batch in acknowledgements { ids += batch }
+            for try await event in events {
+                if case .acknowledged(let batch) = event { ids += batch }
+            }
             return ids
         }
     }
@@ -82,7 +89,8 @@ import Testing
         let endpoint = ForwarderConfiguration.Endpoint.network(.init(host: "10.0.0.5", serverName: "utm.example", connectionKey: .init(key)))
         let call = try Call(headers: endpoint.requestHeaders(.processLog))
         let frames = call.frames()
-        #expect(frames.map(\.type) == [4, 8, 1])
+        #expect(frames.map(\.type) == [4, 8, 1, 4])
+        #expect(frames[3].flags == 1, "the server's SETTINGS acknowledged")
         #expect(frames[0].payload == [0, 2, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 4, 0, 0x10, 0, 0], "push off, no streams, 1 MiB")
         #expect(frames[1].stream == 0 && frames[1].payload == [0, 0x0F, 0, 1], "connection window to 1 MiB")
         #expect(frames[2].stream == 1 && frames[2].flags == 0x4)
@@ -104,7 +112,7 @@ import Testing
         // The server allows 10 bytes per stream, then answers our SETTINGS.
         try call.receive(4, stream: 0, [0, 4, 0, 0, 0, 10])
         #expect(call.frames() == [Frame(type: 4, flags: 1, stream: 0, payload: [])], "SETTINGS acknowledged")
-        let written = call.channel.writeAndFlush(CallWrite(chunks: [ByteBuffer(bytes: Array(0..<25))], endStream: true))
+        let written = call.channel.writeAndFlush(CallWrite.messages([ByteBuffer(bytes: Array(0..<25))], endStream: true))
         var frames = call.frames()
         #expect(frames == [Frame(type: 0, flags: 0, stream: 1, payload: Array(0..<10))])
         try call.receive(8, stream: 1, [0, 0, 0, 100])
@@ -117,7 +125,7 @@ import Testing
         _ = second.frames()
         try second.receive(8, stream: 0, [0, 0x01, 0, 0])  // connection window +65,536
         try second.receive(8, stream: 1, [0, 0x01, 0, 0])
-        try second.channel.writeAndFlush(CallWrite(chunks: [ByteBuffer(repeating: 7, count: 40_000)], endStream: false)).wait()
+        try second.channel.writeAndFlush(CallWrite.messages([ByteBuffer(repeating: 7, count: 40_000)], endStream: false)).wait()
         #expect(second.frames().map(\.payload.count) == [16_384, 16_384, 7_232])
     }
 
@@ -156,7 +164,7 @@ import Testing
     }
 
     @Test(arguments: [
-        ([("grpc-status", "14"), ("grpc-message", "engine%20busy")], "gRPC status 14: engine busy"),
+        ([("grpc-status", "14"), ("grpc-message", "engine%20busy")], "gRPC status UNAVAILABLE (14): engine busy"),
         ([("grpc-status", "0")], nil),
     ] as [([(String, String)], String?)])
     func trailersEndTheCall(_ trailers: [(String, String)], _ expected: String?) async throws {
@@ -166,7 +174,9 @@ import Testing
         try call.receive(1, flags: 0x5, try call.headerBlock(trailers))
         var ids: [String] = []
         do {
-            for try await batch in call.acknowledgements { ids += batch }
+            for try await event in call.events {
+                if case .acknowledged(let batch) = event { ids += batch }
+            }
             #expect(expected == nil)
         } catch {
             #expect(expected.map { "\(error)".contains($0) } == true, "\(error)")
@@ -187,15 +197,73 @@ import Testing
         let error = await #expect(throws: (any Error).self) { try await call.all() }
         #expect(error.map { "\($0)".contains(expected) } == true, "\(String(describing: error))")
         // Writes after the end fail rather than wait.
-        #expect(throws: (any Error).self) { try call.channel.writeAndFlush(CallWrite(chunks: [ByteBuffer(bytes: [1])], endStream: false)).wait() }
+        #expect(throws: (any Error).self) { try call.channel.writeAndFlush(CallWrite.messages([ByteBuffer(bytes: [1])], endStream: false)).wait() }
     }
 
-    @Test func aGoAwayThatCoversTheCallLetsItFinish() async throws {
+    /// A GOAWAY that covers the call is reported (the forwarder then half-closes and reconnects); the call may
+    /// still finish: acknowledgements and trailers after it are taken.
+    @Test func aGoAwayThatCoversTheCallIsReportedAndLetsItFinish() async throws {
         let call = try Call()
-        try call.receive(7, stream: 0, [0, 0, 0, 1, 0, 0, 0, 0])
         try call.receive(1, flags: 0x4, try call.headerBlock([(":status", "200"), ("content-type", "application/grpc")]))
+        try call.receive(0, call.ackMessages(["before"]))
+        try call.receive(7, stream: 0, [0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0])  // grpc-go's first, graceful GOAWAY
+        try call.receive(7, stream: 0, [0, 0, 0, 1, 0, 0, 0, 0])  // and its second, naming the last stream
         try call.receive(0, call.ackMessages(["last"]))
         try call.receive(1, flags: 0x5, try call.headerBlock([("grpc-status", "0")]))
-        #expect(try await call.all() == ["last"])
+        var events: [String] = []
+        for try await event in call.events {
+            switch event {
+            case .acknowledged(let ids): events += ids
+            case .goingAway: events.append("GOAWAY")
+            }
+        }
+        #expect(events == ["before", "GOAWAY", "last"], "reported once, in order")
     }
+
+    @Test func aPingIsSentOnRequestAndAnUnansweredOneEndsTheCall() async throws {
+        let call = try Call()
+        _ = call.frames()
+        try call.channel.writeAndFlush(CallWrite.ping(timeout: .seconds(10))).wait()
+        let ping = try #require(call.frames().first)
+        #expect(ping.type == 6 && ping.flags == 0 && ping.stream == 0 && ping.payload.count == 8)
+        try call.channel.writeAndFlush(CallWrite.ping(timeout: .seconds(10))).wait()
+        #expect(call.frames().isEmpty, "one PING outstanding at a time")
+        // Answered: the timeout no longer applies, and a later PING may go.
+        try call.receive(6, flags: 1, stream: 0, ping.payload)
+        call.channel.embeddedEventLoop.advanceTime(by: .seconds(11))
+        try call.channel.writeAndFlush(CallWrite.ping(timeout: .seconds(10))).wait()
+        let second = try #require(call.frames().first)
+        #expect(second.type == 6 && second.payload != ping.payload)
+        // Unanswered: the call ends with an error saying why, and a GOAWAY goes out.
+        call.channel.embeddedEventLoop.advanceTime(by: .seconds(10))
+        let error = await #expect(throws: (any Error).self) { try await call.all() }
+        #expect(error.map { "\($0)".contains("did not answer a PING") } == true, "\(String(describing: error))")
+        #expect(call.frames().map(\.type) == [7])
+    }
+
+    @Test(arguments: [
+        (UInt8(6), UInt32(0), [1, 2, 3] as [UInt8], "a PING frame of the wrong size", UInt32(6)),
+        (6, 1, [1, 2, 3, 4, 5, 6, 7, 8], "PING on a stream", 1),
+        (0, 0, [0, 0, 0, 0, 0], "DATA on stream 0", 1),
+        (4, 0, [0, 4, 0x80, 0, 0, 0], "an initial window over 2^31-1", 1),
+        (4, 0, [0, 5, 0, 0, 0, 1], "a maximum frame size of 1", 1),
+        (8, 0, [0, 0, 0, 0], "a WINDOW_UPDATE of 0", 1),
+    ])
+    func connectionErrorsAreAnsweredWithAGoAway(_ type: UInt8, _ stream: UInt32, _ payload: [UInt8], _ expected: String, _ code: UInt32) async throws {
+        let call = try Call()
+        _ = call.frames()
+        try call.receive(type, stream: stream, payload)
+        let error = await #expect(throws: (any Error).self) { try await call.all() }
+        #expect(error.map { "\($0)".contains(expected) } == true, "\(String(describing: error))")
+        let goAway = try #require(call.frames().last)
+        #expect(goAway.type == 7 && goAway.payload.suffix(4) == [UInt8(code >> 24), UInt8(code >> 16 & 0xFF), UInt8(code >> 8 & 0xFF), UInt8(code & 0xFF)])
+    }
+
+    @Test func aServerThatDoesNotStartWithSettingsIsRefused() async throws {
+        let call = try Call(serverPreface: false)
+        try call.receive(6, stream: 0, [1, 2, 3, 4, 5, 6, 7, 8])
+        let error = await #expect(throws: (any Error).self) { try await call.all() }
+        #expect(error.map { "\($0)".contains("server preface without SETTINGS") } == true)
+    }
+
 }

@@ -10,6 +10,10 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/parameters/TenantPathID`.
         internal typealias TenantPathID = Swift.String
+        /// The dead letter's id, as listed.
+        ///
+        /// - Remark: Generated from `#/components/parameters/DeadLetterPathID`.
+        internal typealias DeadLetterPathID = Swift.String
         /// Apply the change only if the tenant's ETag still equals this value (optimistic concurrency).
         ///
         /// - Remark: Generated from `#/components/parameters/IfMatch`.

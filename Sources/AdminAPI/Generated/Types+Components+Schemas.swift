@@ -656,7 +656,9 @@ extension Components {
             /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/contentType`.
             internal var contentType: Components.Schemas.ContentType
             /// `backfilling` until the checkpoint is within two poll intervals of now; `degraded` after an error that
-            /// is retried; `auth_failed` when credentials or consent are at fault; `disabled` when the tenant is paused.
+            /// is retried; `stalled` when nothing was committed for five poll intervals (at least five minutes: a wedged
+            /// pipeline, or an error that keeps coming back; `lastError` says which); `auth_failed` when credentials or
+            /// consent are at fault; `disabled` when the tenant is paused (its checkpoint is kept).
             ///
             ///
             /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/state`.
@@ -664,11 +666,14 @@ extension Components {
                 case ok = "ok"
                 case backfilling = "backfilling"
                 case degraded = "degraded"
+                case stalled = "stalled"
                 case authFailed = "auth_failed"
                 case disabled = "disabled"
             }
             /// `backfilling` until the checkpoint is within two poll intervals of now; `degraded` after an error that
-            /// is retried; `auth_failed` when credentials or consent are at fault; `disabled` when the tenant is paused.
+            /// is retried; `stalled` when nothing was committed for five poll intervals (at least five minutes: a wedged
+            /// pipeline, or an error that keeps coming back; `lastError` says which); `auth_failed` when credentials or
+            /// consent are at fault; `disabled` when the tenant is paused (its checkpoint is kept).
             ///
             ///
             /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/state`.
@@ -716,8 +721,14 @@ extension Components {
             internal var lastError: Components.Schemas.ContentTypeStatus.LastErrorPayload?
             /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/recordsForwarded`.
             internal var recordsForwarded: Swift.Int64
+            /// Blobs Microsoft said were gone (AF20050, AF20051, AF20052) or past their expiration.
+            ///
             /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/blobsSkipped`.
             internal var blobsSkipped: Swift.Int64
+            /// Records UTMStack refused, set aside (see /api/v1/dead-letters).
+            ///
+            /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/recordsDeadLettered`.
+            internal var recordsDeadLettered: Swift.Int
             /// The replica collecting this content type now, if any.
             ///
             /// - Remark: Generated from `#/components/schemas/ContentTypeStatus/owner`.
@@ -733,7 +744,8 @@ extension Components {
             ///   - lastSuccessAt:
             ///   - lastError:
             ///   - recordsForwarded:
-            ///   - blobsSkipped:
+            ///   - blobsSkipped: Blobs Microsoft said were gone (AF20050, AF20051, AF20052) or past their expiration.
+            ///   - recordsDeadLettered: Records UTMStack refused, set aside (see /api/v1/dead-letters).
             ///   - owner: The replica collecting this content type now, if any.
             internal init(
                 contentType: Components.Schemas.ContentType,
@@ -745,6 +757,7 @@ extension Components {
                 lastError: Components.Schemas.ContentTypeStatus.LastErrorPayload? = nil,
                 recordsForwarded: Swift.Int64,
                 blobsSkipped: Swift.Int64,
+                recordsDeadLettered: Swift.Int,
                 owner: Swift.String? = nil
             ) {
                 self.contentType = contentType
@@ -756,6 +769,7 @@ extension Components {
                 self.lastError = lastError
                 self.recordsForwarded = recordsForwarded
                 self.blobsSkipped = blobsSkipped
+                self.recordsDeadLettered = recordsDeadLettered
                 self.owner = owner
             }
             internal enum CodingKeys: String, CodingKey {
@@ -768,7 +782,168 @@ extension Components {
                 case lastError
                 case recordsForwarded
                 case blobsSkipped
+                case recordsDeadLettered
                 case owner
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/DeadLetter`.
+        internal struct DeadLetter: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/id`.
+            internal var id: Swift.String
+            /// The gateway id of the tenant the record belongs to.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/tenantId`.
+            internal var tenantId: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/contentType`.
+            internal var contentType: Components.Schemas.ContentType?
+            /// The blob the record came from.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/contentId`.
+            internal var contentId: Swift.String?
+            /// The audit record's `Id`.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/recordId`.
+            internal var recordId: Swift.String?
+            /// The id of the `plugins.Log` (the same on every retry).
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/logId`.
+            internal var logId: Swift.String
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/reason`.
+            internal enum ReasonPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case messageTooLarge = "message_too_large"
+                case refusedByEngine = "refused_by_engine"
+            }
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/reason`.
+            internal var reason: Components.Schemas.DeadLetter.ReasonPayload
+            /// What UTMStack answered, in words.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/detail`.
+            internal var detail: Swift.String
+            /// How many times it was set aside (once, plus once per refused retry).
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/attempts`.
+            internal var attempts: Swift.Int
+            /// The size of the log message.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/bytes`.
+            internal var bytes: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/firstRefusedAt`.
+            internal var firstRefusedAt: Components.Schemas.Timestamp
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/lastRefusedAt`.
+            internal var lastRefusedAt: Components.Schemas.Timestamp
+            /// Creates a new `DeadLetter`.
+            ///
+            /// - Parameters:
+            ///   - id:
+            ///   - tenantId: The gateway id of the tenant the record belongs to.
+            ///   - contentType:
+            ///   - contentId: The blob the record came from.
+            ///   - recordId: The audit record's `Id`.
+            ///   - logId: The id of the `plugins.Log` (the same on every retry).
+            ///   - reason:
+            ///   - detail: What UTMStack answered, in words.
+            ///   - attempts: How many times it was set aside (once, plus once per refused retry).
+            ///   - bytes: The size of the log message.
+            ///   - firstRefusedAt:
+            ///   - lastRefusedAt:
+            internal init(
+                id: Swift.String,
+                tenantId: Swift.String? = nil,
+                contentType: Components.Schemas.ContentType? = nil,
+                contentId: Swift.String? = nil,
+                recordId: Swift.String? = nil,
+                logId: Swift.String,
+                reason: Components.Schemas.DeadLetter.ReasonPayload,
+                detail: Swift.String,
+                attempts: Swift.Int,
+                bytes: Swift.Int,
+                firstRefusedAt: Components.Schemas.Timestamp,
+                lastRefusedAt: Components.Schemas.Timestamp
+            ) {
+                self.id = id
+                self.tenantId = tenantId
+                self.contentType = contentType
+                self.contentId = contentId
+                self.recordId = recordId
+                self.logId = logId
+                self.reason = reason
+                self.detail = detail
+                self.attempts = attempts
+                self.bytes = bytes
+                self.firstRefusedAt = firstRefusedAt
+                self.lastRefusedAt = lastRefusedAt
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case id
+                case tenantId
+                case contentType
+                case contentId
+                case recordId
+                case logId
+                case reason
+                case detail
+                case attempts
+                case bytes
+                case firstRefusedAt
+                case lastRefusedAt
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/DeadLetterList`.
+        internal struct DeadLetterList: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/DeadLetterList/items`.
+            internal var items: [Components.Schemas.DeadLetter]
+            /// Creates a new `DeadLetterList`.
+            ///
+            /// - Parameters:
+            ///   - items:
+            internal init(items: [Components.Schemas.DeadLetter]) {
+                self.items = items
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case items
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/DeadLetterRetry`.
+        internal struct DeadLetterRetry: Codable, Hashable, Sendable {
+            /// `delivered`: acknowledged and no longer set aside; `refused`: set aside again.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeadLetterRetry/outcome`.
+            internal enum OutcomePayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case delivered = "delivered"
+                case refused = "refused"
+            }
+            /// `delivered`: acknowledged and no longer set aside; `refused`: set aside again.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeadLetterRetry/outcome`.
+            internal var outcome: Components.Schemas.DeadLetterRetry.OutcomePayload
+            /// - Remark: Generated from `#/components/schemas/DeadLetterRetry/reason`.
+            internal enum ReasonPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case messageTooLarge = "message_too_large"
+                case refusedByEngine = "refused_by_engine"
+            }
+            /// - Remark: Generated from `#/components/schemas/DeadLetterRetry/reason`.
+            internal var reason: Components.Schemas.DeadLetterRetry.ReasonPayload?
+            /// - Remark: Generated from `#/components/schemas/DeadLetterRetry/detail`.
+            internal var detail: Swift.String?
+            /// Creates a new `DeadLetterRetry`.
+            ///
+            /// - Parameters:
+            ///   - outcome: `delivered`: acknowledged and no longer set aside; `refused`: set aside again.
+            ///   - reason:
+            ///   - detail:
+            internal init(
+                outcome: Components.Schemas.DeadLetterRetry.OutcomePayload,
+                reason: Components.Schemas.DeadLetterRetry.ReasonPayload? = nil,
+                detail: Swift.String? = nil
+            ) {
+                self.outcome = outcome
+                self.reason = reason
+                self.detail = detail
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case outcome
+                case reason
+                case detail
             }
         }
         /// - Remark: Generated from `#/components/schemas/TenantList`.

@@ -115,7 +115,12 @@ internal enum Operations {
             }
         }
     }
-    /// Readiness; the database is reachable and its schema is current.
+    /// Readiness; the database answers, its schema is current, and this replica's lease rounds succeed.
+    ///
+    /// 503 with a short generic reason (never an error's details, which go to the gateway's log) while the database
+    /// does not answer within 5 s, the schema is outdated, or no lease round has succeeded for longer than the lease
+    /// TTL. A destination UTMStack being down does not make the gateway unready.
+    ///
     ///
     /// - Remark: HTTP `GET /readyz`.
     /// - Remark: Generated from `#/paths//readyz/get(getReadiness)`.
@@ -1061,7 +1066,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant has this id.
+            /// No tenant (or dead letter) has this id.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/get(getTenant)/responses/404`.
             ///
@@ -1299,7 +1304,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant has this id.
+            /// No tenant (or dead letter) has this id.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/patch(updateTenant)/responses/404`.
             ///
@@ -1560,7 +1565,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant has this id.
+            /// No tenant (or dead letter) has this id.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/delete(deleteTenant)/responses/404`.
             ///
@@ -1821,7 +1826,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant has this id.
+            /// No tenant (or dead letter) has this id.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)/responses/404`.
             ///
@@ -2066,7 +2071,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant has this id.
+            /// No tenant (or dead letter) has this id.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)/responses/404`.
             ///
@@ -2135,6 +2140,759 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "notImplemented",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        internal enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            internal init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            internal var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            internal static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Logs UTMStack refused for good, set aside with their reason; oldest first.
+    ///
+    /// A log is set aside when it is larger than the engine takes (`message_too_large`) or when the engine ended the
+    /// call on it, sent alone, on every attempt (`refused_by_engine`). Nothing else is ever dropped. Retry one with
+    /// `POST /api/v1/dead-letters/{id}/retry` once UTMStack can take it.
+    ///
+    ///
+    /// - Remark: HTTP `GET /api/v1/dead-letters`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/get(listDeadLetters)`.
+    internal enum ListDeadLetters {
+        internal static let id: Swift.String = "listDeadLetters"
+        internal struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/dead-letters/GET/query`.
+            internal struct Query: Sendable, Hashable {
+                /// Only the dead letters of this tenant (its gateway id).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/dead-letters/GET/query/tenantId`.
+                internal var tenantId: Swift.String?
+                /// At most this many (1 to 1000; default 100).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/dead-letters/GET/query/limit`.
+                internal var limit: Swift.Int?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - tenantId: Only the dead letters of this tenant (its gateway id).
+                ///   - limit: At most this many (1 to 1000; default 100).
+                internal init(
+                    tenantId: Swift.String? = nil,
+                    limit: Swift.Int? = nil
+                ) {
+                    self.tenantId = tenantId
+                    self.limit = limit
+                }
+            }
+            internal var query: Operations.ListDeadLetters.Input.Query
+            /// - Remark: Generated from `#/paths/api/v1/dead-letters/GET/header`.
+            internal struct Headers: Sendable, Hashable {
+                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListDeadLetters.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                internal init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListDeadLetters.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            internal var headers: Operations.ListDeadLetters.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - query:
+            ///   - headers:
+            internal init(
+                query: Operations.ListDeadLetters.Input.Query = .init(),
+                headers: Operations.ListDeadLetters.Input.Headers = .init()
+            ) {
+                self.query = query
+                self.headers = headers
+            }
+        }
+        internal enum Output: Sendable, Hashable {
+            internal struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/dead-letters/GET/responses/200/content`.
+                internal enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/dead-letters/GET/responses/200/content/application\/json`.
+                    case json(Components.Schemas.DeadLetterList)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    internal var json: Components.Schemas.DeadLetterList {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                internal var body: Operations.ListDeadLetters.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                internal init(body: Operations.ListDeadLetters.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// The dead letters.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/get(listDeadLetters)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ListDeadLetters.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            internal var ok: Operations.ListDeadLetters.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// A field is missing or invalid; the message names it.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/get(listDeadLetters)/responses/400`.
+            ///
+            /// HTTP response code: `400 badRequest`.
+            case badRequest(Components.Responses.BadRequest)
+            /// The associated value of the enum case if `self` is `.badRequest`.
+            ///
+            /// - Throws: An error if `self` is not `.badRequest`.
+            /// - SeeAlso: `.badRequest`.
+            internal var badRequest: Components.Responses.BadRequest {
+                get throws {
+                    switch self {
+                    case let .badRequest(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "badRequest",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No bearer token, or a wrong one.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/get(listDeadLetters)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            internal var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        internal enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            internal init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            internal var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            internal static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// One dead letter.
+    ///
+    /// - Remark: HTTP `GET /api/v1/dead-letters/{id}`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/get(getDeadLetter)`.
+    internal enum GetDeadLetter {
+        internal static let id: Swift.String = "getDeadLetter"
+        internal struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/GET/path`.
+            internal struct Path: Sendable, Hashable {
+                /// The dead letter's id, as listed.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/GET/path/id`.
+                internal var id: Components.Parameters.DeadLetterPathID
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - id: The dead letter's id, as listed.
+                internal init(id: Components.Parameters.DeadLetterPathID) {
+                    self.id = id
+                }
+            }
+            internal var path: Operations.GetDeadLetter.Input.Path
+            /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/GET/header`.
+            internal struct Headers: Sendable, Hashable {
+                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetDeadLetter.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                internal init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetDeadLetter.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            internal var headers: Operations.GetDeadLetter.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - headers:
+            internal init(
+                path: Operations.GetDeadLetter.Input.Path,
+                headers: Operations.GetDeadLetter.Input.Headers = .init()
+            ) {
+                self.path = path
+                self.headers = headers
+            }
+        }
+        internal enum Output: Sendable, Hashable {
+            internal struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/GET/responses/200/content`.
+                internal enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/GET/responses/200/content/application\/json`.
+                    case json(Components.Schemas.DeadLetter)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    internal var json: Components.Schemas.DeadLetter {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                internal var body: Operations.GetDeadLetter.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                internal init(body: Operations.GetDeadLetter.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// The dead letter.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/get(getDeadLetter)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.GetDeadLetter.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            internal var ok: Operations.GetDeadLetter.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No bearer token, or a wrong one.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/get(getDeadLetter)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            internal var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No tenant (or dead letter) has this id.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/get(getDeadLetter)/responses/404`.
+            ///
+            /// HTTP response code: `404 notFound`.
+            case notFound(Components.Responses.NotFound)
+            /// The associated value of the enum case if `self` is `.notFound`.
+            ///
+            /// - Throws: An error if `self` is not `.notFound`.
+            /// - SeeAlso: `.notFound`.
+            internal var notFound: Components.Responses.NotFound {
+                get throws {
+                    switch self {
+                    case let .notFound(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        internal enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            internal init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            internal var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            internal static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Discard a dead letter for good (the gateway logs who discarded what).
+    ///
+    /// - Remark: HTTP `DELETE /api/v1/dead-letters/{id}`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/delete(deleteDeadLetter)`.
+    internal enum DeleteDeadLetter {
+        internal static let id: Swift.String = "deleteDeadLetter"
+        internal struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/DELETE/path`.
+            internal struct Path: Sendable, Hashable {
+                /// The dead letter's id, as listed.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/DELETE/path/id`.
+                internal var id: Components.Parameters.DeadLetterPathID
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - id: The dead letter's id, as listed.
+                internal init(id: Components.Parameters.DeadLetterPathID) {
+                    self.id = id
+                }
+            }
+            internal var path: Operations.DeleteDeadLetter.Input.Path
+            /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/DELETE/header`.
+            internal struct Headers: Sendable, Hashable {
+                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.DeleteDeadLetter.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                internal init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.DeleteDeadLetter.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            internal var headers: Operations.DeleteDeadLetter.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - headers:
+            internal init(
+                path: Operations.DeleteDeadLetter.Input.Path,
+                headers: Operations.DeleteDeadLetter.Input.Headers = .init()
+            ) {
+                self.path = path
+                self.headers = headers
+            }
+        }
+        internal enum Output: Sendable, Hashable {
+            internal struct NoContent: Sendable, Hashable {
+                /// Creates a new `NoContent`.
+                internal init() {}
+            }
+            /// Discarded.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/delete(deleteDeadLetter)/responses/204`.
+            ///
+            /// HTTP response code: `204 noContent`.
+            case noContent(Operations.DeleteDeadLetter.Output.NoContent)
+            /// Discarded.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/delete(deleteDeadLetter)/responses/204`.
+            ///
+            /// HTTP response code: `204 noContent`.
+            internal static var noContent: Self {
+                .noContent(.init())
+            }
+            /// The associated value of the enum case if `self` is `.noContent`.
+            ///
+            /// - Throws: An error if `self` is not `.noContent`.
+            /// - SeeAlso: `.noContent`.
+            internal var noContent: Operations.DeleteDeadLetter.Output.NoContent {
+                get throws {
+                    switch self {
+                    case let .noContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "noContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No bearer token, or a wrong one.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/delete(deleteDeadLetter)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            internal var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No tenant (or dead letter) has this id.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/delete(deleteDeadLetter)/responses/404`.
+            ///
+            /// HTTP response code: `404 notFound`.
+            case notFound(Components.Responses.NotFound)
+            /// The associated value of the enum case if `self` is `.notFound`.
+            ///
+            /// - Throws: An error if `self` is not `.notFound`.
+            /// - SeeAlso: `.notFound`.
+            internal var notFound: Components.Responses.NotFound {
+                get throws {
+                    switch self {
+                    case let .notFound(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        internal enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            internal init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            internal var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            internal static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Send a dead letter to UTMStack again; delivered, it is removed, refused, it stays with the new reason.
+    ///
+    /// - Remark: HTTP `POST /api/v1/dead-letters/{id}/retry`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/retry/post(retryDeadLetter)`.
+    internal enum RetryDeadLetter {
+        internal static let id: Swift.String = "retryDeadLetter"
+        internal struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/retry/POST/path`.
+            internal struct Path: Sendable, Hashable {
+                /// The dead letter's id, as listed.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/retry/POST/path/id`.
+                internal var id: Components.Parameters.DeadLetterPathID
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - id: The dead letter's id, as listed.
+                internal init(id: Components.Parameters.DeadLetterPathID) {
+                    self.id = id
+                }
+            }
+            internal var path: Operations.RetryDeadLetter.Input.Path
+            /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/retry/POST/header`.
+            internal struct Headers: Sendable, Hashable {
+                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RetryDeadLetter.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                internal init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RetryDeadLetter.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            internal var headers: Operations.RetryDeadLetter.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - headers:
+            internal init(
+                path: Operations.RetryDeadLetter.Input.Path,
+                headers: Operations.RetryDeadLetter.Input.Headers = .init()
+            ) {
+                self.path = path
+                self.headers = headers
+            }
+        }
+        internal enum Output: Sendable, Hashable {
+            internal struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/retry/POST/responses/200/content`.
+                internal enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/retry/POST/responses/200/content/application\/json`.
+                    case json(Components.Schemas.DeadLetterRetry)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    internal var json: Components.Schemas.DeadLetterRetry {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                internal var body: Operations.RetryDeadLetter.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                internal init(body: Operations.RetryDeadLetter.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// What UTMStack did with it.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/retry/post(retryDeadLetter)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.RetryDeadLetter.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            internal var ok: Operations.RetryDeadLetter.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No bearer token, or a wrong one.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/retry/post(retryDeadLetter)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            internal var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No tenant (or dead letter) has this id.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/retry/post(retryDeadLetter)/responses/404`.
+            ///
+            /// HTTP response code: `404 notFound`.
+            case notFound(Components.Responses.NotFound)
+            /// The associated value of the enum case if `self` is `.notFound`.
+            ///
+            /// - Throws: An error if `self` is not `.notFound`.
+            /// - SeeAlso: `.notFound`.
+            internal var notFound: Components.Responses.NotFound {
+                get throws {
+                    switch self {
+                    case let .notFound(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            internal struct ServiceUnavailable: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/retry/POST/responses/503/content`.
+                internal enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/dead-letters/{id}/retry/POST/responses/503/content/application\/json`.
+                    case json(Components.Schemas._Error)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    internal var json: Components.Schemas._Error {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                internal var body: Operations.RetryDeadLetter.Output.ServiceUnavailable.Body
+                /// Creates a new `ServiceUnavailable`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                internal init(body: Operations.RetryDeadLetter.Output.ServiceUnavailable.Body) {
+                    self.body = body
+                }
+            }
+            /// UTMStack did not acknowledge within 60 s; the log stays set aside.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/retry/post(retryDeadLetter)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Operations.RetryDeadLetter.Output.ServiceUnavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Operations.RetryDeadLetter.Output.ServiceUnavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
                             response: self
                         )
                     }

@@ -10,7 +10,12 @@ internal protocol APIProtocol: Sendable {
     /// - Remark: HTTP `GET /healthz`.
     /// - Remark: Generated from `#/paths//healthz/get(getHealth)`.
     func getHealth(_ input: Operations.GetHealth.Input) async throws -> Operations.GetHealth.Output
-    /// Readiness; the database is reachable and its schema is current.
+    /// Readiness; the database answers, its schema is current, and this replica's lease rounds succeed.
+    ///
+    /// 503 with a short generic reason (never an error's details, which go to the gateway's log) while the database
+    /// does not answer within 5 s, the schema is outdated, or no lease round has succeeded for longer than the lease
+    /// TTL. A destination UTMStack being down does not make the gateway unready.
+    ///
     ///
     /// - Remark: HTTP `GET /readyz`.
     /// - Remark: Generated from `#/paths//readyz/get(getReadiness)`.
@@ -60,6 +65,31 @@ internal protocol APIProtocol: Sendable {
     /// - Remark: HTTP `POST /api/v1/tenants/{id}/validate`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)`.
     func validateTenant(_ input: Operations.ValidateTenant.Input) async throws -> Operations.ValidateTenant.Output
+    /// Logs UTMStack refused for good, set aside with their reason; oldest first.
+    ///
+    /// A log is set aside when it is larger than the engine takes (`message_too_large`) or when the engine ended the
+    /// call on it, sent alone, on every attempt (`refused_by_engine`). Nothing else is ever dropped. Retry one with
+    /// `POST /api/v1/dead-letters/{id}/retry` once UTMStack can take it.
+    ///
+    ///
+    /// - Remark: HTTP `GET /api/v1/dead-letters`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/get(listDeadLetters)`.
+    func listDeadLetters(_ input: Operations.ListDeadLetters.Input) async throws -> Operations.ListDeadLetters.Output
+    /// One dead letter.
+    ///
+    /// - Remark: HTTP `GET /api/v1/dead-letters/{id}`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/get(getDeadLetter)`.
+    func getDeadLetter(_ input: Operations.GetDeadLetter.Input) async throws -> Operations.GetDeadLetter.Output
+    /// Discard a dead letter for good (the gateway logs who discarded what).
+    ///
+    /// - Remark: HTTP `DELETE /api/v1/dead-letters/{id}`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/delete(deleteDeadLetter)`.
+    func deleteDeadLetter(_ input: Operations.DeleteDeadLetter.Input) async throws -> Operations.DeleteDeadLetter.Output
+    /// Send a dead letter to UTMStack again; delivered, it is removed, refused, it stays with the new reason.
+    ///
+    /// - Remark: HTTP `POST /api/v1/dead-letters/{id}/retry`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/retry/post(retryDeadLetter)`.
+    func retryDeadLetter(_ input: Operations.RetryDeadLetter.Input) async throws -> Operations.RetryDeadLetter.Output
     /// The expiry alert report; every tenant with the state of its client secret, most urgent first.
     ///
     /// `expired` once the expiry is past, `expiring` within `withinDays`, `unknown` when no expiry date is known,
@@ -80,7 +110,12 @@ extension APIProtocol {
     internal func getHealth(headers: Operations.GetHealth.Input.Headers = .init()) async throws -> Operations.GetHealth.Output {
         try await getHealth(Operations.GetHealth.Input(headers: headers))
     }
-    /// Readiness; the database is reachable and its schema is current.
+    /// Readiness; the database answers, its schema is current, and this replica's lease rounds succeed.
+    ///
+    /// 503 with a short generic reason (never an error's details, which go to the gateway's log) while the database
+    /// does not answer within 5 s, the schema is outdated, or no lease round has succeeded for longer than the lease
+    /// TTL. A destination UTMStack being down does not make the gateway unready.
+    ///
     ///
     /// - Remark: HTTP `GET /readyz`.
     /// - Remark: Generated from `#/paths//readyz/get(getReadiness)`.
@@ -186,6 +221,63 @@ extension APIProtocol {
         headers: Operations.ValidateTenant.Input.Headers = .init()
     ) async throws -> Operations.ValidateTenant.Output {
         try await validateTenant(Operations.ValidateTenant.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Logs UTMStack refused for good, set aside with their reason; oldest first.
+    ///
+    /// A log is set aside when it is larger than the engine takes (`message_too_large`) or when the engine ended the
+    /// call on it, sent alone, on every attempt (`refused_by_engine`). Nothing else is ever dropped. Retry one with
+    /// `POST /api/v1/dead-letters/{id}/retry` once UTMStack can take it.
+    ///
+    ///
+    /// - Remark: HTTP `GET /api/v1/dead-letters`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/get(listDeadLetters)`.
+    internal func listDeadLetters(
+        query: Operations.ListDeadLetters.Input.Query = .init(),
+        headers: Operations.ListDeadLetters.Input.Headers = .init()
+    ) async throws -> Operations.ListDeadLetters.Output {
+        try await listDeadLetters(Operations.ListDeadLetters.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// One dead letter.
+    ///
+    /// - Remark: HTTP `GET /api/v1/dead-letters/{id}`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/get(getDeadLetter)`.
+    internal func getDeadLetter(
+        path: Operations.GetDeadLetter.Input.Path,
+        headers: Operations.GetDeadLetter.Input.Headers = .init()
+    ) async throws -> Operations.GetDeadLetter.Output {
+        try await getDeadLetter(Operations.GetDeadLetter.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Discard a dead letter for good (the gateway logs who discarded what).
+    ///
+    /// - Remark: HTTP `DELETE /api/v1/dead-letters/{id}`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/delete(deleteDeadLetter)`.
+    internal func deleteDeadLetter(
+        path: Operations.DeleteDeadLetter.Input.Path,
+        headers: Operations.DeleteDeadLetter.Input.Headers = .init()
+    ) async throws -> Operations.DeleteDeadLetter.Output {
+        try await deleteDeadLetter(Operations.DeleteDeadLetter.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Send a dead letter to UTMStack again; delivered, it is removed, refused, it stays with the new reason.
+    ///
+    /// - Remark: HTTP `POST /api/v1/dead-letters/{id}/retry`.
+    /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/retry/post(retryDeadLetter)`.
+    internal func retryDeadLetter(
+        path: Operations.RetryDeadLetter.Input.Path,
+        headers: Operations.RetryDeadLetter.Input.Headers = .init()
+    ) async throws -> Operations.RetryDeadLetter.Output {
+        try await retryDeadLetter(Operations.RetryDeadLetter.Input(
             path: path,
             headers: headers
         ))

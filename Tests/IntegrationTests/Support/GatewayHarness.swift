@@ -25,6 +25,7 @@ struct GatewayHarness: Sendable {
         microsoft: URL = URL(string: "http://127.0.0.1:1")!,
         utmstackSocket: String = "/tmp/o365gw-none/engine.sock",
         collection: CollectionSettings = .init(),
+        microsoftRetries: Int = 5,
         sharing other: GatewayHarness? = nil,
         _ body: @Sendable (GatewayHarness) async throws -> R
     ) async throws -> R {
@@ -42,7 +43,9 @@ struct GatewayHarness: Sendable {
             database: database, keyRing: keyRing, adminToken: token, listen: ListenAddress(host: "127.0.0.1", port: 0),
             maxRequestBodyBytes: maxBodyBytes,
             forwarder: .init(endpoint: .engineSocket(path: utmstackSocket), initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(500)),
-            microsoft: .init(overrides: .init(login: microsoft, manage: microsoft, graph: microsoft), requestsPerMinute: 60_000))
+            microsoft: .init(
+                overrides: .init(login: microsoft, manage: microsoft, graph: microsoft), requestsPerMinute: 60_000,
+                maxRetries: microsoftRetries))
         configuration.collection = collection
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let services = try Gateway.services(

@@ -24,8 +24,8 @@ enum TestDatabase {
     static func create(_ label: String = "t") async throws -> DatabaseURL {
         var url = try serverURL
         let name = "o365gw_\(label)_\(UUID().uuidString.prefix(8).lowercased())"
-        try await withClient(url) { client in
-            try await client.query("CREATE DATABASE \(unescaped: name)", logger: Logger(label: "test"))
+        try await withClient(url) { database in
+            try await database.query("CREATE DATABASE \(unescaped: name)")
         }
         url.database = name
         return url
@@ -42,12 +42,13 @@ enum TestDatabase {
 
     /// Runs `body` with a client connected to `url`, bounded by a timeout (a wrong address retries forever).
     static func withClient<R: Sendable>(
-        _ url: DatabaseURL, _ body: @escaping @Sendable (PostgresClient) async throws -> R
+        _ url: DatabaseURL, _ body: @escaping @Sendable (Database) async throws -> R
     ) async throws -> R {
         let client = PostgresClient(configuration: url.clientConfiguration)
+        let database = Database(client: client, timeout: url.timeout, logger: quietLogger)
         return try await withThrowingTaskGroup(of: R?.self) { group in
             group.addTask { await client.run(); return nil }
-            group.addTask { try await body(client) }
+            group.addTask { try await body(database) }
             group.addTask {
                 try await Task.sleep(for: .seconds(60))
                 throw GatewayError(.unavailable, code: "timeout", "database test step took over 60 s")

@@ -29,9 +29,10 @@ func withReceiver<R: Sendable>(
 
 /// Runs a forwarder for the duration of `body`.
 func withForwarder<R: Sendable>(
-    _ configuration: ForwarderConfiguration, _ body: @Sendable (UTMStackForwarder) async throws -> R
+    _ configuration: ForwarderConfiguration, deadLetters: any DeadLetterStore = MemoryDeadLetterStore(),
+    _ body: @Sendable (UTMStackForwarder) async throws -> R
 ) async throws -> R {
-    let forwarder = UTMStackForwarder(configuration: configuration, logger: quietLogger)
+    let forwarder = UTMStackForwarder(configuration: configuration, deadLetters: deadLetters, logger: quietLogger)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await forwarder.run() }
         defer { group.cancelAll() }

@@ -1,0 +1,167 @@
+import GatewayCore
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// The gateway's PostgreSQL: a client whose every statement and transaction has a deadline (docs/failure-handling.md).
+///
+/// The server enforces `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` on every
+/// connection (``DatabaseURL/clientConfiguration``), but a server that is frozen, or a network that drops packets,
+/// enforces nothing. So the client bounds each operation too: when one outlives `timeout`, or its task is
+/// cancelled, the connection it runs on is closed. That ends the wait at once, and the server, once it runs again,
+/// ends the session and releases whatever it locked; the pool opens a fresh connection for the next operation.
+public struct Database: Sendable {
+    public let client: PostgresClient
+    /// How long one statement or one transaction may take, waiting for a connection included.
+    public let timeout: Duration
+    let logger: Logger
+
+    public init(client: PostgresClient, timeout: Duration, logger: Logger) {
+        self.client = client
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    /// Runs one statement and returns its rows, within the deadline.
+    @discardableResult
+    public func query(_ query: PostgresQuery, timeout: Duration? = nil) async throws -> [PostgresRow] {
+        try await withConnection(timeout: timeout) { try await $0.query(query) }
+    }
+
+    /// Runs `body` in a transaction, within the deadline: committed when it returns, rolled back when it throws
+    /// (its error is rethrown as it is). A connection that broke is not asked to roll back: the server already did.
+    public func transaction<R: Sendable>(
+        timeout: Duration? = nil, _ body: @escaping @Sendable (DatabaseConnection) async throws -> R
+    ) async throws -> R {
+        try await withConnection(timeout: timeout) { connection in
+            try await connection.query("BEGIN")
+            let result: R
+            do {
+                result = try await body(connection)
+            } catch {
+                if !connection.isClosed { _ = try? await connection.query("ROLLBACK") }
+                throw error
+            }
+            try await connection.query("COMMIT")
+            return result
+        }
+    }
+
+    /// Leases a connection for `body` and gives it up (closes it) when `body` outlives the deadline or the task is
+    /// cancelled, so that no wait on PostgreSQL outlives either.
+    public func withConnection<R: Sendable>(
+        timeout: Duration? = nil, _ body: @escaping @Sendable (DatabaseConnection) async throws -> R
+    ) async throws -> R {
+        let limit = timeout ?? self.timeout
+        let (client, logger) = (client, logger)
+        return try await withThrowingTaskGroup(of: R?.self) { group in
+            group.addTask {
+                // The pool may hand out a connection that closed an instant ago (before it heard of it): take another.
+                for _ in 0..<3 {
+                    let leased = try await client.withConnection { connection -> Leased<R> in
+                        guard !connection.isClosed else { return .closed }
+                        return .done(try await withTaskCancellationHandler {
+                            try await body(DatabaseConnection(connection: connection, logger: logger))
+                        } onCancel: {
+                            DatabaseConnection.giveUp(connection)
+                        })
+                    }
+                    if case .done(let result) = leased { return result }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                throw GatewayError.databaseConnectionLost
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                throw GatewayError.databaseTimeout(limit)
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!!
+        }
+    }
+}
+
+/// A leased connection whose waits always end: a statement fails when the connection closes, whatever PostgresNIO
+/// does. (PostgresNIO 1.33 drops a query written to a connection that has just closed without failing it, so a
+/// plain `query` on it waits for ever; a server restart made every collector wait so.)
+public struct DatabaseConnection: Sendable {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    var isClosed: Bool { connection.isClosed }
+
+    /// Runs one statement and returns its rows; fails at once when the connection is or becomes closed.
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        guard !connection.isClosed else { throw GatewayError.databaseConnectionLost }
+        let (connection, logger) = (connection, logger)
+        return try await withCheckedThrowingContinuation { continuation in
+            let outcome = ResumeOnce(continuation)
+            connection.closeFuture.whenComplete { _ in outcome.resume(with: .failure(GatewayError.databaseConnectionLost)) }
+            // Not a child task: when PostgresNIO drops the query, this task never ends, and the caller must not wait
+            // for it. It holds no lease (the caller's ends with the connection).
+            Task {
+                do {
+                    var rows: [PostgresRow] = []
+                    for try await row in try await connection.query(query, logger: logger) { rows.append(row) }
+                    outcome.resume(with: .success(rows))
+                } catch {
+                    outcome.resume(with: .failure(error))
+                }
+            }
+        }
+    }
+
+    /// Closes the connection without waiting: what was running on it fails at once.
+    public func giveUp() { Self.giveUp(connection) }
+
+    static func giveUp(_ connection: PostgresConnection) {
+        let closed: EventLoopFuture<Void> = connection.close()
+        closed.whenComplete { _ in }
+    }
+}
+
+/// What a lease gave: a connection that had closed already, or the body's result.
+private enum Leased<R: Sendable>: Sendable {
+    case closed
+    case done(R)
+}
+
+/// Resumes a continuation with the first outcome only.
+private final class ResumeOnce<T: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<T, any Error>?>
+
+    init(_ continuation: CheckedContinuation<T, any Error>) { self.continuation = Mutex(continuation) }
+
+    func resume(with result: Result<T, any Error>) {
+        continuation.withLock { pending in
+            defer { pending = nil }
+            return pending
+        }?.resume(with: result)
+    }
+}
+
+extension GatewayError {
+    static let databaseConnectionLost = GatewayError(
+        .unavailable, code: "database_unavailable", "The connection to PostgreSQL was lost; the operation is retried.")
+
+    /// PostgreSQL did not answer in time; generic on purpose (no statement, no server detail).
+    public static func databaseTimeout(_ limit: Duration) -> GatewayError {
+        GatewayError(
+            .unavailable, code: "database_timeout",
+            "PostgreSQL did not answer within \(limit.components.seconds) s; the operation is retried.")
+    }
+}
+
+extension Array where Element == PostgresRow {
+    /// Decodes every row as `T`.
+    public func decode<T: PostgresDecodable>(_ type: T.Type) throws -> [T] {
+        try map { try $0.decode(T.self) }
+    }
+
+    /// Decodes every row as a tuple of columns.
+    public func decode<each Column: PostgresDecodable>(_ types: (repeat each Column).Type) throws -> [(repeat each Column)] {
+        try map { try $0.decode((repeat each Column).self) }
+    }
+}
