@@ -154,10 +154,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // glibc's malloc tuning, which Swift's Glibc module does not export (HeapTuning).
+        .target(name: "CHeap"),
         // Configuration and the one place where everything is wired into services.
         .target(
             name: "GatewayApp",
             dependencies: [
+                "CHeap",
                 "GatewayCore",
                 "CredentialCrypto",
                 "PostgresStorage",

@@ -27,7 +27,7 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("blob-buffer-bytes"), help: "Throughput: the fetched-blob budget (default: the gateway's, 32 MiB).")
     var blobBufferBytes: Int?
 
-    @Option(name: .customLong("inflight-bytes"), help: "Throughput: the forwarder's budget (default: the gateway's, 32 MiB).")
+    @Option(name: .customLong("inflight-bytes"), help: "Throughput: the forwarder's budget (default: the gateway's, 16 MiB).")
     var inFlightBytes: Int?
 
     @Option(name: .customLong("idle-tenants"), help: "Idle: tenants with no content.")

@@ -22,6 +22,21 @@ struct O365GatewayCommand: AsyncParsableCommand {
             """,
         subcommands: [Serve.self, Migrate.self, Reseal.self, Demo.self, Simulator.self, Receiver.self, Bench.self]
     )
+
+    /// ArgumentParser's entry point, after tuning the heap (``HeapTuning``) for whatever subcommand runs.
+    static func main() async {
+        HeapTuning.apply()
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options shared by the subcommands, each with its environment variable.
@@ -119,7 +134,7 @@ struct UTMStackOptions: ParsableArguments {
     @Option(name: .customLong("utmstack-connection-key"), help: "UTMStack federation connection key for the network path (env O365GW_UTMSTACK_CONNECTION_KEY).")
     var connectionKey: String?
 
-    @Option(name: .customLong("utmstack-inflight-bytes"), help: "Bytes of logs held awaiting acknowledgement before collectors wait (env O365GW_UTMSTACK_INFLIGHT_BYTES; default 33554432).")
+    @Option(name: .customLong("utmstack-inflight-bytes"), help: "Bytes of logs held awaiting acknowledgement before collectors wait (env O365GW_UTMSTACK_INFLIGHT_BYTES; default 16777216).")
     var inFlightBytes: Int?
 
     @Option(name: .customLong("utmstack-ack-timeout-seconds"), help: "Give a connection up when logs in flight get no acknowledgement for this long; they are resent (env O365GW_UTMSTACK_ACK_TIMEOUT_SECONDS; default 30).")

@@ -61,10 +61,11 @@ public struct Database: Sendable {
                 for _ in 0..<3 {
                     let leased = try await client.withConnection { connection -> Leased<R> in
                         guard !connection.isClosed else { return .closed }
+                        let leased = DatabaseConnection(connection: connection, logger: logger)
                         return .done(try await withTaskCancellationHandler {
-                            try await body(DatabaseConnection(connection: connection, logger: logger))
+                            try await body(leased)
                         } onCancel: {
-                            DatabaseConnection.giveUp(connection)
+                            leased.giveUp()
                         })
                     }
                     if case .done(let result) = leased { return result }
@@ -82,25 +83,32 @@ public struct Database: Sendable {
     }
 }
 
-/// A leased connection whose waits always end: a statement fails when the connection closes, whatever PostgresNIO
-/// does. (PostgresNIO 1.33 drops a query written to a connection that has just closed without failing it, so a
-/// plain `query` on it waits for ever; a server restart made every collector wait so.)
+/// A leased connection whose waits always end. PostgresNIO 1.33 drops a query written to a connection that has just
+/// closed without failing it, so a plain `query` on it waits for ever (after a server restart every collector
+/// waited so). Here a statement is refused on a closed connection, and one already waiting is failed when the lease
+/// is given up (its deadline, or cancellation): the wait ends either way.
 public struct DatabaseConnection: Sendable {
     let connection: PostgresConnection
     let logger: Logger
+    private let state = LeaseState()
+
+    init(connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
 
     var isClosed: Bool { connection.isClosed }
 
-    /// Runs one statement and returns its rows; fails at once when the connection is or becomes closed.
+    /// Runs one statement and returns its rows; fails at once when the connection is closed or given up.
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
         guard !connection.isClosed else { throw GatewayError.databaseConnectionLost }
-        let (connection, logger) = (connection, logger)
+        let (connection, logger, state) = (connection, logger, state)
         return try await withCheckedThrowingContinuation { continuation in
             let outcome = ResumeOnce(continuation)
-            connection.closeFuture.whenComplete { _ in outcome.resume(with: .failure(GatewayError.databaseConnectionLost)) }
+            guard state.begin(outcome) else { return outcome.resume(with: .failure(GatewayError.databaseConnectionLost)) }
             // Not a child task: when PostgresNIO drops the query, this task never ends, and the caller must not wait
-            // for it. It holds no lease (the caller's ends with the connection).
+            // for it. It holds no lease (the caller's ends with the connection, given up).
             Task {
                 do {
                     var rows: [PostgresRow] = []
@@ -113,12 +121,37 @@ public struct DatabaseConnection: Sendable {
         }
     }
 
-    /// Closes the connection without waiting: what was running on it fails at once.
-    public func giveUp() { Self.giveUp(connection) }
+    /// Closes the connection without waiting, and fails the statement waiting on it.
+    public func giveUp() {
+        state.giveUp()
+        Self.giveUp(connection)
+    }
 
     static func giveUp(_ connection: PostgresConnection) {
         let closed: EventLoopFuture<Void> = connection.close()
         closed.whenComplete { _ in }
+    }
+}
+
+/// The statement waiting on a lease, and whether the lease was given up.
+private final class LeaseState: Sendable {
+    private let state = Mutex<(waiting: ResumeOnce<[PostgresRow]>?, gaveUp: Bool)>((nil, false))
+
+    /// Records the statement now waiting; false when the lease was given up.
+    func begin(_ outcome: ResumeOnce<[PostgresRow]>) -> Bool {
+        state.withLock { state in
+            guard !state.gaveUp else { return false }
+            state.waiting = outcome
+            return true
+        }
+    }
+
+    func giveUp() {
+        state.withLock { state in
+            state.gaveUp = true
+            defer { state.waiting = nil }
+            return state.waiting
+        }?.resume(with: .failure(GatewayError.databaseConnectionLost))
     }
 }
 

@@ -71,7 +71,10 @@ struct DeliveryWindow {
     private(set) var inFlight = Deque<Entry>()
     private(set) var heldBytes = 0
     private(set) var highWaterBytes = 0
-    private var batches: [BatchID: Batch] = [:]
+    /// The batches not yet done and the done ones after them, by id from `deliveredThrough + 1` (nil: done or
+    /// empty). Ids are consecutive, so a batch is found by its offset and updated in place: acknowledgements touch
+    /// it once per log.
+    private var batches = Deque<Batch?>()
     private var nextBatch: BatchID = 1
     /// Every batch up to this one is done.
     private(set) var deliveredThrough: BatchID = 0
@@ -104,7 +107,9 @@ struct DeliveryWindow {
     var worthSending: Bool { !queued.isEmpty && inFlight.count <= maxInFlight - max(1, maxInFlight / 4) }
 
     /// When the oldest batch not yet done was enqueued (nil: nothing held).
-    var oldestHeldSince: Instant? { batches[deliveredThrough + 1]?.enqueuedAt }
+    var oldestHeldSince: Instant? { batches.first??.enqueuedAt }
+
+    private func slot(_ batch: BatchID) -> Int { Int(batch - deliveredThrough - 1) }
 
     /// Enqueues a batch (the caller checked ``canAdmit(bytes:)``). Logs over `maxMessageBytes` are refused at once
     /// and returned, to be set aside and settled.
@@ -112,6 +117,7 @@ struct DeliveryWindow {
         let id = nextBatch
         nextBatch += 1
         guard !batch.isEmpty else {
+            batches.append(nil)
             advanceDelivered()
             return (id, [])
         }
@@ -130,9 +136,9 @@ struct DeliveryWindow {
             }
         }
         unsettled += refused.count
-        batches[id] = Batch(
+        batches.append(Batch(
             buffer: batch.buffer, remaining: batch.count, slack: batch.buffer.capacity - batch.buffer.readableBytes,
-            origin: batch.origin, enqueuedAt: now)
+            origin: batch.origin, enqueuedAt: now))
         heldBytes += batch.byteCost
         highWaterBytes = max(highWaterBytes, heldBytes)
         return (id, refused)
@@ -151,7 +157,7 @@ struct DeliveryWindow {
         if inFlight.isEmpty { progressAt = now }
         var run: (batch: BatchID, start: Int, end: Int)?
         func flush(_ run: (batch: BatchID, start: Int, end: Int)?) {
-            guard let run, let buffer = batches[run.batch]?.buffer else { return }
+            guard let run, let buffer = batches[slot(run.batch)]?.buffer else { return }
             outgoing.chunks.append(buffer.getSlice(at: buffer.readerIndex + run.start, length: run.end - run.start)!)
         }
         while outgoing.count < room, let entry = queued.popFirst() {
@@ -203,7 +209,7 @@ struct DeliveryWindow {
                 inFlight.removeFirst()
                 suspect = nil
                 unsettled += 1
-                let batch = batches[head.batch]!
+                let batch = batches[slot(head.batch)]!
                 refused = Refusal(
                     entry: head,
                     message: batch.buffer.getSlice(at: batch.buffer.readerIndex + head.start, length: head.end - head.start)!,
@@ -226,17 +232,20 @@ struct DeliveryWindow {
     /// One log of a batch is done; frees its bytes (and the batch's slack with its last log).
     private mutating func finish(_ entry: Entry) -> Int {
         var freed = entry.bytes
-        let left = (batches[entry.batch]?.remaining ?? 1) - 1
-        if left == 0 {
-            freed += batches.removeValue(forKey: entry.batch)?.slack ?? 0
-        } else {
-            batches[entry.batch]?.remaining = left
+        let index = slot(entry.batch)
+        batches[index]!.remaining -= 1
+        if batches[index]!.remaining == 0 {
+            freed += batches[index]!.slack
+            batches[index] = nil
         }
         heldBytes -= freed
         return freed
     }
 
     private mutating func advanceDelivered() {
-        while deliveredThrough + 1 < nextBatch, batches[deliveredThrough + 1] == nil { deliveredThrough += 1 }
+        while let first = batches.first, first == nil {
+            batches.removeFirst()
+            deliveredThrough += 1
+        }
     }
 }

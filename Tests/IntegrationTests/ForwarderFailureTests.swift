@@ -143,14 +143,16 @@ import UTMStackForwarder
         let socket = temporarySocketPath()
         let engine = try await GoEngine.start(socket: socket)
         defer { engine.stop() }
-        let forwarder = UTMStackForwarder(
-            configuration: configuration(socket, ackTimeout: .seconds(120)), deadLetters: MemoryDeadLetterStore(), logger: quietLogger)
+        var settings = configuration(socket, ackTimeout: .seconds(120))
+        settings.inFlightByteBudget = 64 << 20
+        let forwarder = UTMStackForwarder(configuration: settings, deadLetters: MemoryDeadLetterStore(), logger: quietLogger)
         let group = ServiceGroup(services: [forwarder], logger: quietLogger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             try await forwarder.deliver(syntheticLogs(0..<10))
             engine.freeze()
-            // 8 MB: far more than the socket buffers and grpc-go's flow-control windows take, within the byte budget.
+            // 8 MB: far more than the socket buffers and grpc-go's flow-control windows take, within the byte budget
+            // (so every submission is admitted, and the writer is what waits).
             for start in stride(from: 0, to: 8000, by: 1000) {
                 _ = try await forwarder.submit(syntheticLogs(start..<start + 1000, rawSize: 1000))
             }

@@ -1,3 +1,4 @@
+import ActivityAPI
 import Foundation
 import GatewayCore
 import Testing
@@ -126,7 +127,33 @@ struct LeaseTable {
         let known = CollectionPlan.make(checkpoint: checkpoint, now: now, backfill: 24 * 3600, trailingRelist: 3600)
         #expect(known.windows.first?.start == checkpoint.addingTimeInterval(-3600))
         #expect(known.windows.count == 1, "a routine poll lists one window")
+        #expect(known.gap == nil && fresh.gap == nil)
         let ancient = CollectionPlan.make(checkpoint: now.addingTimeInterval(-30 * 86_400), now: now, backfill: 0, trailingRelist: 0)
         #expect(ancient.windows.first!.start >= now.addingTimeInterval(-7 * 86_400), "clamped inside the 7-day limit")
+        #expect(ancient.gap == ContentWindow(start: now.addingTimeInterval(-30 * 86_400), end: ancient.windows.first!.start), "and the gap reported")
+    }
+}
+
+/// The state shown per content type, from the stored facts.
+@Suite struct UnitStateTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func state(enabled: Bool = true, error: String? = nil, checkpointAgo: TimeInterval? = 30, progressAgo: TimeInterval = 10) -> UnitStatus.State {
+        UnitStatus.state(
+            enabled: enabled, lastErrorCode: error, checkpoint: checkpointAgo.map { now.addingTimeInterval(-$0) },
+            progressAt: now.addingTimeInterval(-progressAgo), now: now, pollInterval: 60)
+    }
+
+    @Test func statesInOrderOfWhatAnOperatorMustKnowFirst() {
+        #expect(state() == .ok)
+        #expect(state(checkpointAgo: nil) == .backfilling)
+        #expect(state(checkpointAgo: 3600) == .backfilling)
+        #expect(state(error: "microsoft_unavailable") == .degraded)
+        #expect(state(progressAgo: 299) == .ok, "five poll intervals of 60 s are the 5-minute floor")
+        #expect(state(progressAgo: 301) == .stalled, "no progress for longer: a wedged pipeline shows")
+        #expect(state(error: "microsoft_unavailable", progressAgo: 3600) == .stalled, "an error that keeps coming back stalls too")
+        #expect(state(error: "client_secret_expired", progressAgo: 3600) == .authFailed, "what the admin must fix comes first")
+        #expect(state(enabled: false, progressAgo: 86_400) == .disabled)
+        #expect(UnitStatus.stallAfter(pollInterval: 600) == 3000)
     }
 }
