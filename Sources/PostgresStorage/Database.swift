@@ -57,16 +57,21 @@ public struct Database: Sendable {
         let (client, logger) = (client, logger)
         return try await withThrowingTaskGroup(of: R?.self) { group in
             group.addTask {
-                // The pool may hand out a connection that closed an instant ago (before it heard of it): take another.
+                // The pool may hand out a connection that closed an instant ago, before it heard of it (after a
+                // deadline gave one up, or a server restart): nothing ran on it, so take another.
                 for _ in 0..<3 {
                     let leased = try await client.withConnection { connection -> Leased<R> in
                         guard !connection.isClosed else { return .closed }
                         let leased = DatabaseConnection(connection: connection, logger: logger)
-                        return .done(try await withTaskCancellationHandler {
-                            try await body(leased)
-                        } onCancel: {
-                            leased.giveUp()
-                        })
+                        do {
+                            return .done(try await withTaskCancellationHandler {
+                                try await body(leased)
+                            } onCancel: {
+                                leased.giveUp()
+                            })
+                        } catch is ClosedBeforeFirstStatement {
+                            return .closed
+                        }
                     }
                     if case .done(let result) = leased { return result }
                     try await Task.sleep(for: .milliseconds(50))
@@ -104,6 +109,7 @@ public struct DatabaseConnection: Sendable {
     public func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
         guard !connection.isClosed else { throw GatewayError.databaseConnectionLost }
         let (connection, logger, state) = (connection, logger, state)
+        let first = state.isFirstStatement
         return try await withCheckedThrowingContinuation { continuation in
             let outcome = ResumeOnce(continuation)
             guard state.begin(outcome) else { return outcome.resume(with: .failure(GatewayError.databaseConnectionLost)) }
@@ -113,7 +119,11 @@ public struct DatabaseConnection: Sendable {
                 do {
                     var rows: [PostgresRow] = []
                     for try await row in try await connection.query(query, logger: logger) { rows.append(row) }
+                    state.statementRan()
                     outcome.resume(with: .success(rows))
+                } catch let error as PSQLError where first && error.code == .clientClosedConnection {
+                    // Refused before it was sent: the connection was closing when leased.
+                    outcome.resume(with: .failure(ClosedBeforeFirstStatement()))
                 } catch {
                     outcome.resume(with: .failure(error))
                 }
@@ -133,9 +143,16 @@ public struct DatabaseConnection: Sendable {
     }
 }
 
-/// The statement waiting on a lease, and whether the lease was given up.
+/// The first statement of a lease was refused because the connection was already closing: nothing ran.
+private struct ClosedBeforeFirstStatement: Error {}
+
+/// The statement waiting on a lease, whether the lease was given up, and whether a statement ran on it.
 private final class LeaseState: Sendable {
-    private let state = Mutex<(waiting: ResumeOnce<[PostgresRow]>?, gaveUp: Bool)>((nil, false))
+    private let state = Mutex<(waiting: ResumeOnce<[PostgresRow]>?, gaveUp: Bool, ran: Bool)>((nil, false, false))
+
+    var isFirstStatement: Bool { state.withLock { !$0.ran } }
+
+    func statementRan() { state.withLock { $0.ran = true } }
 
     /// Records the statement now waiting; false when the lease was given up.
     func begin(_ outcome: ResumeOnce<[PostgresRow]>) -> Bool {

@@ -123,9 +123,10 @@ extension EndToEndTests {
             simulated.duplicateFraction = 0
             simulated.lateFraction = 0
             simulated.latencySeconds = 0
-            // The backfill covers the simulated history; listing ends a minute before now; no relisting.
+            // The backfill covers the simulated history; listing ends a minute before now; no relisting. A lease
+            // TTL that a loaded test machine does not run out (a lease lost mid-poll may repeat what was in flight).
             let settings = CollectionSettings(
-                pollInterval: .milliseconds(500), backfill: 70, trailingRelist: 0, leaseTTL: 5, tick: .milliseconds(200))
+                pollInterval: .milliseconds(500), backfill: 70, trailingRelist: 0, leaseTTL: 20, tick: .milliseconds(200))
             let socket = temporarySocketPath()
             let received = ReceivedLogs(keepLogs: true)
             try await withSimulator(simulated) { simulator, url in
