@@ -32,15 +32,8 @@ extension EndToEndTests {
         /// the same socket. Before, nothing reached the new engine for as long as the frozen one lived; now the
         /// frozen connection is given up within the acknowledgement deadline and every record arrives.
         @Test func aFrozenEngineReplacedByANewOneGetsEverything() async throws {
-            var simulated = SimulatorConfiguration.generated(tenants: 3, seed: 83)
-            simulated.historyHours = 1
-            simulated.blobIntervalSeconds = 60
-            simulated.recordsPerBlob = 10
+            var simulated = SimulatorConfiguration.steady(tenants: 3, seed: 83, history: 1, interval: 60, records: 10)
             simulated.pageSize = 50
-            simulated.duplicateFraction = 0
-            simulated.lateFraction = 0
-            simulated.latencySeconds = 0
-            simulated.live = false
             let socket = temporarySocketPath()
             let database = try await TestDatabase.create("frozen")
             let keys = Self.keySpec()
@@ -84,13 +77,7 @@ extension EndToEndTests {
         /// during collection. The gateway keeps running, reports not ready while it cannot reach the database (with a
         /// generic reason), holds no transaction open past its timeout, recovers by itself and loses nothing.
         @Test func postgresRestartedAndFrozenMidCollection() async throws {
-            var simulated = SimulatorConfiguration.generated(tenants: 2, seed: 89)
-            simulated.historyHours = 0.05
-            simulated.blobIntervalSeconds = 2
-            simulated.recordsPerBlob = 5
-            simulated.duplicateFraction = 0
-            simulated.lateFraction = 0
-            simulated.latencySeconds = 0
+            let simulated = SimulatorConfiguration.steady(tenants: 2, seed: 89, history: 0.05, interval: 2, records: 5, live: true)
             let postgres = try LocalPostgres(logger: quietLogger)
             defer { postgres.stop() }
             let database = try postgres.databaseURL

@@ -57,3 +57,20 @@ func collectAll(
     }
     return (records, skipped)
 }
+
+extension SimulatorConfiguration {
+    /// Simulated content for end-to-end tests: `tenants` generated tenants, a blob per content type every `interval`
+    /// seconds over `history` hours, each of `records` records, listable at once, with no late blobs and no repeated
+    /// records (tests that want those traps set them).
+    static func steady(tenants: Int, seed: UInt64, history: Double, interval: Int, records: Int, live: Bool = false) -> SimulatorConfiguration {
+        var simulated = SimulatorConfiguration.generated(tenants: tenants, seed: seed)
+        simulated.historyHours = history
+        simulated.blobIntervalSeconds = interval
+        simulated.recordsPerBlob = records
+        simulated.duplicateFraction = 0
+        simulated.lateFraction = 0
+        simulated.latencySeconds = 0
+        simulated.live = live
+        return simulated
+    }
+}
