@@ -171,6 +171,7 @@ let package = Package(
                 "UTMStackForwarder",
                 "UTMStackReceiver",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -181,6 +182,7 @@ let package = Package(
         .executableTarget(
             name: "O365Gateway",
             dependencies: [
+                "AdminAPI",
                 "GatewayApp",
                 "GatewayCore",
                 "ActivityAPI",

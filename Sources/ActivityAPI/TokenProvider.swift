@@ -65,12 +65,18 @@ public actor TokenProvider {
     let exchange: any HTTPExchange
     let now: @Sendable () -> Date
     let logger: Logger
+    /// Told when Microsoft refuses a secret as expired and when it issues a token again (docs/expiry.md).
+    let recorder: (any SecretExpiryRecorder)?
     private var cache: [Key: Cached] = [:]
     private var waiting: [Key: [CheckedContinuation<Secret, any Error>]] = [:]
 
-    public init(exchange: any HTTPExchange, now: @escaping @Sendable () -> Date = { Date() }, logger: Logger) {
+    public init(
+        exchange: any HTTPExchange, now: @escaping @Sendable () -> Date = { Date() },
+        recorder: (any SecretExpiryRecorder)? = nil, logger: Logger
+    ) {
         self.exchange = exchange
         self.now = now
+        self.recorder = recorder
         self.logger = logger
     }
 
@@ -90,10 +96,25 @@ public actor TokenProvider {
             let refreshAt = now().addingTimeInterval(min(lifetime * 0.8, lifetime - 60))
             cache[key] = Cached(token: response.accessToken, refreshAt: refreshAt)
             waiting.removeValue(forKey: key)?.forEach { $0.resume(returning: response.accessToken) }
+            await record(auth.tenant) { try await $0.clearRefusal(auth.tenant) }
             return response.accessToken
         } catch {
             waiting.removeValue(forKey: key)?.forEach { $0.resume(throwing: error) }
+            if (error as? MicrosoftError)?.code == "client_secret_expired" {
+                let at = now()
+                await record(auth.tenant) { try await $0.recordRefusal(auth.tenant, at: at) }
+            }
             throw error
+        }
+    }
+
+    /// What Microsoft said of the credential is worth keeping, but not worth failing a token request over.
+    private func record(_ tenant: TenantID, _ write: (any SecretExpiryRecorder) async throws -> Void) async {
+        guard let recorder else { return }
+        do {
+            try await write(recorder)
+        } catch {
+            logger.notice("could not record what Microsoft said of the credential", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
         }
     }
 

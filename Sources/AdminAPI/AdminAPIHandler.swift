@@ -169,34 +169,26 @@ struct AdminAPIHandler: APIProtocol {
         }
         let now = Date()
         let items = SecretExpiryReport.items(try await store.list(), now: now, withinDays: withinDays)
-        if prefersCSV(input.headers.accept) {
-            let text = SecretExpiryReport.csv(items) { $0.secretExpirySource?.rawValue ?? "" }
-            return .ok(.init(body: .csv(HTTPBody(text))))
+        switch preferredReportFormat(input.headers.accept) {
+        case .csv:
+            return .ok(.init(body: .csv(HTTPBody(SecretExpiryReport.csv(items)))))
+        case .html:
+            return .ok(.init(body: .html(HTTPBody(SecretExpiryReport.html(items, generatedAt: now, withinDays: withinDays)))))
+        case .json, .other:
+            return .ok(.init(body: .json(.init(
+                generatedAt: RFC3339.format(now), withinDays: withinDays, items: items.map(Components.Schemas.SecretExpiryReport.ItemsPayloadPayload.init)))))
         }
-        return .ok(.init(body: .json(.init(
-            generatedAt: RFC3339.format(now), withinDays: withinDays,
-            items: items.map { item in
-                .init(
-                    id: "\(item.tenant.id)", name: item.tenant.name,
-                    tenantId: item.tenant.microsoftTenantID.uuidString.lowercased(),
-                    secretExpiresAt: item.tenant.secretExpiresAt.map(RFC3339.format), daysLeft: item.daysLeft,
-                    status: .init(rawValue: item.status.rawValue)!,
-                    source: item.tenant.secretExpirySource.flatMap { .init(rawValue: $0.rawValue) })
-            }))))
     }
 
-    /// CSV when the client ranks text/csv above application/json; JSON otherwise.
-    private func prefersCSV(
+    /// The client's most preferred of JSON, CSV and HTML; JSON when it names none of them.
+    private func preferredReportFormat(
         _ accept: [AcceptHeaderContentType<Operations.GetSecretExpiryReport.AcceptableContentType>]
-    ) -> Bool {
+    ) -> Operations.GetSecretExpiryReport.AcceptableContentType {
         for entry in accept.sortedByQuality() {
-            switch entry.contentType {
-            case .csv: return true
-            case .json: return false
-            case .other: continue
-            }
+            if case .other = entry.contentType { continue }
+            return entry.contentType
         }
-        return false
+        return .json
     }
 
     private var unsupportedMediaType: GatewayError {

@@ -26,6 +26,20 @@ extension Components.Schemas.Tenant {
     }
 }
 
+extension Components.Schemas.SecretExpiryReport.ItemsPayloadPayload {
+    init(_ item: SecretExpiryItem) {
+        self.init(
+            id: "\(item.tenant.id)", name: item.tenant.name,
+            tenantId: item.tenant.microsoftTenantID.uuidString.lowercased(),
+            secretExpiresAt: item.expiresAt.map(RFC3339.format), daysLeft: item.daysLeft,
+            status: .init(rawValue: item.status.rawValue)!,
+            source: item.source.flatMap { .init(rawValue: $0.rawValue) },
+            clientId: item.tenant.clientID.uuidString.lowercased(),
+            graphLookup: item.tenant.secretExpiry.graph.flatMap { .init(rawValue: $0.outcome.rawValue) },
+            advice: item.advice)
+    }
+}
+
 /// Exactly one of a client secret and a certificate, validated; with the certificate's expiry.
 func validatedCredential(
     secret: String?, certificate: Components.Schemas.ClientCertificate?
@@ -139,5 +153,16 @@ extension Components.Schemas.DeadLetter {
             recordId: letter.recordID, logId: letter.logID, reason: .init(rawValue: letter.reason) ?? .refusedByEngine,
             detail: letter.detail, attempts: stored.attempts, bytes: stored.bytes,
             firstRefusedAt: RFC3339.format(stored.firstRefusedAt), lastRefusedAt: RFC3339.format(stored.lastRefusedAt))
+    }
+}
+
+/// The expiry report as the API's JSON, for the shell (`o365-gateway report secret-expiry --format json`).
+public enum SecretExpiryReportJSON {
+    public static func encode(_ items: [SecretExpiryItem], generatedAt: Date, withinDays: Int) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(Components.Schemas.SecretExpiryReport(
+            generatedAt: RFC3339.format(generatedAt), withinDays: withinDays,
+            items: items.map(Components.Schemas.SecretExpiryReport.ItemsPayloadPayload.init)))
     }
 }

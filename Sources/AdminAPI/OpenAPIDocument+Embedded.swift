@@ -190,7 +190,13 @@ paths:
       - $ref: '#/components/parameters/TenantPathID'
     post:
       operationId: validateTenant
-      summary: Test the tenant's credentials against Microsoft now (token, permissions, subscriptions).
+      summary: Test the tenant's credentials against Microsoft now (token, secret expiry, permissions, subscriptions).
+      description: |
+        Checks, in order: `token` (a token with the stored credential), `secretExpiry` (the end date of the credential
+        in use, read from the app registration through Microsoft Graph and kept for the expiry report; never a failure,
+        but its code says which permission would make the date exact: `graph_permission_missing` means the app lacks
+        `Application.Read.All`), `permissions` (the Activity API accepts the token), `subscriptions`. Stops at the
+        first failed check.
       responses:
         '200':
           description: The outcome of each check.
@@ -278,7 +284,10 @@ paths:
       summary: The expiry alert report; every tenant with the state of its client secret, most urgent first.
       description: |
         `expired` once the expiry is past, `expiring` within `withinDays`, `unknown` when no expiry date is known,
-        otherwise `ok`. `Accept: text/csv` answers the same rows as CSV.
+        otherwise `ok`. The date is the best known: Microsoft's refusal of an expired secret (`token_error`), else the
+        app registration's end date of the credential in use (`graph`), else the date given at onboarding. Each row
+        says what to do (`advice`). `Accept: text/csv` answers the same rows as CSV, `Accept: text/html` a printable
+        page with one table coloured by status.
       parameters:
         - name: withinDays
           in: query
@@ -292,6 +301,8 @@ paths:
             application/json:
               schema: {$ref: '#/components/schemas/SecretExpiryReport'}
             text/csv:
+              schema: {type: string}
+            text/html:
               schema: {type: string}
         '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
@@ -519,7 +530,7 @@ components:
           type: array
           items:
             type: object
-            required: [id, name, tenantId, status]
+            required: [id, name, tenantId, clientId, status, advice]
             properties:
               id: {type: string}
               name: {type: string}
@@ -532,6 +543,16 @@ components:
                 type: string
                 enum: [ok, expiring, expired, unknown]
               source: {$ref: '#/components/schemas/SecretExpirySource'}
+              clientId: {$ref: '#/components/schemas/Guid'}
+              graphLookup:
+                type: string
+                enum: [found, permission_denied, application_not_found, credential_not_found, failed]
+                description: |
+                  What the last Graph lookup of the app registration found; absent until one ran for the current
+                  credential. `permission_denied`: grant the app `Application.Read.All` to make the date exact.
+              advice:
+                type: string
+                description: What to do about this row, in words.
     ContentTypeStatus:
       type: object
       required: [contentType, state, recordsForwarded, blobsSkipped, recordsDeadLettered]

@@ -47,6 +47,10 @@ public struct CertificateCredential: Sendable {
     /// base64url SHA-256 thumbprint of the certificate (`x5t#S256`).
     public var sha256Thumbprint: String { Base64URL.encode(Array(SHA256.hash(data: certificateDER))) }
 
+    /// The SHA-1 (as the Entra portal shows it) and SHA-256 thumbprints, raw: what Graph may give as a key
+    /// credential's `customKeyIdentifier`.
+    public var thumbprints: [[UInt8]] { [Array(Insecure.SHA1.hash(data: certificateDER)), Array(SHA256.hash(data: certificateDER))] }
+
     /// A signed JWT `client_assertion` for the token endpoint `audience`, valid for 10 minutes.
     public func clientAssertion(clientID: UUID, audience: String, now: Date = Date(), jwtID: UUID = UUID()) throws -> String {
         let algorithm = certificate.algorithm

@@ -36,6 +36,14 @@ public enum Gateway {
         }
     }
 
+    /// Every tenant, read without credentials (`o365-gateway report`).
+    public static func tenants(_ database: DatabaseURL, logger: Logger) async throws -> [Tenant] {
+        try await withDatabase(database, logger: logger) { database in
+            try await requireCurrentSchema(database, logger: logger)
+            return try await PostgresTenantStore.list(in: database)
+        }
+    }
+
     /// `o365-gateway reseal`: re-encrypt every credential under the active key.
     public static func reseal(
         _ database: DatabaseURL, keyRing: KeyRing, logger: Logger
@@ -70,19 +78,23 @@ public enum Gateway {
         let database = Database(client: client, timeout: configuration.database.timeout, logger: logger)
         let store = PostgresTenantStore(
             database: database, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger)
-        let microsoft = microsoftClient(configuration.microsoft, maxBodyBytes: configuration.collection.maxBlobBytes, logger: logger)
+        let expiry = PostgresSecretExpiryStore(database: database, logger: logger)
+        let microsoft = microsoftClient(
+            configuration.microsoft, maxBodyBytes: configuration.collection.maxBlobBytes, recorder: expiry, logger: logger)
         let validator = TenantValidator(
             client: microsoft, overrides: configuration.microsoft.overrides,
-            defaultPublisher: configuration.microsoft.publisherID)
+            defaultPublisher: configuration.microsoft.publisherID, recorder: expiry)
+        let owner = replicaName()
         let collectionStore = PostgresCollectionStore(database: database, logger: logger)
         let deadLetters = PostgresDeadLetterStore(database: database, logger: logger)
         let forwarder = UTMStackForwarder(configuration: configuration.forwarder, deadLetters: deadLetters, logger: logger)
         let notifier = EngineNotifier(endpoint: configuration.forwarder.endpoint, logger: logger)
         let watcher = SecretExpiryWatcher(
-            store: store, reporter: notifier, withinDays: configuration.secretAlertDays, interval: .seconds(6 * 3600),
+            owner: owner, tenants: store, store: expiry, validator: validator, notifier: notifier,
+            webhook: configuration.alertWebhook, policy: configuration.alertPolicy, interval: configuration.expiryRound,
             logger: logger)
         let scheduler = CollectionScheduler(
-            owner: replicaName(), tenants: store, store: collectionStore,
+            owner: owner, tenants: store, store: collectionStore,
             microsoft: microsoft, validator: validator, forwarder: forwarder,
             memory: ResponseMemoryBudget(limit: configuration.collection.blobBufferBytes), reporter: notifier,
             settings: configuration.collection, logger: logger)
@@ -127,10 +139,12 @@ public enum Gateway {
         }
     }
 
-    static func microsoftClient(_ settings: MicrosoftSettings, maxBodyBytes: Int, logger: Logger) -> ActivityClient {
+    static func microsoftClient(
+        _ settings: MicrosoftSettings, maxBodyBytes: Int, recorder: (any SecretExpiryRecorder)? = nil, logger: Logger
+    ) -> ActivityClient {
         let exchange = AsyncHTTPExchange(maxBodyBytes: maxBodyBytes)
         return ActivityClient(
-            exchange: exchange, tokens: TokenProvider(exchange: exchange, logger: logger),
+            exchange: exchange, tokens: TokenProvider(exchange: exchange, recorder: recorder, logger: logger),
             configuration: .init(requestsPerMinute: settings.requestsPerMinute, maxRetries: settings.maxRetries), logger: logger)
     }
 

@@ -16,8 +16,12 @@ public struct GatewayConfiguration: Sendable {
     public var maxRequestBodyBytes: Int
     public var forwarder: ForwarderConfiguration
     public var microsoft: MicrosoftSettings
-    /// Secrets expiring within this many days are reported to UTMStack (`O365GW_SECRET_ALERT_DAYS`).
-    public var secretAlertDays: Int = 14
+    /// When expiring credentials are alerted (`O365GW_SECRET_ALERT_DAYS`, days before expiry; daily once expired).
+    public var alertPolicy = try! ExpiryAlertPolicy()
+    /// Where alerts go besides UTMStack (`O365GW_ALERT_WEBHOOK_URL`); nil for UTMStack only.
+    public var alertWebhook: AlertWebhook?
+    /// How often each replica tries for the expiry lease, and its holder checks expiries and delivers alerts.
+    public var expiryRound: Duration = .seconds(60)
     /// Polling, backfill, relisting, workers and leases (docs/collection.md).
     public var collection = CollectionSettings()
 

@@ -90,8 +90,10 @@ public struct Tenant: Sendable, Equatable {
     public var dataSource: String
     public var enabled: Bool
     public var credentialKind: CredentialKind
-    public var secretExpiresAt: Date?
-    public var secretExpirySource: SecretExpirySource?
+    /// What is known of when the credential stops working (`secretExpiresAt` is the date as best known).
+    public var secretExpiry: SecretExpiryEvidence
+    /// Grows by one with every new credential; what Graph found and what was alerted belong to one generation.
+    public var credentialGeneration: Int64
     public var createdAt: Date
     public var updatedAt: Date
     /// Grows by one on every change; used for optimistic concurrency (ETag / If-Match).
@@ -100,7 +102,7 @@ public struct Tenant: Sendable, Equatable {
     public init(
         id: TenantID, name: String, microsoftTenantID: UUID, clientID: UUID, cloud: Cloud,
         contentTypes: [ContentType], publisherID: UUID?, utmTenantID: String, dataSource: String, enabled: Bool,
-        credentialKind: CredentialKind, secretExpiresAt: Date?, secretExpirySource: SecretExpirySource?,
+        credentialKind: CredentialKind, secretExpiry: SecretExpiryEvidence, credentialGeneration: Int64 = 1,
         createdAt: Date, updatedAt: Date, version: Int64
     ) {
         self.id = id
@@ -114,12 +116,18 @@ public struct Tenant: Sendable, Equatable {
         self.dataSource = dataSource
         self.enabled = enabled
         self.credentialKind = credentialKind
-        self.secretExpiresAt = secretExpiresAt
-        self.secretExpirySource = secretExpirySource
+        self.secretExpiry = secretExpiry
+        self.credentialGeneration = credentialGeneration
         self.createdAt = createdAt
         self.updatedAt = updatedAt
         self.version = version
     }
+}
+
+extension Tenant {
+    /// When the credential stops working, as best known (Microsoft's refusal, then Graph, then the operator).
+    public var secretExpiresAt: Date? { secretExpiry.effective?.expiresAt }
+    public var secretExpirySource: SecretExpirySource? { secretExpiry.effective?.source }
 }
 
 /// A validated onboarding request.

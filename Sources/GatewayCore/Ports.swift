@@ -44,3 +44,13 @@ public struct ValidationCheck: Sendable, Equatable {
 public protocol CredentialValidator: Sendable {
     func validate(_ tenant: Tenant, credential: Credential) async -> [ValidationCheck]
 }
+
+/// Keeps what Microsoft says of a tenant's credential: the end date Graph shows, and its refusal of an expired secret.
+public protocol SecretExpiryRecorder: Sendable {
+    /// Stores a Graph lookup's finding, unless the credential changed since (`generation`).
+    func recordGraphFinding(_ finding: GraphExpiryFinding, tenant: TenantID, generation: Int64) async throws
+    /// Microsoft refused the secret as expired (AADSTS7000222) at `date`; held until it issues a token again.
+    func recordRefusal(_ tenant: TenantID, at date: Date) async throws
+    /// Microsoft issued a token with the tenant's credential: an earlier refusal no longer holds.
+    func clearRefusal(_ tenant: TenantID) async throws
+}

@@ -1,4 +1,7 @@
+import Crypto
 import Foundation
+import SwiftASN1
+import X509
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -89,7 +92,8 @@ struct SimulatorRoutes: Sendable {
         } else {
             return tokenError(401, "invalid_client", 7000218, "The request body must contain client_secret or client_assertion.")
         }
-        let token = state.issueToken(tenant: index, now: now)
+        let audience = (v2 ? form["scope"] : form["resource"]) ?? ""
+        let token = state.issueToken(tenant: index, graph: audience.contains("graph"), now: now)
         let lifetime = configuration.tokenLifetimeSeconds
         let json: String
         if v2 {
@@ -117,6 +121,9 @@ struct SimulatorRoutes: Sendable {
         else { return .failure(ResponseError(Self.json(401, #"{"Message":"Authorization has been denied for this request."}"#))) }
         guard let index = state.tenantIndex(context.parameters.get("tenant") ?? ""), index == token.tenantIndex else {
             return .failure(ResponseError(Self.afError(400, "AF20010", "The tenant ID passed in the URL does not match the tenant ID passed in the access token.")))
+        }
+        guard !token.graph else {
+            return .failure(ResponseError(Self.json(401, #"{"Message":"Authorization has been denied for this request."}"#)))
         }
         guard token.roles else {
             return .failure(ResponseError(Self.afError(401, "AF10001", "The permission set () sent in the request does not include the expected permission.")))
@@ -237,17 +244,66 @@ struct SimulatorRoutes: Sendable {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
             let token = state.token(String(header.dropFirst(7))), token.expiresAt > Date()
         else { return Self.json(401, #"{"error":{"code":"InvalidAuthenticationToken","message":"Access token is empty."}}"#) }
+        guard token.graph else {
+            return Self.json(401, #"{"error":{"code":"InvalidAuthenticationToken","message":"Access token validation failure. Invalid audience."}}"#)
+        }
         let tenant = configuration.tenants[token.tenantIndex]
         guard tenant.graphPermission else {
             return Self.json(403, #"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation.","innerError":{"date":"\#(ContentGenerator.microsoftTime(Date()))","request-id":"\#(UUID().uuidString.lowercased())"}}}"#)
         }
         let filter = request.uri.queryParameters.get("$filter") ?? ""
         let appID = tenant.clientId.uuidString.lowercased()
-        guard filter.lowercased().contains(appID) else {
-            return Self.json(200, #"{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#applications","value":[]}"#)
+        let registration = tenant.registration ?? Self.defaultRegistration(tenant)
+        var value: [[String: Any]] = []
+        if filter.lowercased().contains(appID), registration.inThisTenant {
+            func entries(_ credentials: [SimulatorConfiguration.Tenant.Registration.Credential], key: Bool) -> [[String: Any]] {
+                credentials.enumerated().map { index, credential in
+                    var entry: [String: Any] = [
+                        "keyId": Deterministic.uuid(configuration.seed, key ? "key" : "password", UInt64(index)).uuidString.lowercased(),
+                        "displayName": "credential \(index + 1)", "startDateTime": "2025-01-01T00:00:00Z",
+                        "endDateTime": credential.endDateTime,
+                        "customKeyIdentifier": credential.customKeyIdentifier ?? NSNull(),
+                    ]
+                    if key {
+                        entry["type"] = "AsymmetricX509Cert"
+                        entry["usage"] = "Verify"
+                        entry["key"] = NSNull()
+                    } else {
+                        entry["hint"] = credential.hint ?? NSNull()
+                        entry["secretText"] = NSNull()
+                    }
+                    return entry
+                }
+            }
+            value = [[
+                "id": Deterministic.uuid(configuration.seed, "application", UInt64(token.tenantIndex)).uuidString.lowercased(),
+                "appId": appID, "displayName": "o365-gateway",
+                "passwordCredentials": entries(registration.passwordCredentials, key: false),
+                "keyCredentials": entries(registration.keyCredentials, key: true),
+            ]]
         }
-        let end = tenant.secretExpiresAt.map { "\"\($0)\"" } ?? "null"
-        return Self.json(200, #"{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#applications","value":[{"id":"\#(UUID().uuidString.lowercased())","appId":"\#(appID)","displayName":"o365-gateway","passwordCredentials":[{"keyId":"\#(appID)","displayName":"gateway","hint":"\#((tenant.clientSecret ?? "sim").prefix(3))","startDateTime":"2026-01-01T00:00:00Z","endDateTime":\#(end),"customKeyIdentifier":null,"secretText":null}],"keyCredentials":[]}]}"#)
+        let body: [String: Any] = ["@odata.context": "https://graph.microsoft.com/v1.0/$metadata#applications", "value": value]
+        let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()
+        return Self.json(200, String(decoding: data, as: UTF8.self))
+    }
+
+    /// One secret matching the tenant's (its first three characters as the hint) ending at `secretExpiresAt`, and
+    /// for a certificate one key credential with its SHA-1 thumbprint and end date, as the portal registers them.
+    static func defaultRegistration(_ tenant: SimulatorConfiguration.Tenant) -> SimulatorConfiguration.Tenant.Registration {
+        var registration = SimulatorConfiguration.Tenant.Registration()
+        if let secret = tenant.clientSecret, let end = tenant.secretExpiresAt {
+            registration.passwordCredentials = [.init(hint: String(secret.prefix(3)), endDateTime: end)]
+        }
+        if let pem = tenant.certificatePem, let certificate = try? Certificate(pemEncoded: pem) {
+            var serializer = DER.Serializer()
+            if (try? serializer.serialize(certificate)) != nil {
+                let thumbprint = Data(Insecure.SHA1.hash(data: serializer.serializedBytes)).base64EncodedString()
+                registration.keyCredentials = [
+                    .init(customKeyIdentifier: thumbprint, endDateTime: ContentGenerator.contentTime(certificate.notValidAfter))
+                ]
+            }
+        }
+        return registration
     }
 
     // MARK: Helpers

@@ -27,6 +27,33 @@ public struct SimulatorConfiguration: Codable, Sendable {
         /// Whether Graph answers `applications` (Application.Read.All granted).
         public var graphPermission: Bool
         public var secretExpiresAt: String?
+        /// The app registration's credentials as Graph lists them; nil for one secret matching `clientSecret` that
+        /// ends at `secretExpiresAt` (and, with a certificate, one key credential with its thumbprint and end).
+        public var registration: Registration?
+
+        /// An app registration as Graph shows it (`passwordCredentials`, `keyCredentials`).
+        public struct Registration: Codable, Sendable {
+            public struct Credential: Codable, Sendable {
+                public var hint: String?
+                /// Base64 of the certificate thumbprint, for key credentials.
+                public var customKeyIdentifier: String?
+                public var endDateTime: String
+                public init(hint: String? = nil, customKeyIdentifier: String? = nil, endDateTime: String) {
+                    self.hint = hint
+                    self.customKeyIdentifier = customKeyIdentifier
+                    self.endDateTime = endDateTime
+                }
+            }
+            /// False when the application object lives in another tenant (a multi-tenant app): `value` is empty.
+            public var inThisTenant: Bool
+            public var passwordCredentials: [Credential]
+            public var keyCredentials: [Credential]
+            public init(inThisTenant: Bool = true, passwordCredentials: [Credential] = [], keyCredentials: [Credential] = []) {
+                self.inThisTenant = inThisTenant
+                self.passwordCredentials = passwordCredentials
+                self.keyCredentials = keyCredentials
+            }
+        }
 
         public init(
             name: String, tenantId: UUID, clientId: UUID, clientSecret: String?, certificatePem: String? = nil,
@@ -41,6 +68,7 @@ public struct SimulatorConfiguration: Codable, Sendable {
             self.disabledContentTypes = disabledContentTypes
             self.graphPermission = graphPermission
             self.secretExpiresAt = secretExpiresAt
+            self.registration = nil
         }
     }
 

@@ -8,7 +8,8 @@ import SwiftASN1
 
 /// The simulator's mutable state: issued tokens, subscriptions, per-tenant request counts, the fault counter.
 final class SimulatorState: Sendable {
-    struct Token { var tenantIndex: Int; var roles: Bool; var expiresAt: Date }
+    /// `graph`: issued for the Graph audience (scope or resource on the Graph host), not for the Activity API.
+    struct Token { var tenantIndex: Int; var roles: Bool; var graph: Bool; var expiresAt: Date }
     enum Subscription { case enabled, disabled }
 
     struct Counters {
@@ -45,11 +46,11 @@ final class SimulatorState: Sendable {
         tenantIndexes[id.lowercased()]
     }
 
-    func issueToken(tenant: Int, now: Date) -> String {
+    func issueToken(tenant: Int, graph: Bool, now: Date) -> String {
         let token = "simtok-" + UUID().uuidString.lowercased()
         let roles = configuration.tenants[tenant].mode != .noConsent
         counters.withLock {
-            $0.tokens[token] = Token(tenantIndex: tenant, roles: roles, expiresAt: now.addingTimeInterval(Double(configuration.tokenLifetimeSeconds)))
+            $0.tokens[token] = Token(tenantIndex: tenant, roles: roles, graph: graph, expiresAt: now.addingTimeInterval(Double(configuration.tokenLifetimeSeconds)))
         }
         return token
     }

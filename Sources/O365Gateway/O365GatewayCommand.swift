@@ -20,7 +20,7 @@ struct O365GatewayCommand: AsyncParsableCommand {
             Every option can also be given by its environment variable (O365GW_...); the flag wins.
             Prefer the environment for secrets: command lines are visible to other users of the machine.
             """,
-        subcommands: [Serve.self, Migrate.self, Reseal.self, Demo.self, Simulator.self, Receiver.self, Bench.self]
+        subcommands: [Serve.self, Migrate.self, Reseal.self, Report.self, Demo.self, Simulator.self, Receiver.self, Bench.self]
     )
 
     /// ArgumentParser's entry point, after tuning the heap (``HeapTuning``) for whatever subcommand runs.
@@ -249,8 +249,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("listen"), help: "Admin API address host:port (env O365GW_LISTEN; default 127.0.0.1:8080).")
     var listen: String?
 
-    @Option(name: .customLong("secret-alert-days"), help: "Report secrets expiring within this many days to UTMStack (env O365GW_SECRET_ALERT_DAYS; default 14).")
-    var secretAlertDays: Int?
+    @Option(name: .customLong("secret-alert-days"), help: "Alert expiring secrets this many days before they expire, comma-separated; daily once expired (env O365GW_SECRET_ALERT_DAYS; default 30,14,7,1).")
+    var secretAlertDays: String?
+
+    @Option(name: .customLong("alert-webhook-url"), help: "Also post expiry alerts as JSON to this URL; a Slack or Teams incoming webhook works as it is (env O365GW_ALERT_WEBHOOK_URL).")
+    var alertWebhookURL: String?
 
     func run() async throws {
         try await runReportingErrors {
@@ -263,11 +266,12 @@ struct Serve: AsyncParsableCommand {
                     parsing: listen ?? ProcessInfo.processInfo.environment["O365GW_LISTEN"] ?? "127.0.0.1:8080"),
                 forwarder: try utmstack.configuration(),
                 microsoft: try microsoft.settings())
-            if let days = secretAlertDays ?? ProcessInfo.processInfo.environment["O365GW_SECRET_ALERT_DAYS"].flatMap(Int.init) {
-                guard (0...365).contains(days) else {
-                    throw GatewayError(.invalidInput, code: "invalid_setting", "O365GW_SECRET_ALERT_DAYS must be 0 to 365.")
-                }
-                configuration.secretAlertDays = days
+            let env = ProcessInfo.processInfo.environment
+            if let days = secretAlertDays ?? env["O365GW_SECRET_ALERT_DAYS"] {
+                configuration.alertPolicy = try ExpiryAlertPolicy(parsing: days)
+            }
+            if let url = alertWebhookURL ?? env["O365GW_ALERT_WEBHOOK_URL"], !url.isEmpty {
+                configuration.alertWebhook = try AlertWebhook(url: Secret(url))
             }
             configuration.collection = try collection.settings()
             let metrics = PrometheusCollectorRegistry()

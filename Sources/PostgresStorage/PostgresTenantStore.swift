@@ -18,7 +18,8 @@ public struct PostgresTenantStore: TenantStore {
 
     static let columns = """
         id, name, ms_tenant_id, client_id, cloud, content_types, publisher_id, utm_tenant_id, data_source, enabled,
-        credential_kind, secret_expires_at, secret_expiry_source, created_at, updated_at, version
+        credential_kind, secret_expires_at, graph_outcome, graph_expires_at, graph_checked_at, secret_refused_at,
+        credential_generation, created_at, updated_at, version
         """
 
     public func create(_ new: NewTenant) async throws -> Tenant {
@@ -47,7 +48,12 @@ public struct PostgresTenantStore: TenantStore {
     }
 
     public func list() async throws -> [Tenant] {
-        try await database.query("SELECT \(unescaped: Self.columns) FROM tenants ORDER BY lower(name), id")
+        try await Self.list(in: database)
+    }
+
+    /// Every tenant, without opening a credential (no keys needed: the shell's reports read this).
+    public static func list(in database: Database) async throws -> [Tenant] {
+        try await database.query("SELECT \(unescaped: columns) FROM tenants ORDER BY lower(name), id")
             .map(Tenant.init(row:))
     }
 
@@ -90,6 +96,9 @@ public struct PostgresTenantStore: TenantStore {
                     credential_box = \(sealed.box),
                     secret_expires_at = \(secretExpiresAt),
                     secret_expiry_source = \(secretExpiresAt == nil ? nil : SecretExpirySource.onboarding.rawValue),
+                    -- A new credential: what Graph and the token endpoint said of the old one no longer holds.
+                    credential_generation = credential_generation + 1,
+                    graph_outcome = NULL, graph_expires_at = NULL, graph_checked_at = NULL, secret_refused_at = NULL,
                     version = version + 1,
                     updated_at = now()
                 WHERE id = \(id.uuid)
@@ -158,8 +167,15 @@ extension Tenant {
             dataSource: try r["data_source"].decode(String.self),
             enabled: try r["enabled"].decode(Bool.self),
             credentialKind: kind,
-            secretExpiresAt: try r["secret_expires_at"].decode(Date?.self),
-            secretExpirySource: try r["secret_expiry_source"].decode(String?.self).flatMap(SecretExpirySource.init),
+            secretExpiry: SecretExpiryEvidence(
+                stated: try r["secret_expires_at"].decode(Date?.self),
+                graph: try r["graph_outcome"].decode(String?.self).flatMap(GraphExpiryFinding.Outcome.init).map { outcome in
+                    GraphExpiryFinding(
+                        outcome: outcome, expiresAt: try r["graph_expires_at"].decode(Date?.self),
+                        checkedAt: try r["graph_checked_at"].decode(Date?.self) ?? .distantPast)
+                },
+                refusedAt: try r["secret_refused_at"].decode(Date?.self)),
+            credentialGeneration: try r["credential_generation"].decode(Int64.self),
             createdAt: try r["created_at"].decode(Date.self),
             updatedAt: try r["updated_at"].decode(Date.self),
             version: try r["version"].decode(Int64.self)

@@ -32,12 +32,18 @@ public final class EngineNotifier: ProblemReporter {
         logger.warning(
             "integration problem",
             metadata: ["tenant": "\(problem.tenant)", "code": "\(problem.code)", "advice": "\(problem.advice)"])
-        guard let socketPath else { return }
         do {
-            try await send(Self.message(problem, at: Date()), socketPath: socketPath)
+            try await deliver(problem)
         } catch {
             logger.warning("could not notify UTMStack", metadata: ["code": "\(problem.code)", "error": "\(error)"])
         }
+    }
+
+    /// Sends `problem` now, without de-duplication, and returns once UTMStack acknowledged it; throws when it did not.
+    /// On the network path there is no `Notify`: nothing is sent (callers log the problem).
+    public func deliver(_ problem: IntegrationProblem) async throws {
+        guard let socketPath else { return }
+        try await send(Self.message(problem, at: Date()), socketPath: socketPath)
     }
 
     /// The `plugins.Message` fields, in field-number order: id, timestamp, topic, message (JSON).

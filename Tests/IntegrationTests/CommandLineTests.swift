@@ -1,7 +1,16 @@
+import CredentialCrypto
+import AsyncHTTPClient
 import Foundation
+import GatewayApp
+import MicrosoftSimulator
+import NIOCore
 import GatewayCore
 import PostgresStorage
 import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The real `o365-gateway` executable, built by `swift test` next to the test bundle.
 enum Executable {
@@ -56,7 +65,10 @@ enum Executable {
             "O365GW_ENCRYPTION_KEYS": "k1:\(Data(repeating: 3, count: 32).base64EncodedString())",
             "O365GW_DATABASE_URL": "postgres://u:help-probe-password@127.0.0.1:1/db",
         ]
-        for command in [["--help"], ["serve", "--help"], ["migrate", "--help"], ["reseal", "--help"], ["demo", "--help"]] {
+        for command in [
+            ["--help"], ["serve", "--help"], ["migrate", "--help"], ["reseal", "--help"], ["demo", "--help"],
+            ["report", "--help"], ["report", "secret-expiry", "--help"],
+        ] {
             let result = try Executable.run(command, environment: env)
             #expect(result.status == 0, "\(command)")
             let text = result.stdout + result.stderr
@@ -88,4 +100,86 @@ enum Executable {
         let again = try Executable.run(["migrate"], environment: env)
         #expect(again.status == 0 && again.stdout.contains("schema is current"))
     }
+
+    /// The expiry report from the shell reads the database with no keys; its exit code says whether to act.
+    @Test func theExpiryReportFromTheShell() async throws {
+        let db = try await TestDatabase.create("report")
+        _ = try await Gateway.migrate(db, logger: quietLogger)
+        try await TestDatabase.withClient(db) { database in
+            let store = PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: .random()), logger: quietLogger)
+            var soon = newTenant()
+            soon.name = "Soon <&> Co"
+            soon.secretExpiresAt = Date().addingTimeInterval(3 * 86_400 + 3600)
+            var fine = newTenant()
+            fine.name = "Fine"
+            fine.secretExpiresAt = Date().addingTimeInterval(300 * 86_400)
+            _ = try await store.create(soon)
+            _ = try await store.create(fine)
+        }
+        let env = ["O365GW_DATABASE_URL": db.urlForTools + "?sslmode=disable"]
+        let table = try Executable.run(["report", "secret-expiry", "--within-days", "7"], environment: env)
+        #expect(table.status == 1, "something expires within 7 days: \(table.stderr)")
+        let lines = table.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("STATUS") == true && lines[1].hasPrefix("expiring  Soon <&> Co"), "\(table.stdout)")
+        let json = try Executable.run(["report", "secret-expiry", "--format", "json"], environment: env)
+        let items = try #require(((try? JSONSerialization.jsonObject(with: Data(json.stdout.utf8))) as? [String: Any])?["items"] as? [[String: Any]])
+        #expect(items.map { $0["name"] as? String } == ["Soon <&> Co", "Fine"] && items[0]["daysLeft"] as? Int == 3)
+        let csv = try Executable.run(["report", "secret-expiry", "--format", "csv"], environment: env)
+        #expect(csv.stdout.hasPrefix(SecretExpiryReport.csvHeader))
+        let html = try Executable.run(["report", "secret-expiry", "--format", "html"], environment: env)
+        #expect(html.stdout.contains("Soon &lt;&amp;&gt; Co") && html.stdout.hasPrefix("<!DOCTYPE html>"))
+        let calm = try Executable.run(["report", "secret-expiry", "--within-days", "1"], environment: env)
+        #expect(calm.status == 0, "nothing within a day")
+        let wrong = try Executable.run(["report", "secret-expiry", "--format", "pdf"], environment: env)
+        #expect(wrong.status != 0 && wrong.stderr.contains("pdf"))
+    }
+
+    /// `serve` exports each tenant's expiry as the one per-tenant gauge, for a one-line alert rule.
+    @Test func serveExportsTheExpiryTimestampPerTenant() async throws {
+        let db = try await TestDatabase.create("gauge")
+        _ = try await Gateway.migrate(db, logger: quietLogger)
+        let keySpec = "k1:\(Data(repeating: 9, count: 32).base64EncodedString())"
+        let expiresAt = Date(timeIntervalSince1970: 1_900_000_000)
+        let id = try await TestDatabase.withClient(db) { database in
+            let store = PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: try KeyRing(parsing: Secret(keySpec))), logger: quietLogger)
+            var tenant = newTenant()
+            tenant.secretExpiresAt = expiresAt
+            return try await store.create(tenant).id
+        }
+        let port = try freeLoopbackPort()
+        try await withSimulator(SimulatorConfiguration.generated(tenants: 0)) { _, microsoft in
+            let running = try Executable.start(["serve"], environment: [
+                "O365GW_DATABASE_URL": db.urlForTools + "?sslmode=disable", "O365GW_ENCRYPTION_KEYS": keySpec,
+                "O365GW_ADMIN_TOKEN": "gauge-probe-admin-token-0123456789", "O365GW_LISTEN": "127.0.0.1:\(port)",
+                "O365GW_UTMSTACK_SOCKET": "/tmp/o365gw-none/engine.sock", "O365GW_LOGIN_URL": microsoft.absoluteString,
+                "O365GW_MANAGE_URL": microsoft.absoluteString, "O365GW_GRAPH_URL": microsoft.absoluteString,
+                "O365GW_LOG_LEVEL": "warning",
+            ])
+            defer { running.terminate() }
+            let line = #"o365gw_secret_expiry_timestamp_seconds{tenant="\#(id)"} 1900000000"#
+            let exported = try await eventually(timeout: .seconds(30)) {
+                guard let response = try? await HTTPClient.shared.get(url: "http://127.0.0.1:\(port)/metrics").get(),
+                    let body = response.body
+                else { return false }
+                return String(buffer: body).contains(line)
+            }
+            #expect(exported, "\(running.outputTail)")
+        }
+    }
+}
+
+/// A loopback TCP port nobody listens on now.
+func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw CocoaError(.fileReadUnknown) }
+    return Int(UInt16(bigEndian: address.sin_port))
 }

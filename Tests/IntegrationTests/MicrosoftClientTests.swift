@@ -99,7 +99,7 @@ import _CryptoExtras
                 let tenant = Tenant(
                     id: TenantID(), name: sim.name, microsoftTenantID: sim.tenantId, clientID: sim.clientId, cloud: .commercial,
                     contentTypes: [.exchange], publisherID: nil, utmTenantID: "u", dataSource: "d", enabled: true,
-                    credentialKind: .secret, secretExpiresAt: nil, secretExpirySource: nil, createdAt: Date(), updatedAt: Date(),
+                    credentialKind: .secret, secretExpiry: .init(), createdAt: Date(), updatedAt: Date(),
                     version: 1)
                 let checks = await validator.validate(tenant, credential: .clientSecret(Secret(secret ?? sim.clientSecret!)))
                 return checks.filter { !$0.ok }.map(\.code)

@@ -435,3 +435,46 @@ func client(_ exchange: CannedExchange, sleeps: SleepRecorder = SleepRecorder(),
         #expect(throws: GatewayError.self) { try MicrosoftEndpoints.Overrides(login: "ftp://x", manage: nil, graph: nil) }
     }
 }
+
+@Suite struct SecretExpiryLookupTests {
+    func lookup(_ exchange: CannedExchange, sleeps: SleepRecorder = SleepRecorder()) -> SecretExpiryLookup {
+        SecretExpiryLookup(
+            exchange: exchange, tokens: TokenProvider(exchange: exchange, logger: Logger(label: "test")),
+            sleep: { sleeps.record($0) }, logger: Logger(label: "test"))
+    }
+
+    static let registration = #"{"value":[{"appId":"x","passwordCredentials":[{"hint":"s3c","endDateTime":"2027-03-01T00:00:00Z"},{"hint":"zzz","endDateTime":"2030-01-01T00:00:00Z"}],"keyCredentials":[]}]}"#
+
+    /// Each cloud's own Graph host, with a token for that Graph audience: the bearer token goes nowhere else.
+    @Test(arguments: [
+        (Cloud.commercial, "https://graph.microsoft.com", "https%3A%2F%2Fgraph.microsoft.com%2F.default"),
+        (.gcchigh, "https://graph.microsoft.us", "https%3A%2F%2Fgraph.microsoft.us%2F.default"),
+        (.dod, "https://dod-graph.microsoft.us", "https%3A%2F%2Fdod-graph.microsoft.us%2F.default"),
+        (.china, "https://microsoftgraph.chinacloudapi.cn", "https%3A%2F%2Fmicrosoftgraph.chinacloudapi.cn%2F.default"),
+    ])
+    func eachCloudAsksItsOwnGraph(_ cloud: Cloud, _ host: String, _ scope: String) async throws {
+        let exchange = CannedExchange { request in
+            request.method == "POST" ? json(200, v2Token) : json(200, Self.registration)
+        }
+        let finding = await lookup(exchange).lookup(auth(cloud: cloud))
+        #expect(finding.outcome == .found && finding.expiresAt == RFC3339.parse("2027-03-01T00:00:00Z"))
+        let sent = exchange.sent.withLock { $0 }
+        #expect(String(decoding: sent[0].body ?? [], as: UTF8.self).contains("scope=\(scope)"))
+        #expect(sent[1].url.hasPrefix("\(host)/v1.0/applications?$filter=appId%20eq%20%27"))
+        #expect(sent[1].url.hasSuffix("&$select=id,appId,passwordCredentials,keyCredentials"))
+    }
+
+    @Test func deniedEmptyThrottledAndBrokenAnswersBecomeOutcomes() async throws {
+        func outcome(_ answer: MicrosoftResponse) async -> GraphExpiryFinding.Outcome {
+            await lookup(CannedExchange { $0.method == "POST" ? json(200, v2Token) : answer }).lookup(auth()).outcome
+        }
+        #expect(await outcome(json(403, #"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation."}}"#)) == .permissionDenied)
+        #expect(await outcome(json(200, #"{"value":[]}"#)) == .applicationNotFound)
+        #expect(await outcome(json(200, #"{"value":[{"passwordCredentials":[{"hint":"abc","endDateTime":"2027-01-01T00:00:00Z"}]}]}"#)) == .credentialNotFound)
+        #expect(await outcome(json(200, "<html>")) == .failed)
+        let sleeps = SleepRecorder()
+        let throttled = CannedExchange { $0.method == "POST" ? json(200, v2Token) : json(429, "{}", [("Retry-After", "7")]) }
+        #expect(await lookup(throttled, sleeps: sleeps).lookup(auth()).outcome == .failed)
+        #expect(sleeps.all == [7, 7, 7], "Retry-After is honoured, three times")
+    }
+}

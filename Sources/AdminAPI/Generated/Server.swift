@@ -1277,7 +1277,14 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
             }
         )
     }
-    /// Test the tenant's credentials against Microsoft now (token, permissions, subscriptions).
+    /// Test the tenant's credentials against Microsoft now (token, secret expiry, permissions, subscriptions).
+    ///
+    /// Checks, in order: `token` (a token with the stored credential), `secretExpiry` (the end date of the credential
+    /// in use, read from the app registration through Microsoft Graph and kept for the expiry report; never a failure,
+    /// but its code says which permission would make the date exact: `graph_permission_missing` means the app lacks
+    /// `Application.Read.All`), `permissions` (the Activity API accepts the token), `subscriptions`. Stops at the
+    /// first failed check.
+    ///
     ///
     /// - Remark: HTTP `POST /api/v1/tenants/{id}/validate`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)`.
@@ -1774,7 +1781,10 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
     /// The expiry alert report; every tenant with the state of its client secret, most urgent first.
     ///
     /// `expired` once the expiry is past, `expiring` within `withinDays`, `unknown` when no expiry date is known,
-    /// otherwise `ok`. `Accept: text/csv` answers the same rows as CSV.
+    /// otherwise `ok`. The date is the best known: Microsoft's refusal of an expired secret (`token_error`), else the
+    /// app registration's end date of the credential in use (`graph`), else the date given at onboarding. Each row
+    /// says what to do (`advice`). `Accept: text/csv` answers the same rows as CSV, `Accept: text/html` a printable
+    /// page with one table coloured by status.
     ///
     ///
     /// - Remark: HTTP `GET /api/v1/reports/secret-expiry`.
@@ -1833,6 +1843,16 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                             value,
                             headerFields: &response.headerFields,
                             contentType: "text/csv"
+                        )
+                    case let .html(value):
+                        try converter.validateAcceptIfPresent(
+                            "text/html",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsBinary(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "text/html"
                         )
                     }
                     return (response, body)

@@ -589,6 +589,30 @@ extension Components {
                 internal var status: Components.Schemas.SecretExpiryReport.ItemsPayloadPayload.StatusPayload
                 /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/source`.
                 internal var source: Components.Schemas.SecretExpirySource?
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/clientId`.
+                internal var clientId: Components.Schemas.Guid
+                /// What the last Graph lookup of the app registration found; absent until one ran for the current
+                /// credential. `permission_denied`: grant the app `Application.Read.All` to make the date exact.
+                ///
+                ///
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/graphLookup`.
+                internal enum GraphLookupPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                    case found = "found"
+                    case permissionDenied = "permission_denied"
+                    case applicationNotFound = "application_not_found"
+                    case credentialNotFound = "credential_not_found"
+                    case failed = "failed"
+                }
+                /// What the last Graph lookup of the app registration found; absent until one ran for the current
+                /// credential. `permission_denied`: grant the app `Application.Read.All` to make the date exact.
+                ///
+                ///
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/graphLookup`.
+                internal var graphLookup: Components.Schemas.SecretExpiryReport.ItemsPayloadPayload.GraphLookupPayload?
+                /// What to do about this row, in words.
+                ///
+                /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/ItemsPayload/advice`.
+                internal var advice: Swift.String
                 /// Creates a new `ItemsPayloadPayload`.
                 ///
                 /// - Parameters:
@@ -599,6 +623,9 @@ extension Components {
                 ///   - daysLeft: Whole days left; negative once expired; absent when unknown.
                 ///   - status:
                 ///   - source:
+                ///   - clientId:
+                ///   - graphLookup: What the last Graph lookup of the app registration found; absent until one ran for the current
+                ///   - advice: What to do about this row, in words.
                 internal init(
                     id: Swift.String,
                     name: Swift.String,
@@ -606,7 +633,10 @@ extension Components {
                     secretExpiresAt: Components.Schemas.Timestamp? = nil,
                     daysLeft: Swift.Int? = nil,
                     status: Components.Schemas.SecretExpiryReport.ItemsPayloadPayload.StatusPayload,
-                    source: Components.Schemas.SecretExpirySource? = nil
+                    source: Components.Schemas.SecretExpirySource? = nil,
+                    clientId: Components.Schemas.Guid,
+                    graphLookup: Components.Schemas.SecretExpiryReport.ItemsPayloadPayload.GraphLookupPayload? = nil,
+                    advice: Swift.String
                 ) {
                     self.id = id
                     self.name = name
@@ -615,6 +645,9 @@ extension Components {
                     self.daysLeft = daysLeft
                     self.status = status
                     self.source = source
+                    self.clientId = clientId
+                    self.graphLookup = graphLookup
+                    self.advice = advice
                 }
                 internal enum CodingKeys: String, CodingKey {
                     case id
@@ -624,6 +657,9 @@ extension Components {
                     case daysLeft
                     case status
                     case source
+                    case clientId
+                    case graphLookup
+                    case advice
                 }
             }
             /// - Remark: Generated from `#/components/schemas/SecretExpiryReport/items`.

@@ -1949,7 +1949,14 @@ internal enum Operations {
             }
         }
     }
-    /// Test the tenant's credentials against Microsoft now (token, permissions, subscriptions).
+    /// Test the tenant's credentials against Microsoft now (token, secret expiry, permissions, subscriptions).
+    ///
+    /// Checks, in order: `token` (a token with the stored credential), `secretExpiry` (the end date of the credential
+    /// in use, read from the app registration through Microsoft Graph and kept for the expiry report; never a failure,
+    /// but its code says which permission would make the date exact: `graph_permission_missing` means the app lacks
+    /// `Application.Read.All`), `permissions` (the Activity API accepts the token), `subscriptions`. Stops at the
+    /// first failed check.
+    ///
     ///
     /// - Remark: HTTP `POST /api/v1/tenants/{id}/validate`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)`.
@@ -2932,7 +2939,10 @@ internal enum Operations {
     /// The expiry alert report; every tenant with the state of its client secret, most urgent first.
     ///
     /// `expired` once the expiry is past, `expiring` within `withinDays`, `unknown` when no expiry date is known,
-    /// otherwise `ok`. `Accept: text/csv` answers the same rows as CSV.
+    /// otherwise `ok`. The date is the best known: Microsoft's refusal of an expired secret (`token_error`), else the
+    /// app registration's end date of the credential in use (`graph`), else the date given at onboarding. Each row
+    /// says what to do (`advice`). `Accept: text/csv` answers the same rows as CSV, `Accept: text/html` a printable
+    /// page with one table coloured by status.
     ///
     ///
     /// - Remark: HTTP `GET /api/v1/reports/secret-expiry`.
@@ -3017,6 +3027,25 @@ internal enum Operations {
                             default:
                                 try throwUnexpectedResponseBody(
                                     expectedContent: "text/csv",
+                                    body: self
+                                )
+                            }
+                        }
+                    }
+                    /// - Remark: Generated from `#/paths/api/v1/reports/secret-expiry/GET/responses/200/content/text\/html`.
+                    case html(OpenAPIRuntime.HTTPBody)
+                    /// The associated value of the enum case if `self` is `.html`.
+                    ///
+                    /// - Throws: An error if `self` is not `.html`.
+                    /// - SeeAlso: `.html`.
+                    internal var html: OpenAPIRuntime.HTTPBody {
+                        get throws {
+                            switch self {
+                            case let .html(body):
+                                return body
+                            default:
+                                try throwUnexpectedResponseBody(
+                                    expectedContent: "text/html",
                                     body: self
                                 )
                             }
@@ -3110,6 +3139,7 @@ internal enum Operations {
         internal enum AcceptableContentType: AcceptableProtocol {
             case json
             case csv
+            case html
             case other(Swift.String)
             internal init?(rawValue: Swift.String) {
                 switch rawValue.lowercased() {
@@ -3117,6 +3147,8 @@ internal enum Operations {
                     self = .json
                 case "text/csv":
                     self = .csv
+                case "text/html":
+                    self = .html
                 default:
                     self = .other(rawValue)
                 }
@@ -3129,12 +3161,15 @@ internal enum Operations {
                     return "application/json"
                 case .csv:
                     return "text/csv"
+                case .html:
+                    return "text/html"
                 }
             }
             internal static var allCases: [Self] {
                 [
                     .json,
-                    .csv
+                    .csv,
+                    .html
                 ]
             }
         }

@@ -60,7 +60,14 @@ internal protocol APIProtocol: Sendable {
     /// - Remark: HTTP `PUT /api/v1/tenants/{id}/secret`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)`.
     func rotateTenantSecret(_ input: Operations.RotateTenantSecret.Input) async throws -> Operations.RotateTenantSecret.Output
-    /// Test the tenant's credentials against Microsoft now (token, permissions, subscriptions).
+    /// Test the tenant's credentials against Microsoft now (token, secret expiry, permissions, subscriptions).
+    ///
+    /// Checks, in order: `token` (a token with the stored credential), `secretExpiry` (the end date of the credential
+    /// in use, read from the app registration through Microsoft Graph and kept for the expiry report; never a failure,
+    /// but its code says which permission would make the date exact: `graph_permission_missing` means the app lacks
+    /// `Application.Read.All`), `permissions` (the Activity API accepts the token), `subscriptions`. Stops at the
+    /// first failed check.
+    ///
     ///
     /// - Remark: HTTP `POST /api/v1/tenants/{id}/validate`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)`.
@@ -93,7 +100,10 @@ internal protocol APIProtocol: Sendable {
     /// The expiry alert report; every tenant with the state of its client secret, most urgent first.
     ///
     /// `expired` once the expiry is past, `expiring` within `withinDays`, `unknown` when no expiry date is known,
-    /// otherwise `ok`. `Accept: text/csv` answers the same rows as CSV.
+    /// otherwise `ok`. The date is the best known: Microsoft's refusal of an expired secret (`token_error`), else the
+    /// app registration's end date of the credential in use (`graph`), else the date given at onboarding. Each row
+    /// says what to do (`advice`). `Accept: text/csv` answers the same rows as CSV, `Accept: text/html` a printable
+    /// page with one table coloured by status.
     ///
     ///
     /// - Remark: HTTP `GET /api/v1/reports/secret-expiry`.
@@ -212,7 +222,14 @@ extension APIProtocol {
             body: body
         ))
     }
-    /// Test the tenant's credentials against Microsoft now (token, permissions, subscriptions).
+    /// Test the tenant's credentials against Microsoft now (token, secret expiry, permissions, subscriptions).
+    ///
+    /// Checks, in order: `token` (a token with the stored credential), `secretExpiry` (the end date of the credential
+    /// in use, read from the app registration through Microsoft Graph and kept for the expiry report; never a failure,
+    /// but its code says which permission would make the date exact: `graph_permission_missing` means the app lacks
+    /// `Application.Read.All`), `permissions` (the Activity API accepts the token), `subscriptions`. Stops at the
+    /// first failed check.
+    ///
     ///
     /// - Remark: HTTP `POST /api/v1/tenants/{id}/validate`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)`.
@@ -285,7 +302,10 @@ extension APIProtocol {
     /// The expiry alert report; every tenant with the state of its client secret, most urgent first.
     ///
     /// `expired` once the expiry is past, `expiring` within `withinDays`, `unknown` when no expiry date is known,
-    /// otherwise `ok`. `Accept: text/csv` answers the same rows as CSV.
+    /// otherwise `ok`. The date is the best known: Microsoft's refusal of an expired secret (`token_error`), else the
+    /// app registration's end date of the credential in use (`graph`), else the date given at onboarding. Each row
+    /// says what to do (`advice`). `Accept: text/csv` answers the same rows as CSV, `Accept: text/html` a printable
+    /// page with one table coloured by status.
     ///
     ///
     /// - Remark: HTTP `GET /api/v1/reports/secret-expiry`.

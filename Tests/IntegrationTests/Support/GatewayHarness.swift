@@ -27,6 +27,7 @@ struct GatewayHarness: Sendable {
         collection: CollectionSettings = .init(),
         microsoftRetries: Int = 5,
         sharing other: GatewayHarness? = nil,
+        adjust: @Sendable (inout GatewayConfiguration) throws -> Void = { _ in },
         _ body: @Sendable (GatewayHarness) async throws -> R
     ) async throws -> R {
         // Another replica on `other`'s database (same key ring), or a fresh database.
@@ -47,6 +48,7 @@ struct GatewayHarness: Sendable {
                 overrides: .init(login: microsoft, manage: microsoft, graph: microsoft), requestsPerMinute: 60_000,
                 maxRetries: microsoftRetries))
         configuration.collection = collection
+        try adjust(&configuration)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let services = try Gateway.services(
             configuration, metrics: PrometheusCollectorRegistry(), logger: logger,

@@ -51,13 +51,13 @@ func waitForFile(_ path: String, timeout: Duration = .seconds(10)) async throws 
 }
 
 /// Polls `condition` until it holds or the timeout passes.
-func eventually(timeout: Duration = .seconds(20), _ condition: @Sendable () async -> Bool) async throws -> Bool {
+func eventually(timeout: Duration = .seconds(20), _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        if await condition() { return true }
+        if try await condition() { return true }
         try await Task.sleep(for: .milliseconds(20))
     }
-    return await condition()
+    return try await condition()
 }
 
 /// Logs shaped from synthetic records of one tenant.
