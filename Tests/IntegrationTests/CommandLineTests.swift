@@ -8,10 +8,6 @@ import GatewayCore
 import PostgresStorage
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The real `o365-gateway` executable, built by `swift test` next to the test bundle.
 enum Executable {
     static var url: URL {
@@ -146,7 +142,7 @@ enum Executable {
             tenant.secretExpiresAt = expiresAt
             return try await store.create(tenant).id
         }
-        let port = try freeLoopbackPort()
+        let port = LocalPostgres.freePort()
         try await withSimulator(SimulatorConfiguration.generated(tenants: 0)) { _, microsoft in
             let running = try Executable.start(["serve"], environment: [
                 "O365GW_DATABASE_URL": db.urlForTools + "?sslmode=disable", "O365GW_ENCRYPTION_KEYS": keySpec,
@@ -166,20 +162,4 @@ enum Executable {
             #expect(exported, "\(running.outputTail)")
         }
     }
-}
-
-/// A loopback TCP port nobody listens on now.
-func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw CocoaError(.fileReadUnknown) }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
