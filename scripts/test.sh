@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test. On a fresh machine it first installs what is missing (the PostgreSQL server, Go and grpc-go); when
+# Runs every test: the Helm chart's checks (scripts/check-chart.sh), then `swift test`. On a fresh machine it first
+# installs what is missing (the PostgreSQL server, Go and grpc-go, helm and kubernetes-validate); when
 # O365GW_TEST_DATABASE_URL is not set it starts a private PostgreSQL cluster for the run and stops it afterwards, and
 # when O365GW_GO_ENGINE is not set it builds the grpc-go engine the forwarder is tested against (Tests/GoEngine).
 # Extra arguments go to `swift test` (for example: scripts/test.sh --filter TenantStore).
@@ -24,5 +25,8 @@ if [[ -z "${O365GW_TEST_DATABASE_URL:-}" ]]; then
   export O365GW_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:${PG_PORT}/postgres?sslmode=disable"
   echo "test: private PostgreSQL on 127.0.0.1:${PG_PORT}"
 fi
+
+# The Helm chart: lint, render, Kubernetes schemas, settings against docs/configuration.md (a few seconds).
+bash "$root/scripts/check-chart.sh"
 
 swift test "$@"

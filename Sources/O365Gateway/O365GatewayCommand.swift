@@ -235,7 +235,7 @@ struct CollectionOptions: ParsableArguments {
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the gateway: admin API (and, as they land, scheduler, collectors, forwarder).")
+        abstract: "Run the gateway: admin API, collection scheduler and collectors, UTMStack forwarder, expiry alerts.")
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var secrets: SecretOptions
