@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.4"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -171,6 +172,9 @@ let package = Package(
                 "UTMStackForwarder",
                 "UTMStackReceiver",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -179,10 +183,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Reading UTMStack's own Office 365 integration (its plugin YAML, or the module-details JSON of earlier
+        // releases) to onboard its tenants (`tenants import-utmstack`); pure but for UTMStack's cipher.
+        .target(
+            name: "UTMStackImport",
+            dependencies: [
+                "GatewayCore",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "O365Gateway",
             dependencies: [
                 "AdminAPI",
+                "UTMStackImport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 "GatewayApp",
                 "GatewayCore",
                 "ActivityAPI",
@@ -199,7 +217,7 @@ let package = Package(
             name: "UnitTests",
             dependencies: [
                 "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp", "UTMStackForwarder",
-                "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator", "Scheduling", "Collection",
+                "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator", "Scheduling", "Collection", "UTMStackImport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: the Helm chart's checks (scripts/check-chart.sh), then `swift test`. On a fresh machine it first
-# installs what is missing (the PostgreSQL server, Go and grpc-go, helm and kubernetes-validate); when
+# Runs every test: the Helm chart's checks (scripts/check-chart.sh), `swift test`, then schemathesis against a running
+# gateway (scripts/check-api.sh). On a fresh machine it first installs what is missing (the PostgreSQL server, Go and
+# grpc-go, helm, kubernetes-validate and schemathesis); when
 # O365GW_TEST_DATABASE_URL is not set it starts a private PostgreSQL cluster for the run and stops it afterwards, and
 # when O365GW_GO_ENGINE is not set it builds the grpc-go engine the forwarder is tested against (Tests/GoEngine).
 # Extra arguments go to `swift test` (for example: scripts/test.sh --filter TenantStore).
@@ -30,3 +31,6 @@ fi
 bash "$root/scripts/check-chart.sh"
 
 swift test "$@"
+
+# The admin API against its OpenAPI document: schemathesis, every check, stateful phase included (about 10 s).
+bash "$root/scripts/check-api.sh"

@@ -11,15 +11,27 @@ struct APIErrorResponse: Error, Equatable {
     var status: HTTPResponse.Status
     var code: String
     var message: String
+    /// `Allow` with a 405, `ETag` with a 412.
+    var headers: HTTPFields = [:]
 
-    init(status: HTTPResponse.Status, code: String, message: String) {
+    init(status: HTTPResponse.Status, code: String, message: String, headers: HTTPFields = [:]) {
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
     }
 
     init(_ error: GatewayError) {
-        self.init(status: Self.status(of: error.kind), code: error.code, message: error.message)
+        var headers: HTTPFields = [:]
+        if let current = error.currentVersion { headers[.eTag] = "\"\(current)\"" }
+        self.init(status: Self.status(of: error.kind), code: error.code, message: error.message, headers: headers)
+    }
+
+    static func methodNotAllowed(_ method: HTTPRequest.Method, allowed: [String]) -> APIErrorResponse {
+        APIErrorResponse(
+            status: .methodNotAllowed, code: "method_not_allowed",
+            message: "\(method) is not served here; this path answers \(allowed.joined(separator: ", ")).",
+            headers: [.allow: allowed.joined(separator: ", ")])
     }
 
     /// Classifies an error; `nil` means it is the gateway's own fault (a 500).
@@ -93,7 +105,8 @@ struct APIErrorResponse: Error, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = (try? encoder.encode(Body(error: .init(code: code, message: message)))) ?? Data()
-        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        var headers = headers
+        headers[.contentType] = "application/json; charset=utf-8"
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }

@@ -8,37 +8,11 @@ import Prometheus
 /// Implements the operations of openapi.yaml over the domain ports.
 struct AdminAPIHandler: APIProtocol {
     let store: any TenantStore
-    let readiness: any ReadinessCheck
     let validator: (any CredentialValidator)?
     let status: (any CollectionStatusSource)?
     let deadLetters: (any DeadLetterStore)?
     let retrier: (any DeadLetterRetrier)?
-    let metrics: PrometheusCollectorRegistry
     let logger: Logger
-
-    func getHealth(_ input: Operations.GetHealth.Input) async throws -> Operations.GetHealth.Output {
-        .ok(.init(body: .plainText("ok\n")))
-    }
-
-    func getReadiness(_ input: Operations.GetReadiness.Input) async throws -> Operations.GetReadiness.Output {
-        if let reason = await readiness.notReadyReason() {
-            return .serviceUnavailable(.init(body: .plainText(HTTPBody(reason + "\n"))))
-        }
-        return .ok(.init(body: .plainText("ready\n")))
-    }
-
-    func getMetrics(_ input: Operations.GetMetrics.Input) async throws -> Operations.GetMetrics.Output {
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(4096)
-        metrics.emit(into: &buffer)
-        return .ok(.init(body: .plainText(HTTPBody(buffer))))
-    }
-
-    func getOpenAPIDocument(
-        _ input: Operations.GetOpenAPIDocument.Input
-    ) async throws -> Operations.GetOpenAPIDocument.Output {
-        .ok(.init(body: .yaml(HTTPBody(OpenAPIDocument.yaml))))
-    }
 
     func listTenants(_ input: Operations.ListTenants.Input) async throws -> Operations.ListTenants.Output {
         let tenants = try await store.list()
@@ -66,14 +40,13 @@ struct AdminAPIHandler: APIProtocol {
         let id = try tenantID(input.path.id)
         guard case .json(let body) = input.body else { throw unsupportedMediaType }
         let changes = try TenantChanges(validating: body)
-        let expected = try ETag.expectedVersion(ifMatch: input.headers.ifMatch)
-        let tenant = try await store.update(id, changes, expectedVersion: expected)
+        let tenant = try await store.update(id, changes, precondition: ETag.precondition(ifMatch: input.headers.ifMatch))
         return .ok(.init(headers: .init(eTag: ETag.make(tenant.version)), body: .json(.init(tenant))))
     }
 
     func deleteTenant(_ input: Operations.DeleteTenant.Input) async throws -> Operations.DeleteTenant.Output {
         let id = try tenantID(input.path.id)
-        try await store.delete(id, expectedVersion: try ETag.expectedVersion(ifMatch: input.headers.ifMatch))
+        try await store.delete(id, precondition: ETag.precondition(ifMatch: input.headers.ifMatch))
         return .noContent(.init())
     }
 
@@ -81,12 +54,12 @@ struct AdminAPIHandler: APIProtocol {
         _ input: Operations.RotateTenantSecret.Input
     ) async throws -> Operations.RotateTenantSecret.Output {
         let id = try tenantID(input.path.id)
-        guard case .json(let body) = input.body else { throw unsupportedMediaType }
+        guard case .json(let rotation) = input.body else { throw unsupportedMediaType }
+        let body = rotation.value1
         let (credential, certificateExpiry) = try validatedCredential(secret: body.clientSecret, certificate: body.clientCertificate)
-        let expected = try ETag.expectedVersion(ifMatch: input.headers.ifMatch)
         let expiresAt = try body.secretExpiresAt.map { try Validation.timestamp($0, field: "secretExpiresAt") } ?? certificateExpiry
         let tenant = try await store.replaceCredential(
-            id, credential, secretExpiresAt: expiresAt, expectedVersion: expected)
+            id, credential, secretExpiresAt: expiresAt, precondition: ETag.precondition(ifMatch: input.headers.ifMatch))
         return .ok(.init(headers: .init(eTag: ETag.make(tenant.version)), body: .json(.init(tenant))))
     }
 
@@ -107,7 +80,8 @@ struct AdminAPIHandler: APIProtocol {
     func listDeadLetters(_ input: Operations.ListDeadLetters.Input) async throws -> Operations.ListDeadLetters.Output {
         let limit = input.query.limit ?? 100
         guard (1...1000).contains(limit) else { throw GatewayError.invalidField("limit", "must be a whole number from 1 to 1000.") }
-        let tenant = try input.query.tenantId.map(tenantID)
+        // A filter that is not a tenant id is a mistake in the request (400); an id no tenant has lists nothing.
+        let tenant = try input.query.tenantId.map { TenantID(try Validation.guid($0, field: "tenantId")) }
         let letters = try await deadLetterStore().list(tenant: tenant, limit: limit)
         return .ok(.init(body: .json(.init(items: letters.map(Components.Schemas.DeadLetter.init)))))
     }

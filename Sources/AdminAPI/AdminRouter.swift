@@ -21,15 +21,19 @@ public enum AdminRouter {
         maxBodyBytes: Int = defaultMaxBodyBytes,
         logger: Logger
     ) throws -> Router<BasicRequestContext> {
-        let router = Router()
-        router.add(middleware: ObserveAndMapErrorsMiddleware(logger: logger, metrics: metrics))
+        // HEAD wherever GET is (RFC 9110 §9.3.2): the GET handler's answer without its body.
+        let router = Router(options: .autoGenerateHeadEndpoints)
+        let routes = RouteTable()
+        router.add(middleware: ObserveAndMapErrorsMiddleware(logger: logger, metrics: metrics, routes: routes))
         router.add(middleware: BearerTokenMiddleware(adminToken: adminToken))
         router.add(middleware: BodyLimitMiddleware(maxBytes: maxBodyBytes))
+        Probes.register(on: router, readiness: readiness, metrics: metrics)
         let handler = AdminAPIHandler(
-            store: store, readiness: readiness, validator: validator, status: status, deadLetters: deadLetters,
-            retrier: retrier, metrics: metrics, logger: logger)
+            store: store, validator: validator, status: status, deadLetters: deadLetters, retrier: retrier,
+            logger: logger)
         try handler.registerHandlers(
             on: router, middlewares: [DeclaredHeadersMiddleware()])
+        routes.load(router.routes)
         return router
     }
 }

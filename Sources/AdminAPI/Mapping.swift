@@ -63,7 +63,9 @@ func validatedCredential(
 }
 
 extension NewTenant {
-    init(validating body: Components.Schemas.TenantCreate) throws {
+    /// The credential's oneOf (value2) holds nothing to read: `validatedCredential` enforces exactly one.
+    init(validating create: Components.Schemas.TenantCreate) throws {
+        let body = create.value1
         let name = try Validation.text(body.name, field: "name")
         let (credential, certificateExpiry) = try validatedCredential(secret: body.clientSecret, certificate: body.clientCertificate)
         self.init(
@@ -107,17 +109,16 @@ extension TenantChanges {
 enum ETag {
     static func make(_ version: Int64) -> String { "\"\(version)\"" }
 
-    /// Parses `If-Match`; nil means no precondition (absent or `*`).
-    static func expectedVersion(ifMatch: String?) throws -> Int64? {
+    /// Parses `If-Match` (RFC 9110 §13.1.1): nil means no precondition (absent or `*`); otherwise the versions of the
+    /// strong entity tags it lists. Weak tags and anything else match nothing, so such a write answers 412.
+    static func precondition(ifMatch: String?) -> VersionPrecondition? {
         guard let raw = ifMatch?.trimmingCharacters(in: .whitespaces), !raw.isEmpty, raw != "*" else { return nil }
-        guard raw.count >= 3, raw.hasPrefix("\""), raw.hasSuffix("\""),
-            let version = Int64(raw.dropFirst().dropLast())
-        else {
-            throw GatewayError(
-                .invalidInput, code: "invalid_if_match",
-                "If-Match must be the tenant's ETag as returned by the API, such as \"3\" (with the quotes).")
+        let versions = raw.split(separator: ",").compactMap { element -> Int64? in
+            let tag = element.trimmingCharacters(in: .whitespaces)
+            guard tag.count >= 3, tag.hasPrefix("\""), tag.hasSuffix("\"") else { return nil }
+            return Int64(tag.dropFirst().dropLast())
         }
-        return version
+        return VersionPrecondition(Set(versions))
     }
 }
 

@@ -13,6 +13,8 @@ import Prometheus
 struct ObserveAndMapErrorsMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
     let metrics: PrometheusCollectorRegistry
+    /// A path that exists but not with this method answers 405 with `Allow`.
+    let routes: RouteTable
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
@@ -23,9 +25,13 @@ struct ObserveAndMapErrorsMiddleware<Context: RequestContext>: RouterMiddleware 
         do {
             response = try await next(request, context)
         } catch {
-            let mapped: APIErrorResponse
+            var mapped: APIErrorResponse
             if let clientError = APIErrorResponse.from(error) {
                 mapped = clientError
+                if mapped.code == "route_not_found" {
+                    let allowed = routes.allowedMethods(request.uri.path)
+                    if !allowed.isEmpty { mapped = .methodNotAllowed(request.method, allowed: allowed) }
+                }
             } else {
                 mapped = .internalError
                 logger.error(
@@ -96,7 +102,9 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// Reads the body up to a limit before anything parses it, so an oversized request costs nothing more.
+/// Reads the body up to a limit before anything parses it, so an oversized request costs nothing more; refuses a
+/// JSON body that holds `null` anywhere: no field of this API takes null (the generated decoder would read it as
+/// absent, and a PATCH with `"dataSource": null` would succeed changing nothing).
 struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
     let maxBytes: Int
 
@@ -107,12 +115,40 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
             throw tooLarge
         }
         var request = request
+        let body: ByteBuffer
         do {
-            _ = try await request.collectBody(upTo: maxBytes)
+            body = try await request.collectBody(upTo: maxBytes)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw tooLarge
         }
+        if body.readableBytes > 0, request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true,
+            let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView), options: [.fragmentsAllowed]),
+            let field = Self.firstNull(in: object, at: "")
+        {
+            throw GatewayError.invalidField(
+                field.isEmpty ? "body" : field, "must not be null; leave the field out to keep it as it is.")
+        }
         return try await next(request, context)
+    }
+
+    /// The path (`a.b[2]`) of the first null in a parsed JSON value, or nil.
+    static func firstNull(in value: Any, at path: String) -> String? {
+        switch value {
+        case is NSNull:
+            return path
+        case let object as [String: Any]:
+            for key in object.keys.sorted() {
+                if let found = firstNull(in: object[key]!, at: path.isEmpty ? key : "\(path).\(key)") { return found }
+            }
+            return nil
+        case let array as [Any]:
+            for (index, element) in array.enumerated() {
+                if let found = firstNull(in: element, at: "\(path)[\(index)]") { return found }
+            }
+            return nil
+        default:
+            return nil
+        }
     }
 
     private var tooLarge: GatewayError {

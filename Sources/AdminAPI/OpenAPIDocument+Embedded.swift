@@ -21,6 +21,8 @@ paths:
     get:
       operationId: getHealth
       summary: Liveness; answers 200 while the process runs.
+      description: Any `Accept` is answered (probes send all kinds), always as `text/plain`.
+      tags: [probes]
       security: []
       responses:
         '200':
@@ -28,6 +30,14 @@ paths:
           content:
             text/plain:
               schema: {type: string}
+    head:
+      operationId: headHealth
+      summary: The same as GET, without a body (for probes and uptime monitors).
+      tags: [probes]
+      security: []
+      responses:
+        '200':
+          description: Alive.
   /readyz:
     get:
       operationId: getReadiness
@@ -35,7 +45,9 @@ paths:
       description: |
         503 with a short generic reason (never an error's details, which go to the gateway's log) while the database
         does not answer within 5 s, the schema is outdated, or no lease round has succeeded for longer than the lease
-        TTL. A destination UTMStack being down does not make the gateway unready.
+        TTL. A destination UTMStack being down does not make the gateway unready. Any `Accept` is answered, always
+        as `text/plain`.
+      tags: [probes]
       security: []
       responses:
         '200':
@@ -48,10 +60,22 @@ paths:
           content:
             text/plain:
               schema: {type: string}
+    head:
+      operationId: headReadiness
+      summary: The same as GET, without a body (for probes and uptime monitors).
+      tags: [probes]
+      security: []
+      responses:
+        '200':
+          description: Ready.
+        '503':
+          description: Not ready.
   /metrics:
     get:
       operationId: getMetrics
       summary: Prometheus metrics in the text exposition format.
+      description: Any `Accept` is answered (Prometheus asks for OpenMetrics first) with the text format 0.0.4.
+      tags: [probes]
       security: []
       responses:
         '200':
@@ -63,6 +87,7 @@ paths:
     get:
       operationId: getOpenAPIDocument
       summary: This document.
+      tags: [probes]
       security: []
       responses:
         '200':
@@ -73,6 +98,7 @@ paths:
   /api/v1/tenants:
     get:
       operationId: listTenants
+      tags: [tenants]
       summary: List every onboarded tenant, ordered by name.
       responses:
         '200':
@@ -81,8 +107,11 @@ paths:
             application/json:
               schema: {$ref: '#/components/schemas/TenantList'}
         '401': {$ref: '#/components/responses/Unauthorized'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
+        '503': {$ref: '#/components/responses/Unavailable'}
     post:
       operationId: createTenant
+      tags: [tenants]
       summary: Onboard a customer tenant. The secret is stored encrypted and never returned.
       requestBody:
         required: true
@@ -100,16 +129,35 @@ paths:
           content:
             application/json:
               schema: {$ref: '#/components/schemas/Tenant'}
+          links:
+            GetTenant:
+              operationId: getTenant
+              parameters: {id: '$response.body#/id'}
+            UpdateTenant:
+              operationId: updateTenant
+              parameters: {id: '$response.body#/id', If-Match: '$response.header.ETag'}
+            RotateTenantSecret:
+              operationId: rotateTenantSecret
+              parameters: {id: '$response.body#/id'}
+            ValidateTenant:
+              operationId: validateTenant
+              parameters: {id: '$response.body#/id'}
+            DeleteTenant:
+              operationId: deleteTenant
+              parameters: {id: '$response.body#/id', If-Match: '$response.header.ETag'}
         '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
         '409': {$ref: '#/components/responses/Conflict'}
         '413': {$ref: '#/components/responses/TooLarge'}
         '415': {$ref: '#/components/responses/UnsupportedMediaType'}
+        '503': {$ref: '#/components/responses/Unavailable'}
   /api/v1/tenants/{id}:
     parameters:
       - $ref: '#/components/parameters/TenantPathID'
     get:
       operationId: getTenant
+      tags: [tenants]
       summary: One tenant.
       responses:
         '200':
@@ -119,11 +167,13 @@ paths:
           content:
             application/json:
               schema: {$ref: '#/components/schemas/Tenant'}
-        '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
         '404': {$ref: '#/components/responses/NotFound'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
+        '503': {$ref: '#/components/responses/Unavailable'}
     patch:
       operationId: updateTenant
+      tags: [tenants]
       summary: Change a tenant's settings. Absent fields stay as they are.
       parameters:
         - $ref: '#/components/parameters/IfMatch'
@@ -143,26 +193,30 @@ paths:
         '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
         '404': {$ref: '#/components/responses/NotFound'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
         '412': {$ref: '#/components/responses/PreconditionFailed'}
         '413': {$ref: '#/components/responses/TooLarge'}
         '415': {$ref: '#/components/responses/UnsupportedMediaType'}
+        '503': {$ref: '#/components/responses/Unavailable'}
     delete:
       operationId: deleteTenant
+      tags: [tenants]
       summary: Offboard a tenant. Collection stops and its credentials are destroyed.
       parameters:
         - $ref: '#/components/parameters/IfMatch'
       responses:
         '204':
           description: Deleted.
-        '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
         '404': {$ref: '#/components/responses/NotFound'}
         '412': {$ref: '#/components/responses/PreconditionFailed'}
+        '503': {$ref: '#/components/responses/Unavailable'}
   /api/v1/tenants/{id}/secret:
     parameters:
       - $ref: '#/components/parameters/TenantPathID'
     put:
       operationId: rotateTenantSecret
+      tags: [tenants]
       summary: Replace the tenant's client secret or certificate (rotation). The old credential is destroyed.
       parameters:
         - $ref: '#/components/parameters/IfMatch'
@@ -182,14 +236,17 @@ paths:
         '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
         '404': {$ref: '#/components/responses/NotFound'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
         '412': {$ref: '#/components/responses/PreconditionFailed'}
         '413': {$ref: '#/components/responses/TooLarge'}
         '415': {$ref: '#/components/responses/UnsupportedMediaType'}
+        '503': {$ref: '#/components/responses/Unavailable'}
   /api/v1/tenants/{id}/validate:
     parameters:
       - $ref: '#/components/parameters/TenantPathID'
     post:
       operationId: validateTenant
+      tags: [tenants]
       summary: Test the tenant's credentials against Microsoft now (token, secret expiry, permissions, subscriptions).
       description: |
         Checks, in order: `token` (a token with the stored credential), `secretExpiry` (the end date of the credential
@@ -205,14 +262,17 @@ paths:
               schema: {$ref: '#/components/schemas/ValidationReport'}
         '401': {$ref: '#/components/responses/Unauthorized'}
         '404': {$ref: '#/components/responses/NotFound'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
         '501':
           description: This gateway runs without a Microsoft client.
           content:
             application/json:
               schema: {$ref: '#/components/schemas/Error'}
+        '503': {$ref: '#/components/responses/Unavailable'}
   /api/v1/dead-letters:
     get:
       operationId: listDeadLetters
+      tags: [dead-letters]
       summary: Logs UTMStack refused for good, set aside with their reason; oldest first.
       description: |
         A log is set aside when it is larger than the engine takes (`message_too_large`) or when the engine ended the
@@ -223,7 +283,7 @@ paths:
           in: query
           required: false
           description: Only the dead letters of this tenant (its gateway id).
-          schema: {type: string}
+          schema: {$ref: '#/components/schemas/Guid'}
         - name: limit
           in: query
           required: false
@@ -237,11 +297,14 @@ paths:
               schema: {$ref: '#/components/schemas/DeadLetterList'}
         '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
+        '503': {$ref: '#/components/responses/Unavailable'}
   /api/v1/dead-letters/{id}:
     parameters:
       - $ref: '#/components/parameters/DeadLetterPathID'
     get:
       operationId: getDeadLetter
+      tags: [dead-letters]
       summary: One dead letter.
       responses:
         '200':
@@ -251,19 +314,24 @@ paths:
               schema: {$ref: '#/components/schemas/DeadLetter'}
         '401': {$ref: '#/components/responses/Unauthorized'}
         '404': {$ref: '#/components/responses/NotFound'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
+        '503': {$ref: '#/components/responses/Unavailable'}
     delete:
       operationId: deleteDeadLetter
+      tags: [dead-letters]
       summary: Discard a dead letter for good (the gateway logs who discarded what).
       responses:
         '204':
           description: Discarded.
         '401': {$ref: '#/components/responses/Unauthorized'}
         '404': {$ref: '#/components/responses/NotFound'}
+        '503': {$ref: '#/components/responses/Unavailable'}
   /api/v1/dead-letters/{id}/retry:
     parameters:
       - $ref: '#/components/parameters/DeadLetterPathID'
     post:
       operationId: retryDeadLetter
+      tags: [dead-letters]
       summary: Send a dead letter to UTMStack again; delivered, it is removed, refused, it stays with the new reason.
       responses:
         '200':
@@ -273,6 +341,8 @@ paths:
               schema: {$ref: '#/components/schemas/DeadLetterRetry'}
         '401': {$ref: '#/components/responses/Unauthorized'}
         '404': {$ref: '#/components/responses/NotFound'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
+        '501': {$ref: '#/components/responses/NotImplemented'}
         '503':
           description: UTMStack did not acknowledge within 60 s; the log stays set aside.
           content:
@@ -281,6 +351,7 @@ paths:
   /api/v1/reports/secret-expiry:
     get:
       operationId: getSecretExpiryReport
+      tags: [reports]
       summary: The expiry alert report; every tenant with the state of its client secret, most urgent first.
       description: |
         `expired` once the expiry is past, `expiring` within `withinDays`, `unknown` when no expiry date is known,
@@ -306,6 +377,8 @@ paths:
               schema: {type: string}
         '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
+        '503': {$ref: '#/components/responses/Unavailable'}
 components:
   securitySchemes:
     bearer:
@@ -332,9 +405,29 @@ components:
       name: If-Match
       in: header
       required: false
-      description: Apply the change only if the tenant's ETag still equals this value (optimistic concurrency).
+      description: |
+        Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
+        or a list of entity tags compared strongly. One that names no current ETag, weak tags included, is answered
+        412 with the current ETag. Empty, it sets no precondition.
       schema: {type: string}
   responses:
+    NotAcceptable:
+      description: The `Accept` header names no media type this operation answers in.
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/Error'}
+    NotImplemented:
+      description: This gateway runs without the part the operation needs.
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/Error'}
+    Unavailable:
+      description: |
+        PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+        (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/Error'}
     BadRequest:
       description: A field is missing or invalid; the message names it.
       content:
@@ -356,7 +449,9 @@ components:
         application/json:
           schema: {$ref: '#/components/schemas/Error'}
     PreconditionFailed:
-      description: The tenant changed since the given ETag; read it again.
+      description: The tenant changed since the given ETag (or `If-Match` names no current one); read it again.
+      headers:
+        ETag: {$ref: '#/components/headers/ETag'}
       content:
         application/json:
           schema: {$ref: '#/components/schemas/Error'}
@@ -401,10 +496,25 @@ components:
       format: date-time
       description: An RFC 3339 date-time with a zone, such as `2027-01-31T00:00:00Z`; answers are UTC with milliseconds.
     TenantName:
+      $ref: '#/components/schemas/DisplayText'
+      description: Display name of the customer; 1 to 200 characters, no control characters.
+    DisplayText:
       type: string
       minLength: 1
       maxLength: 200
-      description: Display name of the customer; 1 to 200 characters, no control characters.
+      # At least one character that is neither a space nor a control character; no control characters at all.
+      pattern: '^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$'
+      description: 1 to 200 characters, not only spaces, no control characters (tabs, line breaks); trimmed.
+    ClientSecretValue:
+      type: string
+      writeOnly: true
+      minLength: 1
+      maxLength: 1024
+      # No surrounding spaces, no control characters.
+      pattern: '^[^\s\u0000-\u001F\u007F-\u009F](?:[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F])?$'
+      description: |
+        The app registration's client secret value, never returned. A GUID is refused: it is the secret's id, which
+        the portal shows beside the value.
     ClientCertificate:
       type: object
       additionalProperties: false
@@ -421,20 +531,24 @@ components:
           enum: [PS256, RS256]
           description: PS256 with the SHA-256 thumbprint (x5t#S256), the default; or RS256 with the SHA-1 thumbprint (x5t).
     TenantCreate:
+      description: Give exactly one of clientSecret and clientCertificate.
+      allOf:
+        - $ref: '#/components/schemas/TenantFields'
+        - $ref: '#/components/schemas/OneCredential'
+    OneCredential:
+      description: Exactly one of clientSecret and clientCertificate (with both, both branches hold, so oneOf fails).
+      oneOf:
+        - {required: [clientSecret]}
+        - {required: [clientCertificate]}
+    TenantFields:
       type: object
       additionalProperties: false
       required: [name, tenantId, clientId]
-      description: Give exactly one of clientSecret and clientCertificate.
       properties:
         name: {$ref: '#/components/schemas/TenantName'}
         tenantId: {$ref: '#/components/schemas/Guid'}
         clientId: {$ref: '#/components/schemas/Guid'}
-        clientSecret:
-          type: string
-          writeOnly: true
-          minLength: 1
-          maxLength: 1024
-          description: The app registration's client secret value (not its secret id). Never returned.
+        clientSecret: {$ref: '#/components/schemas/ClientSecretValue'}
         clientCertificate: {$ref: '#/components/schemas/ClientCertificate'}
         secretExpiresAt:
           $ref: '#/components/schemas/Timestamp'
@@ -447,18 +561,16 @@ components:
           description: Which audit feeds to collect; all five when absent.
         cloud: {$ref: '#/components/schemas/Cloud'}
         utmTenantId:
-          type: string
-          minLength: 1
-          maxLength: 200
+          $ref: '#/components/schemas/DisplayText'
           description: The UTMStack tenant the events belong to; the UTMStack default tenant when absent.
         dataSource:
-          type: string
-          minLength: 1
-          maxLength: 200
+          $ref: '#/components/schemas/DisplayText'
           description: The data source name shown in UTMStack; the tenant's name when absent.
     TenantPatch:
       type: object
       additionalProperties: false
+      minProperties: 1
+      description: At least one field; absent fields stay as they are (`{}` is refused with `empty_patch`).
       properties:
         name: {$ref: '#/components/schemas/TenantName'}
         contentTypes:
@@ -467,18 +579,18 @@ components:
           items: {$ref: '#/components/schemas/ContentType'}
         enabled: {type: boolean}
         publisherId: {$ref: '#/components/schemas/Guid'}
-        utmTenantId: {type: string, minLength: 1, maxLength: 200}
-        dataSource: {type: string, minLength: 1, maxLength: 200}
+        utmTenantId: {$ref: '#/components/schemas/DisplayText'}
+        dataSource: {$ref: '#/components/schemas/DisplayText'}
     SecretRotation:
+      description: Give exactly one of clientSecret and clientCertificate.
+      allOf:
+        - $ref: '#/components/schemas/SecretRotationFields'
+        - $ref: '#/components/schemas/OneCredential'
+    SecretRotationFields:
       type: object
       additionalProperties: false
-      description: Give exactly one of clientSecret and clientCertificate.
       properties:
-        clientSecret:
-          type: string
-          writeOnly: true
-          minLength: 1
-          maxLength: 1024
+        clientSecret: {$ref: '#/components/schemas/ClientSecretValue'}
         clientCertificate: {$ref: '#/components/schemas/ClientCertificate'}
         secretExpiresAt: {$ref: '#/components/schemas/Timestamp'}
     Tenant:

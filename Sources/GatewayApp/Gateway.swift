@@ -5,6 +5,8 @@ import CredentialCrypto
 import GatewayCore
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import MicrosoftSimulator
 import PostgresNIO
@@ -107,8 +109,22 @@ public enum Gateway {
             deadLetters: deadLetters, retrier: DeadLetterResender(store: deadLetters, forwarder: forwarder),
             adminToken: configuration.adminToken, metrics: metrics,
             maxBodyBytes: configuration.maxRequestBodyBytes, logger: logger)
+        // Clients send customers' secrets to the admin API: TLS when a certificate is given; without one, a listener
+        // beyond this machine is worth a warning (docs/configuration.md: put it behind TLS).
+        let server: HTTPServerBuilder
+        if let tls = configuration.adminTLS {
+            server = try .tls(.http1(), tlsConfiguration: tls.serverConfiguration)
+        } else {
+            server = .http1()
+            if !configuration.listen.isLoopback {
+                logger.warning(
+                    "the admin API listens beyond this machine without TLS; set O365GW_TLS_CERT_FILE and O365GW_TLS_KEY_FILE, or put it behind a TLS proxy",
+                    metadata: ["listen": "\(configuration.listen)"])
+            }
+        }
         let app = Application(
             router: router,
+            server: server,
             configuration: .init(
                 address: .hostname(configuration.listen.host, port: configuration.listen.port),
                 serverName: "o365-gateway"),

@@ -1,5 +1,6 @@
 import CredentialCrypto
 import Foundation
+import NIOSSL
 import GatewayCore
 import ActivityAPI
 import Collection
@@ -20,6 +21,8 @@ public struct GatewayConfiguration: Sendable {
     public var alertPolicy = try! ExpiryAlertPolicy()
     /// Where alerts go besides UTMStack (`O365GW_ALERT_WEBHOOK_URL`); nil for UTMStack only.
     public var alertWebhook: AlertWebhook?
+    /// The admin API's certificate and key (`O365GW_TLS_CERT_FILE`, `O365GW_TLS_KEY_FILE`); nil for plain HTTP.
+    public var adminTLS: AdminTLS?
     /// How often each replica tries for the expiry lease, and its holder checks expiries and delivers alerts.
     public var expiryRound: Duration = .seconds(60)
     /// Polling, backfill, relisting, workers and leases (docs/collection.md).
@@ -69,6 +72,53 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Whether only this machine can connect (127.0.0.0/8, ::1, localhost).
+    public var isLoopback: Bool { host == "localhost" || host == "::1" || host.hasPrefix("127.") }
+}
+
+/// The admin API's TLS: a PEM certificate chain and its private key, read (and checked) at startup.
+public struct AdminTLS: Sendable {
+    public let certificates: [NIOSSLCertificate]
+    public let key: NIOSSLPrivateKey
+
+    /// Both files or neither; a file that cannot be read or parsed is a startup error naming its variable.
+    public static func from(certificateFile: String?, keyFile: String?) throws -> AdminTLS? {
+        switch (certificateFile.flatMap { $0.isEmpty ? nil : $0 }, keyFile.flatMap { $0.isEmpty ? nil : $0 }) {
+        case (nil, nil):
+            return nil
+        case (.some(let certificateFile), .some(let keyFile)):
+            let certificates: [NIOSSLCertificate]
+            do {
+                certificates = try NIOSSLCertificate.fromPEMFile(certificateFile)
+            } catch {
+                throw GatewayError(
+                    .invalidInput, code: "invalid_tls_certificate",
+                    "O365GW_TLS_CERT_FILE \(certificateFile) is not a readable PEM certificate (chain).")
+            }
+            guard !certificates.isEmpty else {
+                throw GatewayError(.invalidInput, code: "invalid_tls_certificate", "O365GW_TLS_CERT_FILE \(certificateFile) holds no certificate.")
+            }
+            let key: NIOSSLPrivateKey
+            do {
+                key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+            } catch {
+                throw GatewayError(
+                    .invalidInput, code: "invalid_tls_key", "O365GW_TLS_KEY_FILE \(keyFile) is not a readable, unencrypted PEM private key.")
+            }
+            return AdminTLS(certificates: certificates, key: key)
+        default:
+            throw GatewayError(
+                .invalidInput, code: "missing_setting", "Set both O365GW_TLS_CERT_FILE and O365GW_TLS_KEY_FILE, or neither.")
+        }
+    }
+
+    var serverConfiguration: TLSConfiguration {
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: certificates.map { .certificate($0) }, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        return configuration
+    }
 }
 
 extension ForwarderConfiguration {

@@ -19,11 +19,14 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
     public var kind: Kind
     public var code: String
     public var message: String
+    /// With `version_mismatch`: the resource's current version, answered as its ETag.
+    public var currentVersion: Int64?
 
-    public init(_ kind: Kind, code: String, _ message: String) {
+    public init(_ kind: Kind, code: String, _ message: String, currentVersion: Int64? = nil) {
         self.kind = kind
         self.code = code
         self.message = message
+        self.currentVersion = currentVersion
     }
 
     public var description: String { "\(code): \(message)" }
@@ -45,6 +48,8 @@ extension GatewayError {
     public static func versionMismatch(current: Int64) -> GatewayError {
         GatewayError(
             .preconditionFailed, code: "version_mismatch",
-            "The tenant was changed since your If-Match value; its current ETag is \"\(current)\". Read it again and retry.")
+            "The tenant was changed since your If-Match value (or it names no ETag of the tenant); its current ETag is "
+                + "\"\(current)\". Read it again and retry.",
+            currentVersion: current)
     }
 }

@@ -7,16 +7,26 @@ public protocol TenantStore: Sendable {
     func create(_ tenant: NewTenant) async throws -> Tenant
     func list() async throws -> [Tenant]
     func get(_ id: TenantID) async throws -> Tenant?
-    /// Applies `changes`; when `expectedVersion` is given and differs, throws `version_mismatch`.
-    func update(_ id: TenantID, _ changes: TenantChanges, expectedVersion: Int64?) async throws -> Tenant
+    /// Applies `changes`; when `precondition` does not allow the current version, throws `version_mismatch`.
+    func update(_ id: TenantID, _ changes: TenantChanges, precondition: VersionPrecondition?) async throws -> Tenant
     /// Replaces the credential (secret rotation).
     func replaceCredential(
-        _ id: TenantID, _ credential: Credential, secretExpiresAt: Date?, expectedVersion: Int64?
+        _ id: TenantID, _ credential: Credential, secretExpiresAt: Date?, precondition: VersionPrecondition?
     ) async throws -> Tenant
     /// Deletes the tenant and destroys its sealed credential.
-    func delete(_ id: TenantID, expectedVersion: Int64?) async throws
+    func delete(_ id: TenantID, precondition: VersionPrecondition?) async throws
     /// Unseals the tenant's credential for a call to Microsoft.
     func credential(of id: TenantID) async throws -> Credential
+}
+
+/// A write's `If-Match` precondition: the versions it accepts (RFC 9110 §13.1.1: a list of entity tags compared
+/// strongly). A list naming no current version (weak tags, other forms) allows none: the write answers 412.
+public struct VersionPrecondition: Sendable, Equatable {
+    public var versions: Set<Int64>
+
+    public init(_ versions: Set<Int64>) { self.versions = versions }
+
+    public func allows(_ version: Int64) -> Bool { versions.contains(version) }
 }
 
 /// Answers whether the gateway can serve: the database is reachable and its schema is current.

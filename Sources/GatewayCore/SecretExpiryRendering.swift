@@ -41,20 +41,16 @@ extension SecretExpiryReport {
 
     /// A plain-text table for a terminal or a mail: status, tenant, expiry, days left, source, then the advice.
     public static func table(_ items: [SecretExpiryItem]) -> String {
-        let header = ["STATUS", "TENANT", "EXPIRES", "DAYS", "SOURCE"]
         let rows = items.map { item in
             [
                 item.status.rawValue, item.tenant.name, item.expiresAt.map(RFC3339.format) ?? "-",
                 item.daysLeft.map(String.init) ?? "-", item.source?.rawValue ?? "-",
             ]
         }
-        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
-        func line(_ cells: [String]) -> String {
-            zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-        }
-        var text = line(header) + "\n"
-        for (row, item) in zip(rows, items) {
-            text += line(row) + "\n"
+        let lines = TextTable.render(["STATUS", "TENANT", "EXPIRES", "DAYS", "SOURCE"], rows).split(separator: "\n")
+        var text = String(lines[0]) + "\n"
+        for (line, item) in zip(lines.dropFirst(), items) {
+            text += line + "\n"
             if item.advice != "Nothing to do now." { text += "    " + item.advice + "\n" }
         }
         return text

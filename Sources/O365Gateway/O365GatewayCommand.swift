@@ -20,7 +20,7 @@ struct O365GatewayCommand: AsyncParsableCommand {
             Every option can also be given by its environment variable (O365GW_...); the flag wins.
             Prefer the environment for secrets: command lines are visible to other users of the machine.
             """,
-        subcommands: [Serve.self, Migrate.self, Reseal.self, Report.self, Demo.self, Simulator.self, Receiver.self, Bench.self]
+        subcommands: [Serve.self, Migrate.self, Reseal.self, Tenants.self, Report.self, Demo.self, Simulator.self, Receiver.self, Bench.self]
     )
 
     /// ArgumentParser's entry point, after tuning the heap (``HeapTuning``) for whatever subcommand runs.
@@ -249,6 +249,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("listen"), help: "Admin API address host:port (env O365GW_LISTEN; default 127.0.0.1:8080).")
     var listen: String?
 
+    @Option(name: .customLong("tls-cert-file"), help: "PEM certificate (chain) of the admin API; with --tls-key-file it serves HTTPS (env O365GW_TLS_CERT_FILE).")
+    var tlsCertFile: String?
+
+    @Option(name: .customLong("tls-key-file"), help: "PEM private key of the admin API's certificate (env O365GW_TLS_KEY_FILE).")
+    var tlsKeyFile: String?
+
     @Option(name: .customLong("secret-alert-days"), help: "Alert expiring secrets this many days before they expire, comma-separated; daily once expired (env O365GW_SECRET_ALERT_DAYS; default 30,14,7,1).")
     var secretAlertDays: String?
 
@@ -273,6 +279,8 @@ struct Serve: AsyncParsableCommand {
             if let url = alertWebhookURL ?? env["O365GW_ALERT_WEBHOOK_URL"], !url.isEmpty {
                 configuration.alertWebhook = try AlertWebhook(url: Secret(url))
             }
+            configuration.adminTLS = try AdminTLS.from(
+                certificateFile: tlsCertFile ?? env["O365GW_TLS_CERT_FILE"], keyFile: tlsKeyFile ?? env["O365GW_TLS_KEY_FILE"])
             configuration.collection = try collection.settings()
             let metrics = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))

@@ -62,9 +62,9 @@ public struct PostgresTenantStore: TenantStore {
             .map(Tenant.init(row:)).first
     }
 
-    public func update(_ id: TenantID, _ changes: TenantChanges, expectedVersion: Int64?) async throws -> Tenant {
+    public func update(_ id: TenantID, _ changes: TenantChanges, precondition: VersionPrecondition?) async throws -> Tenant {
         let contentTypes = changes.contentTypes?.map(\.rawValue)
-        return try await writeExisting(id, expectedVersion: expectedVersion) { tx in
+        return try await writeExisting(id, precondition: precondition) { tx in
             try await tx.query(
                 """
                 UPDATE tenants SET
@@ -84,10 +84,10 @@ public struct PostgresTenantStore: TenantStore {
     }
 
     public func replaceCredential(
-        _ id: TenantID, _ credential: Credential, secretExpiresAt: Date?, expectedVersion: Int64?
+        _ id: TenantID, _ credential: Credential, secretExpiresAt: Date?, precondition: VersionPrecondition?
     ) async throws -> Tenant {
         let sealed = try sealer.seal(credential, for: id)
-        let tenant = try await writeExisting(id, expectedVersion: expectedVersion) { tx in
+        let tenant = try await writeExisting(id, precondition: precondition) { tx in
             try await tx.query(
                 """
                 UPDATE tenants SET
@@ -110,9 +110,9 @@ public struct PostgresTenantStore: TenantStore {
         return tenant
     }
 
-    public func delete(_ id: TenantID, expectedVersion: Int64?) async throws {
+    public func delete(_ id: TenantID, precondition: VersionPrecondition?) async throws {
         _ = try await database.transaction { tx in
-            try await Self.lockAndCheck(tx, id, expectedVersion: expectedVersion)
+            try await Self.lockAndCheck(tx, id, precondition: precondition)
             try await tx.query("DELETE FROM tenants WHERE id = \(id.uuid)")
         }
         logger.info("tenant deleted", metadata: ["tenant": "\(id)"])
@@ -126,24 +126,24 @@ public struct PostgresTenantStore: TenantStore {
         throw GatewayError.tenantNotFound("\(id)")
     }
 
-    /// Runs `write` in a transaction after locking the row and checking `expectedVersion`.
+    /// Runs `write` in a transaction after locking the row and checking `precondition`.
     private func writeExisting(
-        _ id: TenantID, expectedVersion: Int64?,
+        _ id: TenantID, precondition: VersionPrecondition?,
         _ write: @escaping @Sendable (DatabaseConnection) async throws -> [Tenant]
     ) async throws -> Tenant {
         try await database.transaction { tx in
-            try await Self.lockAndCheck(tx, id, expectedVersion: expectedVersion)
+            try await Self.lockAndCheck(tx, id, precondition: precondition)
             guard let tenant = try await write(tx).first else { throw GatewayError.tenantNotFound("\(id)") }
             return tenant
         }
     }
 
     private static func lockAndCheck(
-        _ tx: DatabaseConnection, _ id: TenantID, expectedVersion: Int64?
+        _ tx: DatabaseConnection, _ id: TenantID, precondition: VersionPrecondition?
     ) async throws {
         let current = try await tx.query("SELECT version FROM tenants WHERE id = \(id.uuid) FOR UPDATE").decode(Int64.self).first
         guard let current else { throw GatewayError.tenantNotFound("\(id)") }
-        if let expectedVersion, expectedVersion != current { throw GatewayError.versionMismatch(current: current) }
+        if let precondition, !precondition.allows(current) { throw GatewayError.versionMismatch(current: current) }
     }
 }
 

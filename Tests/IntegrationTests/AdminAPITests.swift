@@ -1,8 +1,11 @@
+import AsyncHTTPClient
 import Foundation
+import GatewayApp
 import GatewayCore
-import Testing
-import NIOHTTP1
 import MicrosoftSimulator
+import NIOHTTP1
+import NIOSSL
+import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct AdminAPITests {
     @Test func onboardListGetPatchRotateDelete() async throws {
@@ -171,9 +174,13 @@ import MicrosoftSimulator
             #expect(stale.status == 412 && stale.errorCode == "version_mismatch")
             let staleDelete = try await gw.request(.DELETE, "/api/v1/tenants/\(id)", headers: [("If-Match", "\"0\"")])
             #expect(staleDelete.status == 412)
-            let badIfMatch = try await gw.request(
-                .PATCH, "/api/v1/tenants/\(id)", json: #"{"enabled": false}"#, headers: [("If-Match", "seven")])
-            #expect(badIfMatch.status == 400 && badIfMatch.errorCode == "invalid_if_match")
+            // An If-Match naming no current ETag, in any form, is a failed precondition (RFC 9110 §13.1.1).
+            for value in ["seven", "W/\"1\"", "\"2\", \"3\""] {
+                let failed = try await gw.request(
+                    .PATCH, "/api/v1/tenants/\(id)", json: #"{"enabled": false}"#, headers: [("If-Match", value)])
+                #expect(failed.status == 412 && failed.errorCode == "version_mismatch", "\(value)")
+                #expect(failed.headers["ETag"].first == "\"1\"", "412 carries the current ETag")
+            }
             let emptyPatch = try await gw.request(.PATCH, "/api/v1/tenants/\(id)", json: "{}")
             #expect(emptyPatch.status == 400 && emptyPatch.errorCode == "empty_patch")
             let unchanged = try await gw.request(.GET, "/api/v1/tenants/\(id)")
@@ -187,11 +194,88 @@ import MicrosoftSimulator
 
 /// The HTTP method names used in table-driven tests.
 enum HTTPMethodName: String, CustomStringConvertible {
-    case GET, POST, PATCH, PUT, DELETE
+    case GET, POST, PATCH, PUT, DELETE, TRACE
     var description: String { rawValue }
     var nio: NIOHTTP1.HTTPMethod { .init(rawValue: rawValue) }
 }
 
+
+@Suite(.timeLimit(.minutes(2))) struct HTTPSemanticsTests {
+    /// What curl, a Kubernetes probe, Prometheus and an uptime monitor expect of HTTP (RFC 9110).
+    @Test func methodsAcceptAndPreconditionsAsClientsExpectThem() async throws {
+        try await GatewayHarness.run { gw in
+            for path in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.yaml"] {
+                for accept in ["application/json", "text/html", "application/openmetrics-text; version=1.0.0"] {
+                    let response = try await gw.request(.GET, path, auth: .none, headers: [("Accept", accept)])
+                    #expect(response.status == 200, "\(path) with Accept \(accept)")
+                }
+                let head = try await gw.request(.HEAD, path, auth: .none)
+                #expect(head.status == 200 && head.body.isEmpty, "HEAD \(path)")
+            }
+            let headList = try await gw.request(.HEAD, "/api/v1/tenants")
+            #expect(headList.status == 200 && headList.body.isEmpty)
+
+            for (method, path, allow) in [
+                (HTTPMethodName.PUT, "/api/v1/tenants", "GET, HEAD, POST"),
+                (.TRACE, "/healthz", "GET, HEAD"),
+                (.POST, "/api/v1/tenants/\(UUID().uuidString)", "DELETE, GET, HEAD, PATCH"),
+                (.GET, "/api/v1/tenants/\(UUID().uuidString)/validate", "POST"),
+            ] {
+                let response = try await gw.request(method.nio, path)
+                #expect(response.status == 405 && response.errorCode == "method_not_allowed", "\(method) \(path) \(response.status) \(response.body)")
+                #expect(response.headers["Allow"].first == allow, "\(method) \(path)")
+            }
+            #expect(try await gw.request(.GET, "/api/v1/nothing-here").status == 404)
+
+            let created = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody())
+            let id = try #require(created.json["id"] as? String)
+            // No field of the API takes null: it is refused, not read as absent.
+            let null = try await gw.request(.PATCH, "/api/v1/tenants/\(id)", json: #"{"dataSource": null}"#)
+            #expect(null.status == 400 && null.errorCode == "invalid_field" && null.errorMessage?.contains("dataSource") == true)
+            let nested = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody(["contentTypes": [NSNull()]]))
+            #expect(nested.status == 400 && nested.errorMessage?.contains("contentTypes[0]") == true)
+            // A list of entity tags matches when one of them is current.
+            let listed = try await gw.request(
+                .PATCH, "/api/v1/tenants/\(id)", json: #"{"enabled": false}"#, headers: [("If-Match", "\"9\", \"1\"")])
+            #expect(listed.status == 200 && listed.headers["ETag"].first == "\"2\"")
+            let star = try await gw.request(.PATCH, "/api/v1/tenants/\(id)", json: #"{"enabled": true}"#, headers: [("If-Match", "*")])
+            #expect(star.status == 200)
+            let unacceptable = try await gw.request(.GET, "/api/v1/tenants", headers: [("Accept", "image/png")])
+            #expect(unacceptable.status == 406)
+        }
+    }
+}
+
+@Suite(.timeLimit(.minutes(2))) struct AdminTLSTests {
+    /// Clients send customers' secrets to the admin API: with a certificate it speaks HTTPS only.
+    @Test func theAdminAPIServesHTTPSWithTheGivenCertificate() async throws {
+        let pki = try TestPKI()
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("o365gw-tls-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let certificateFile = directory.appendingPathComponent("tls.crt").path
+        let keyFile = directory.appendingPathComponent("tls.key").path
+        try pki.serverCertificatePEM.write(toFile: certificateFile, atomically: true, encoding: .utf8)
+        try pki.serverKeyPEM.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        #expect(throws: GatewayError.self) { try AdminTLS.from(certificateFile: certificateFile, keyFile: nil) }
+        #expect(throws: GatewayError.self) { try AdminTLS.from(certificateFile: keyFile, keyFile: keyFile) }
+        #expect(try AdminTLS.from(certificateFile: nil, keyFile: "") == nil)
+        try await GatewayHarness.run(adjust: { $0.adminTLS = try AdminTLS.from(certificateFile: certificateFile, keyFile: keyFile) }) { gw in
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pki.caPEM.utf8)))
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+            let https = gw.baseURL.replacingOccurrences(of: "http://", with: "https://")
+            var request = HTTPClientRequest(url: https + "/api/v1/tenants")
+            request.headers.add(name: "Authorization", value: "Bearer \(gw.token.unredacted)")
+            let response = try await client.execute(request, timeout: .seconds(10))
+            try await client.shutdown()
+            #expect(response.status == .ok)
+            // Plain HTTP on the same port gets no answer from the API.
+            let plain = try? await HTTPClient.shared.execute(HTTPClientRequest(url: gw.baseURL + "/healthz"), timeout: .seconds(5))
+            #expect(plain?.status != .ok)
+        }
+    }
+}
 
 @Suite(.timeLimit(.minutes(2))) struct SecretExpiryReportAPITests {
     @Test func reportInJSONAndCSV() async throws {

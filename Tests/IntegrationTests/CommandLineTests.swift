@@ -39,12 +39,27 @@ enum Executable {
         return process
     }
 
-    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(60)) throws -> Result {
+    /// `run` on a thread of its own, for a test whose servers run in this process: waiting for the child on a
+    /// thread of Swift's small cooperative pool would starve the very servers the child talks to.
+    static func runAside(_ arguments: [String], environment: [String: String] = [:], input: String? = nil) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Swift.Result { try run(arguments, environment: environment, input: input) })
+            }
+        }
+    }
+
+    static func run(
+        _ arguments: [String], environment: [String: String] = [:], input: String? = nil, timeout: Duration = .seconds(60)
+    ) throws -> Result {
         let process = process(arguments, environment: environment)
-        let out = Pipe(), err = Pipe()
+        let out = Pipe(), err = Pipe(), stdin = Pipe()
         process.standardOutput = out
         process.standardError = err
+        process.standardInput = stdin
         try process.run()
+        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+        try stdin.fileHandleForWriting.close()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -55,7 +70,7 @@ enum Executable {
 }
 
 @Suite(.timeLimit(.minutes(2))) struct CommandLineTests {
-    @Test func helpNeverShowsSecretsFromTheEnvironment() throws {
+    @Test func helpNeverShowsSecretsFromTheEnvironment() async throws {
         let env = [
             "O365GW_ADMIN_TOKEN": "help-probe-admin-token-123456",
             "O365GW_ENCRYPTION_KEYS": "k1:\(Data(repeating: 3, count: 32).base64EncodedString())",
@@ -65,7 +80,7 @@ enum Executable {
             ["--help"], ["serve", "--help"], ["migrate", "--help"], ["reseal", "--help"], ["demo", "--help"],
             ["report", "--help"], ["report", "secret-expiry", "--help"],
         ] {
-            let result = try Executable.run(command, environment: env)
+            let result = try await Executable.runAside(command, environment: env)
             #expect(result.status == 0, "\(command)")
             let text = result.stdout + result.stderr
             #expect(text.contains("USAGE"), "\(command)")
@@ -73,8 +88,8 @@ enum Executable {
         }
     }
 
-    @Test func missingSettingsAreNamed() throws {
-        let result = try Executable.run(["migrate"])
+    @Test func missingSettingsAreNamed() async throws {
+        let result = try await Executable.runAside(["migrate"])
         #expect(result.status == 2)
         #expect(result.stderr.contains("O365GW_DATABASE_URL is required"))
     }
@@ -87,13 +102,13 @@ enum Executable {
             "O365GW_ADMIN_TOKEN": "cli-probe-admin-token-0123456789",
             "O365GW_LISTEN": "127.0.0.1:0",
         ]
-        let refused = try Executable.run(["serve"], environment: env)
+        let refused = try await Executable.runAside(["serve"], environment: env)
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("run `o365-gateway migrate`"), "\(refused.stderr)")
         #expect(!refused.stderr.contains("cli-probe-admin-token"))
-        let migrated = try Executable.run(["migrate"], environment: env)
+        let migrated = try await Executable.runAside(["migrate"], environment: env)
         #expect(migrated.status == 0 && migrated.stdout.contains("applied \(Migration.embedded.count) migration(s)"), "\(migrated.stderr)")
-        let again = try Executable.run(["migrate"], environment: env)
+        let again = try await Executable.runAside(["migrate"], environment: env)
         #expect(again.status == 0 && again.stdout.contains("schema is current"))
     }
 
@@ -113,20 +128,20 @@ enum Executable {
             _ = try await store.create(fine)
         }
         let env = ["O365GW_DATABASE_URL": db.urlForTools + "?sslmode=disable"]
-        let table = try Executable.run(["report", "secret-expiry", "--within-days", "7"], environment: env)
+        let table = try await Executable.runAside(["report", "secret-expiry", "--within-days", "7"], environment: env)
         #expect(table.status == 1, "something expires within 7 days: \(table.stderr)")
         let lines = table.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first?.hasPrefix("STATUS") == true && lines[1].hasPrefix("expiring  Soon <&> Co"), "\(table.stdout)")
-        let json = try Executable.run(["report", "secret-expiry", "--format", "json"], environment: env)
+        let json = try await Executable.runAside(["report", "secret-expiry", "--format", "json"], environment: env)
         let items = try #require(((try? JSONSerialization.jsonObject(with: Data(json.stdout.utf8))) as? [String: Any])?["items"] as? [[String: Any]])
         #expect(items.map { $0["name"] as? String } == ["Soon <&> Co", "Fine"] && items[0]["daysLeft"] as? Int == 3)
-        let csv = try Executable.run(["report", "secret-expiry", "--format", "csv"], environment: env)
+        let csv = try await Executable.runAside(["report", "secret-expiry", "--format", "csv"], environment: env)
         #expect(csv.stdout.hasPrefix(SecretExpiryReport.csvHeader))
-        let html = try Executable.run(["report", "secret-expiry", "--format", "html"], environment: env)
+        let html = try await Executable.runAside(["report", "secret-expiry", "--format", "html"], environment: env)
         #expect(html.stdout.contains("Soon &lt;&amp;&gt; Co") && html.stdout.hasPrefix("<!DOCTYPE html>"))
-        let calm = try Executable.run(["report", "secret-expiry", "--within-days", "1"], environment: env)
+        let calm = try await Executable.runAside(["report", "secret-expiry", "--within-days", "1"], environment: env)
         #expect(calm.status == 0, "nothing within a day")
-        let wrong = try Executable.run(["report", "secret-expiry", "--format", "pdf"], environment: env)
+        let wrong = try await Executable.runAside(["report", "secret-expiry", "--format", "pdf"], environment: env)
         #expect(wrong.status != 0 && wrong.stderr.contains("pdf"))
     }
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SwiftASN1
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import GatewayCore
@@ -57,7 +58,8 @@ struct TestPKI {
             subject: try DistinguishedName { CommonName("utmstack.test") },
             signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions {
-                SubjectAlternativeNames([.dnsName("utmstack.test")])
+                // The name UTMStack is reached by, and this machine's address for the admin API over TLS.
+                SubjectAlternativeNames([.dnsName("utmstack.test"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))])
                 try ExtendedKeyUsage([.serverAuth])
             },
             issuerPrivateKey: .init(caKey))
@@ -84,7 +86,15 @@ struct TestPKI {
             services: [service])
         let logs = syntheticLogs(0..<200)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await server.serve() }
+            // Cancelling stops accepting first, as EngineReceiver does: grpc-swift's server traps on a connection
+            // accepted after its accept loop was cancelled (seen here when the untrusting forwarder reconnected).
+            group.addTask {
+                try await withTaskCancellationHandler {
+                    try await server.serve()
+                } onCancel: {
+                    server.beginGracefulShutdown()
+                }
+            }
             defer { group.cancelAll() }
             let port = try #require(try await server.listeningAddress?.ipv4?.port)
             let key = Secret("federation-key-0123456789")

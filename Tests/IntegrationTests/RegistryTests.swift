@@ -99,13 +99,13 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
         try await withStore { store, client in
             let tenant = try await store.create(newTenant())
             let updated = try await store.update(
-                tenant.id, TenantChanges(contentTypes: [.exchange], enabled: false), expectedVersion: 1)
+                tenant.id, TenantChanges(contentTypes: [.exchange], enabled: false), precondition: VersionPrecondition([1]))
             #expect(updated.version == 2 && updated.contentTypes == [.exchange] && !updated.enabled)
             #expect(updated.name == tenant.name)
-            await #expect { try await store.update(tenant.id, TenantChanges(enabled: true), expectedVersion: 1) } throws: {
+            await #expect { try await store.update(tenant.id, TenantChanges(enabled: true), precondition: VersionPrecondition([1])) } throws: {
                 ($0 as? GatewayError)?.code == "version_mismatch"
             }
-            try await store.delete(tenant.id, expectedVersion: nil)
+            try await store.delete(tenant.id, precondition: nil)
             #expect(try await store.get(tenant.id) == nil)
             let remaining = try await client.query("SELECT count(*) FROM tenants").decode(Int.self).first
             #expect(remaining == 0)

@@ -172,17 +172,23 @@ import UTMStackReceiver
                         $0.expiryRound = .milliseconds(200)
                         $0.alertWebhook = try AlertWebhook(url: Secret(hookURL.absoluteString))
                     }
-                    let fleet = try await GatewayHarness.run(microsoft: microsoft, utmstackSocket: socket, adjust: adjust) { first in
-                        try await GatewayHarness.run(microsoft: microsoft, utmstackSocket: socket, sharing: first, adjust: adjust) { second in
-                            for (name, days) in [("Soon", 5.0), ("Gone", -1.5), ("Fine", 90)] {
-                                let body = tenantBody(tenantId: UUID().uuidString, ["name": name, "secretExpiresAt": Self.date(days: days)])
-                                #expect(try await first.request(.POST, "/api/v1/tenants", json: body).status == 201)
-                            }
-                            let paused = try await second.request(
-                                .POST, "/api/v1/tenants",
-                                json: tenantBody(tenantId: UUID().uuidString, ["name": "Paused", "secretExpiresAt": Self.date(days: 2)]))
-                            let pausedID = try #require(paused.json["id"] as? String)
-                            #expect(try await second.request(.PATCH, "/api/v1/tenants/\(pausedID)", json: #"{"enabled": false}"#).status == 200)
+                    // The tenants exist before the replicas start: a paused one is never enabled, not even for a round.
+                    let keyRing = KeyRing.random()
+                    let database = try await TestDatabase.create("alerts")
+                    _ = try await Gateway.migrate(database, logger: quietLogger)
+                    try await TestDatabase.withClient(database) { client in
+                        let store = PostgresTenantStore(database: client, sealer: CredentialSealer(keyRing: keyRing), logger: quietLogger)
+                        for (name, days) in [("Soon", 5.0), ("Gone", -1.5), ("Fine", 90), ("Paused", 2)] {
+                            var tenant = newTenant()
+                            tenant.name = name
+                            tenant.secretExpiresAt = Date().addingTimeInterval(days * 86_400 + 3600)
+                            let created = try await store.create(tenant)
+                            if name == "Paused" { _ = try await store.update(created.id, TenantChanges(enabled: false), precondition: nil) }
+                        }
+                    }
+                    let seed = GatewayHarness(baseURL: "", token: Secret("unused"), database: database, keyRing: keyRing)
+                    let fleet = try await GatewayHarness.run(microsoft: microsoft, utmstackSocket: socket, sharing: seed, adjust: adjust) { first in
+                        try await GatewayHarness.run(microsoft: microsoft, utmstackSocket: socket, sharing: first, adjust: adjust) { _ in
                             let delivered = try await eventually(timeout: .seconds(30)) { webhook.received.count >= 2 }
                             #expect(delivered, "the failed first post is retried")
                             // Many more rounds of both replicas.

@@ -14,7 +14,10 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/parameters/DeadLetterPathID`.
         internal typealias DeadLetterPathID = Swift.String
-        /// Apply the change only if the tenant's ETag still equals this value (optimistic concurrency).
+        /// Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
+        /// or a list of entity tags compared strongly. One that names no current ETag, weak tags included, is answered
+        /// 412 with the current ETag. Empty, it sets no precondition.
+        ///
         ///
         /// - Remark: Generated from `#/components/parameters/IfMatch`.
         internal typealias IfMatch = Swift.String

@@ -6,6 +6,90 @@ import struct Foundation.Date
 extension Components {
     /// Types generated from the `#/components/responses` section of the OpenAPI document.
     internal enum Responses {
+        internal struct NotAcceptable: Sendable, Hashable {
+            /// - Remark: Generated from `#/components/responses/NotAcceptable/content`.
+            internal enum Body: Sendable, Hashable {
+                /// - Remark: Generated from `#/components/responses/NotAcceptable/content/application\/json`.
+                case json(Components.Schemas._Error)
+                /// The associated value of the enum case if `self` is `.json`.
+                ///
+                /// - Throws: An error if `self` is not `.json`.
+                /// - SeeAlso: `.json`.
+                internal var json: Components.Schemas._Error {
+                    get throws {
+                        switch self {
+                        case let .json(body):
+                            return body
+                        }
+                    }
+                }
+            }
+            /// Received HTTP response body
+            internal var body: Components.Responses.NotAcceptable.Body
+            /// Creates a new `NotAcceptable`.
+            ///
+            /// - Parameters:
+            ///   - body: Received HTTP response body
+            internal init(body: Components.Responses.NotAcceptable.Body) {
+                self.body = body
+            }
+        }
+        internal struct NotImplemented: Sendable, Hashable {
+            /// - Remark: Generated from `#/components/responses/NotImplemented/content`.
+            internal enum Body: Sendable, Hashable {
+                /// - Remark: Generated from `#/components/responses/NotImplemented/content/application\/json`.
+                case json(Components.Schemas._Error)
+                /// The associated value of the enum case if `self` is `.json`.
+                ///
+                /// - Throws: An error if `self` is not `.json`.
+                /// - SeeAlso: `.json`.
+                internal var json: Components.Schemas._Error {
+                    get throws {
+                        switch self {
+                        case let .json(body):
+                            return body
+                        }
+                    }
+                }
+            }
+            /// Received HTTP response body
+            internal var body: Components.Responses.NotImplemented.Body
+            /// Creates a new `NotImplemented`.
+            ///
+            /// - Parameters:
+            ///   - body: Received HTTP response body
+            internal init(body: Components.Responses.NotImplemented.Body) {
+                self.body = body
+            }
+        }
+        internal struct Unavailable: Sendable, Hashable {
+            /// - Remark: Generated from `#/components/responses/Unavailable/content`.
+            internal enum Body: Sendable, Hashable {
+                /// - Remark: Generated from `#/components/responses/Unavailable/content/application\/json`.
+                case json(Components.Schemas._Error)
+                /// The associated value of the enum case if `self` is `.json`.
+                ///
+                /// - Throws: An error if `self` is not `.json`.
+                /// - SeeAlso: `.json`.
+                internal var json: Components.Schemas._Error {
+                    get throws {
+                        switch self {
+                        case let .json(body):
+                            return body
+                        }
+                    }
+                }
+            }
+            /// Received HTTP response body
+            internal var body: Components.Responses.Unavailable.Body
+            /// Creates a new `Unavailable`.
+            ///
+            /// - Parameters:
+            ///   - body: Received HTTP response body
+            internal init(body: Components.Responses.Unavailable.Body) {
+                self.body = body
+            }
+        }
         internal struct BadRequest: Sendable, Hashable {
             /// - Remark: Generated from `#/components/responses/BadRequest/content`.
             internal enum Body: Sendable, Hashable {
@@ -119,6 +203,22 @@ extension Components {
             }
         }
         internal struct PreconditionFailed: Sendable, Hashable {
+            /// - Remark: Generated from `#/components/responses/PreconditionFailed/headers`.
+            internal struct Headers: Sendable, Hashable {
+                /// The tenant's version as a strong entity tag, for `If-Match`.
+                ///
+                /// - Remark: Generated from `#/components/responses/PreconditionFailed/headers/ETag`.
+                internal var eTag: Components.Headers.ETag?
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - eTag: The tenant's version as a strong entity tag, for `If-Match`.
+                internal init(eTag: Components.Headers.ETag? = nil) {
+                    self.eTag = eTag
+                }
+            }
+            /// Received HTTP response headers
+            internal var headers: Components.Responses.PreconditionFailed.Headers
             /// - Remark: Generated from `#/components/responses/PreconditionFailed/content`.
             internal enum Body: Sendable, Hashable {
                 /// - Remark: Generated from `#/components/responses/PreconditionFailed/content/application\/json`.
@@ -141,8 +241,13 @@ extension Components {
             /// Creates a new `PreconditionFailed`.
             ///
             /// - Parameters:
+            ///   - headers: Received HTTP response headers
             ///   - body: Received HTTP response body
-            internal init(body: Components.Responses.PreconditionFailed.Body) {
+            internal init(
+                headers: Components.Responses.PreconditionFailed.Headers = .init(),
+                body: Components.Responses.PreconditionFailed.Body
+            ) {
+                self.headers = headers
                 self.body = body
             }
         }

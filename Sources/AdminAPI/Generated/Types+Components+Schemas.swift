@@ -77,7 +77,17 @@ extension Components {
         /// Display name of the customer; 1 to 200 characters, no control characters.
         ///
         /// - Remark: Generated from `#/components/schemas/TenantName`.
-        internal typealias TenantName = Swift.String
+        internal typealias TenantName = Components.Schemas.DisplayText
+        /// 1 to 200 characters, not only spaces, no control characters (tabs, line breaks); trimmed.
+        ///
+        /// - Remark: Generated from `#/components/schemas/DisplayText`.
+        internal typealias DisplayText = Swift.String
+        /// The app registration's client secret value, never returned. A GUID is refused: it is the secret's id, which
+        /// the portal shows beside the value.
+        ///
+        ///
+        /// - Remark: Generated from `#/components/schemas/ClientSecretValue`.
+        internal typealias ClientSecretValue = Swift.String
         /// A certificate registered on the app (Certificates & secrets) and its unencrypted RSA private key (2048 bits
         /// or more). The key is sealed like a secret and never returned.
         ///
@@ -144,45 +154,117 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/schemas/TenantCreate`.
         internal struct TenantCreate: Codable, Hashable, Sendable {
-            /// - Remark: Generated from `#/components/schemas/TenantCreate/name`.
-            internal var name: Components.Schemas.TenantName
-            /// - Remark: Generated from `#/components/schemas/TenantCreate/tenantId`.
-            internal var tenantId: Components.Schemas.Guid
-            /// - Remark: Generated from `#/components/schemas/TenantCreate/clientId`.
-            internal var clientId: Components.Schemas.Guid
-            /// The app registration's client secret value (not its secret id). Never returned.
+            /// - Remark: Generated from `#/components/schemas/TenantCreate/value1`.
+            internal var value1: Components.Schemas.TenantFields
+            /// - Remark: Generated from `#/components/schemas/TenantCreate/value2`.
+            internal var value2: Components.Schemas.OneCredential
+            /// Creates a new `TenantCreate`.
             ///
-            /// - Remark: Generated from `#/components/schemas/TenantCreate/clientSecret`.
-            internal var clientSecret: Swift.String?
-            /// - Remark: Generated from `#/components/schemas/TenantCreate/clientCertificate`.
+            /// - Parameters:
+            ///   - value1:
+            ///   - value2:
+            internal init(
+                value1: Components.Schemas.TenantFields,
+                value2: Components.Schemas.OneCredential
+            ) {
+                self.value1 = value1
+                self.value2 = value2
+            }
+            internal init(from decoder: any Swift.Decoder) throws {
+                self.value1 = try .init(from: decoder)
+                self.value2 = try .init(from: decoder)
+            }
+            internal func encode(to encoder: any Swift.Encoder) throws {
+                try self.value1.encode(to: encoder)
+                try self.value2.encode(to: encoder)
+            }
+        }
+        /// Exactly one of clientSecret and clientCertificate (with both, both branches hold, so oneOf fails).
+        ///
+        /// - Remark: Generated from `#/components/schemas/OneCredential`.
+        internal enum OneCredential: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/OneCredential/case1`.
+            internal struct Case1Payload: Codable, Hashable, Sendable {
+                /// Creates a new `Case1Payload`.
+                internal init() {}
+            }
+            /// - Remark: Generated from `#/components/schemas/OneCredential/case1`.
+            case case1(Components.Schemas.OneCredential.Case1Payload)
+            /// - Remark: Generated from `#/components/schemas/OneCredential/case2`.
+            internal struct Case2Payload: Codable, Hashable, Sendable {
+                /// Creates a new `Case2Payload`.
+                internal init() {}
+            }
+            /// - Remark: Generated from `#/components/schemas/OneCredential/case2`.
+            case case2(Components.Schemas.OneCredential.Case2Payload)
+            internal init(from decoder: any Swift.Decoder) throws {
+                var errors: [any Swift.Error] = []
+                do {
+                    self = .case1(try .init(from: decoder))
+                    return
+                } catch {
+                    errors.append(error)
+                }
+                do {
+                    self = .case2(try .init(from: decoder))
+                    return
+                } catch {
+                    errors.append(error)
+                }
+                throw Swift.DecodingError.failedToDecodeOneOfSchema(
+                    type: Self.self,
+                    codingPath: decoder.codingPath,
+                    errors: errors
+                )
+            }
+            internal func encode(to encoder: any Swift.Encoder) throws {
+                switch self {
+                case let .case1(value):
+                    try value.encode(to: encoder)
+                case let .case2(value):
+                    try value.encode(to: encoder)
+                }
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/TenantFields`.
+        internal struct TenantFields: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/TenantFields/name`.
+            internal var name: Components.Schemas.TenantName
+            /// - Remark: Generated from `#/components/schemas/TenantFields/tenantId`.
+            internal var tenantId: Components.Schemas.Guid
+            /// - Remark: Generated from `#/components/schemas/TenantFields/clientId`.
+            internal var clientId: Components.Schemas.Guid
+            /// - Remark: Generated from `#/components/schemas/TenantFields/clientSecret`.
+            internal var clientSecret: Components.Schemas.ClientSecretValue?
+            /// - Remark: Generated from `#/components/schemas/TenantFields/clientCertificate`.
             internal var clientCertificate: Components.Schemas.ClientCertificate?
             /// When the secret expires, for expiry alerts; for a certificate, its expiry when absent.
             ///
-            /// - Remark: Generated from `#/components/schemas/TenantCreate/secretExpiresAt`.
+            /// - Remark: Generated from `#/components/schemas/TenantFields/secretExpiresAt`.
             internal var secretExpiresAt: Components.Schemas.Timestamp?
-            /// - Remark: Generated from `#/components/schemas/TenantCreate/publisherId`.
+            /// - Remark: Generated from `#/components/schemas/TenantFields/publisherId`.
             internal var publisherId: Components.Schemas.Guid?
             /// Which audit feeds to collect; all five when absent.
             ///
-            /// - Remark: Generated from `#/components/schemas/TenantCreate/contentTypes`.
+            /// - Remark: Generated from `#/components/schemas/TenantFields/contentTypes`.
             internal var contentTypes: [Components.Schemas.ContentType]?
-            /// - Remark: Generated from `#/components/schemas/TenantCreate/cloud`.
+            /// - Remark: Generated from `#/components/schemas/TenantFields/cloud`.
             internal var cloud: Components.Schemas.Cloud?
             /// The UTMStack tenant the events belong to; the UTMStack default tenant when absent.
             ///
-            /// - Remark: Generated from `#/components/schemas/TenantCreate/utmTenantId`.
-            internal var utmTenantId: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/TenantFields/utmTenantId`.
+            internal var utmTenantId: Components.Schemas.DisplayText?
             /// The data source name shown in UTMStack; the tenant's name when absent.
             ///
-            /// - Remark: Generated from `#/components/schemas/TenantCreate/dataSource`.
-            internal var dataSource: Swift.String?
-            /// Creates a new `TenantCreate`.
+            /// - Remark: Generated from `#/components/schemas/TenantFields/dataSource`.
+            internal var dataSource: Components.Schemas.DisplayText?
+            /// Creates a new `TenantFields`.
             ///
             /// - Parameters:
             ///   - name:
             ///   - tenantId:
             ///   - clientId:
-            ///   - clientSecret: The app registration's client secret value (not its secret id). Never returned.
+            ///   - clientSecret:
             ///   - clientCertificate:
             ///   - secretExpiresAt: When the secret expires, for expiry alerts; for a certificate, its expiry when absent.
             ///   - publisherId:
@@ -194,14 +276,14 @@ extension Components {
                 name: Components.Schemas.TenantName,
                 tenantId: Components.Schemas.Guid,
                 clientId: Components.Schemas.Guid,
-                clientSecret: Swift.String? = nil,
+                clientSecret: Components.Schemas.ClientSecretValue? = nil,
                 clientCertificate: Components.Schemas.ClientCertificate? = nil,
                 secretExpiresAt: Components.Schemas.Timestamp? = nil,
                 publisherId: Components.Schemas.Guid? = nil,
                 contentTypes: [Components.Schemas.ContentType]? = nil,
                 cloud: Components.Schemas.Cloud? = nil,
-                utmTenantId: Swift.String? = nil,
-                dataSource: Swift.String? = nil
+                utmTenantId: Components.Schemas.DisplayText? = nil,
+                dataSource: Components.Schemas.DisplayText? = nil
             ) {
                 self.name = name
                 self.tenantId = tenantId
@@ -243,7 +325,7 @@ extension Components {
                     forKey: .clientId
                 )
                 self.clientSecret = try container.decodeIfPresent(
-                    Swift.String.self,
+                    Components.Schemas.ClientSecretValue.self,
                     forKey: .clientSecret
                 )
                 self.clientCertificate = try container.decodeIfPresent(
@@ -267,11 +349,11 @@ extension Components {
                     forKey: .cloud
                 )
                 self.utmTenantId = try container.decodeIfPresent(
-                    Swift.String.self,
+                    Components.Schemas.DisplayText.self,
                     forKey: .utmTenantId
                 )
                 self.dataSource = try container.decodeIfPresent(
-                    Swift.String.self,
+                    Components.Schemas.DisplayText.self,
                     forKey: .dataSource
                 )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
@@ -289,6 +371,8 @@ extension Components {
                 ])
             }
         }
+        /// At least one field; absent fields stay as they are (`{}` is refused with `empty_patch`).
+        ///
         /// - Remark: Generated from `#/components/schemas/TenantPatch`.
         internal struct TenantPatch: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/TenantPatch/name`.
@@ -300,9 +384,9 @@ extension Components {
             /// - Remark: Generated from `#/components/schemas/TenantPatch/publisherId`.
             internal var publisherId: Components.Schemas.Guid?
             /// - Remark: Generated from `#/components/schemas/TenantPatch/utmTenantId`.
-            internal var utmTenantId: Swift.String?
+            internal var utmTenantId: Components.Schemas.DisplayText?
             /// - Remark: Generated from `#/components/schemas/TenantPatch/dataSource`.
-            internal var dataSource: Swift.String?
+            internal var dataSource: Components.Schemas.DisplayText?
             /// Creates a new `TenantPatch`.
             ///
             /// - Parameters:
@@ -317,8 +401,8 @@ extension Components {
                 contentTypes: [Components.Schemas.ContentType]? = nil,
                 enabled: Swift.Bool? = nil,
                 publisherId: Components.Schemas.Guid? = nil,
-                utmTenantId: Swift.String? = nil,
-                dataSource: Swift.String? = nil
+                utmTenantId: Components.Schemas.DisplayText? = nil,
+                dataSource: Components.Schemas.DisplayText? = nil
             ) {
                 self.name = name
                 self.contentTypes = contentTypes
@@ -354,11 +438,11 @@ extension Components {
                     forKey: .publisherId
                 )
                 self.utmTenantId = try container.decodeIfPresent(
-                    Swift.String.self,
+                    Components.Schemas.DisplayText.self,
                     forKey: .utmTenantId
                 )
                 self.dataSource = try container.decodeIfPresent(
-                    Swift.String.self,
+                    Components.Schemas.DisplayText.self,
                     forKey: .dataSource
                 )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
@@ -375,20 +459,47 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/schemas/SecretRotation`.
         internal struct SecretRotation: Codable, Hashable, Sendable {
-            /// - Remark: Generated from `#/components/schemas/SecretRotation/clientSecret`.
-            internal var clientSecret: Swift.String?
-            /// - Remark: Generated from `#/components/schemas/SecretRotation/clientCertificate`.
-            internal var clientCertificate: Components.Schemas.ClientCertificate?
-            /// - Remark: Generated from `#/components/schemas/SecretRotation/secretExpiresAt`.
-            internal var secretExpiresAt: Components.Schemas.Timestamp?
+            /// - Remark: Generated from `#/components/schemas/SecretRotation/value1`.
+            internal var value1: Components.Schemas.SecretRotationFields
+            /// - Remark: Generated from `#/components/schemas/SecretRotation/value2`.
+            internal var value2: Components.Schemas.OneCredential
             /// Creates a new `SecretRotation`.
+            ///
+            /// - Parameters:
+            ///   - value1:
+            ///   - value2:
+            internal init(
+                value1: Components.Schemas.SecretRotationFields,
+                value2: Components.Schemas.OneCredential
+            ) {
+                self.value1 = value1
+                self.value2 = value2
+            }
+            internal init(from decoder: any Swift.Decoder) throws {
+                self.value1 = try .init(from: decoder)
+                self.value2 = try .init(from: decoder)
+            }
+            internal func encode(to encoder: any Swift.Encoder) throws {
+                try self.value1.encode(to: encoder)
+                try self.value2.encode(to: encoder)
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SecretRotationFields`.
+        internal struct SecretRotationFields: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SecretRotationFields/clientSecret`.
+            internal var clientSecret: Components.Schemas.ClientSecretValue?
+            /// - Remark: Generated from `#/components/schemas/SecretRotationFields/clientCertificate`.
+            internal var clientCertificate: Components.Schemas.ClientCertificate?
+            /// - Remark: Generated from `#/components/schemas/SecretRotationFields/secretExpiresAt`.
+            internal var secretExpiresAt: Components.Schemas.Timestamp?
+            /// Creates a new `SecretRotationFields`.
             ///
             /// - Parameters:
             ///   - clientSecret:
             ///   - clientCertificate:
             ///   - secretExpiresAt:
             internal init(
-                clientSecret: Swift.String? = nil,
+                clientSecret: Components.Schemas.ClientSecretValue? = nil,
                 clientCertificate: Components.Schemas.ClientCertificate? = nil,
                 secretExpiresAt: Components.Schemas.Timestamp? = nil
             ) {
@@ -404,7 +515,7 @@ extension Components {
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 self.clientSecret = try container.decodeIfPresent(
-                    Swift.String.self,
+                    Components.Schemas.ClientSecretValue.self,
                     forKey: .clientSecret
                 )
                 self.clientCertificate = try container.decodeIfPresent(

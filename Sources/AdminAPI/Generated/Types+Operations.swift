@@ -5,502 +5,6 @@ import struct Foundation.Data
 import struct Foundation.Date
 /// API operations, with input and output types, generated from `#/paths` in the OpenAPI document.
 internal enum Operations {
-    /// Liveness; answers 200 while the process runs.
-    ///
-    /// - Remark: HTTP `GET /healthz`.
-    /// - Remark: Generated from `#/paths//healthz/get(getHealth)`.
-    internal enum GetHealth {
-        internal static let id: Swift.String = "getHealth"
-        internal struct Input: Sendable, Hashable {
-            /// - Remark: Generated from `#/paths/healthz/GET/header`.
-            internal struct Headers: Sendable, Hashable {
-                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetHealth.AcceptableContentType>]
-                /// Creates a new `Headers`.
-                ///
-                /// - Parameters:
-                ///   - accept:
-                internal init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetHealth.AcceptableContentType>] = .defaultValues()) {
-                    self.accept = accept
-                }
-            }
-            internal var headers: Operations.GetHealth.Input.Headers
-            /// Creates a new `Input`.
-            ///
-            /// - Parameters:
-            ///   - headers:
-            internal init(headers: Operations.GetHealth.Input.Headers = .init()) {
-                self.headers = headers
-            }
-        }
-        internal enum Output: Sendable, Hashable {
-            internal struct Ok: Sendable, Hashable {
-                /// - Remark: Generated from `#/paths/healthz/GET/responses/200/content`.
-                internal enum Body: Sendable, Hashable {
-                    /// - Remark: Generated from `#/paths/healthz/GET/responses/200/content/text\/plain`.
-                    case plainText(OpenAPIRuntime.HTTPBody)
-                    /// The associated value of the enum case if `self` is `.plainText`.
-                    ///
-                    /// - Throws: An error if `self` is not `.plainText`.
-                    /// - SeeAlso: `.plainText`.
-                    internal var plainText: OpenAPIRuntime.HTTPBody {
-                        get throws {
-                            switch self {
-                            case let .plainText(body):
-                                return body
-                            }
-                        }
-                    }
-                }
-                /// Received HTTP response body
-                internal var body: Operations.GetHealth.Output.Ok.Body
-                /// Creates a new `Ok`.
-                ///
-                /// - Parameters:
-                ///   - body: Received HTTP response body
-                internal init(body: Operations.GetHealth.Output.Ok.Body) {
-                    self.body = body
-                }
-            }
-            /// Alive.
-            ///
-            /// - Remark: Generated from `#/paths//healthz/get(getHealth)/responses/200`.
-            ///
-            /// HTTP response code: `200 ok`.
-            case ok(Operations.GetHealth.Output.Ok)
-            /// The associated value of the enum case if `self` is `.ok`.
-            ///
-            /// - Throws: An error if `self` is not `.ok`.
-            /// - SeeAlso: `.ok`.
-            internal var ok: Operations.GetHealth.Output.Ok {
-                get throws {
-                    switch self {
-                    case let .ok(response):
-                        return response
-                    default:
-                        try throwUnexpectedResponseStatus(
-                            expectedStatus: "ok",
-                            response: self
-                        )
-                    }
-                }
-            }
-            /// Undocumented response.
-            ///
-            /// A response with a code that is not documented in the OpenAPI document.
-            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
-        }
-        internal enum AcceptableContentType: AcceptableProtocol {
-            case plainText
-            case other(Swift.String)
-            internal init?(rawValue: Swift.String) {
-                switch rawValue.lowercased() {
-                case "text/plain":
-                    self = .plainText
-                default:
-                    self = .other(rawValue)
-                }
-            }
-            internal var rawValue: Swift.String {
-                switch self {
-                case let .other(string):
-                    return string
-                case .plainText:
-                    return "text/plain"
-                }
-            }
-            internal static var allCases: [Self] {
-                [
-                    .plainText
-                ]
-            }
-        }
-    }
-    /// Readiness; the database answers, its schema is current, and this replica's lease rounds succeed.
-    ///
-    /// 503 with a short generic reason (never an error's details, which go to the gateway's log) while the database
-    /// does not answer within 5 s, the schema is outdated, or no lease round has succeeded for longer than the lease
-    /// TTL. A destination UTMStack being down does not make the gateway unready.
-    ///
-    ///
-    /// - Remark: HTTP `GET /readyz`.
-    /// - Remark: Generated from `#/paths//readyz/get(getReadiness)`.
-    internal enum GetReadiness {
-        internal static let id: Swift.String = "getReadiness"
-        internal struct Input: Sendable, Hashable {
-            /// - Remark: Generated from `#/paths/readyz/GET/header`.
-            internal struct Headers: Sendable, Hashable {
-                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetReadiness.AcceptableContentType>]
-                /// Creates a new `Headers`.
-                ///
-                /// - Parameters:
-                ///   - accept:
-                internal init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetReadiness.AcceptableContentType>] = .defaultValues()) {
-                    self.accept = accept
-                }
-            }
-            internal var headers: Operations.GetReadiness.Input.Headers
-            /// Creates a new `Input`.
-            ///
-            /// - Parameters:
-            ///   - headers:
-            internal init(headers: Operations.GetReadiness.Input.Headers = .init()) {
-                self.headers = headers
-            }
-        }
-        internal enum Output: Sendable, Hashable {
-            internal struct Ok: Sendable, Hashable {
-                /// - Remark: Generated from `#/paths/readyz/GET/responses/200/content`.
-                internal enum Body: Sendable, Hashable {
-                    /// - Remark: Generated from `#/paths/readyz/GET/responses/200/content/text\/plain`.
-                    case plainText(OpenAPIRuntime.HTTPBody)
-                    /// The associated value of the enum case if `self` is `.plainText`.
-                    ///
-                    /// - Throws: An error if `self` is not `.plainText`.
-                    /// - SeeAlso: `.plainText`.
-                    internal var plainText: OpenAPIRuntime.HTTPBody {
-                        get throws {
-                            switch self {
-                            case let .plainText(body):
-                                return body
-                            }
-                        }
-                    }
-                }
-                /// Received HTTP response body
-                internal var body: Operations.GetReadiness.Output.Ok.Body
-                /// Creates a new `Ok`.
-                ///
-                /// - Parameters:
-                ///   - body: Received HTTP response body
-                internal init(body: Operations.GetReadiness.Output.Ok.Body) {
-                    self.body = body
-                }
-            }
-            /// Ready.
-            ///
-            /// - Remark: Generated from `#/paths//readyz/get(getReadiness)/responses/200`.
-            ///
-            /// HTTP response code: `200 ok`.
-            case ok(Operations.GetReadiness.Output.Ok)
-            /// The associated value of the enum case if `self` is `.ok`.
-            ///
-            /// - Throws: An error if `self` is not `.ok`.
-            /// - SeeAlso: `.ok`.
-            internal var ok: Operations.GetReadiness.Output.Ok {
-                get throws {
-                    switch self {
-                    case let .ok(response):
-                        return response
-                    default:
-                        try throwUnexpectedResponseStatus(
-                            expectedStatus: "ok",
-                            response: self
-                        )
-                    }
-                }
-            }
-            internal struct ServiceUnavailable: Sendable, Hashable {
-                /// - Remark: Generated from `#/paths/readyz/GET/responses/503/content`.
-                internal enum Body: Sendable, Hashable {
-                    /// - Remark: Generated from `#/paths/readyz/GET/responses/503/content/text\/plain`.
-                    case plainText(OpenAPIRuntime.HTTPBody)
-                    /// The associated value of the enum case if `self` is `.plainText`.
-                    ///
-                    /// - Throws: An error if `self` is not `.plainText`.
-                    /// - SeeAlso: `.plainText`.
-                    internal var plainText: OpenAPIRuntime.HTTPBody {
-                        get throws {
-                            switch self {
-                            case let .plainText(body):
-                                return body
-                            }
-                        }
-                    }
-                }
-                /// Received HTTP response body
-                internal var body: Operations.GetReadiness.Output.ServiceUnavailable.Body
-                /// Creates a new `ServiceUnavailable`.
-                ///
-                /// - Parameters:
-                ///   - body: Received HTTP response body
-                internal init(body: Operations.GetReadiness.Output.ServiceUnavailable.Body) {
-                    self.body = body
-                }
-            }
-            /// Not ready; the body says why.
-            ///
-            /// - Remark: Generated from `#/paths//readyz/get(getReadiness)/responses/503`.
-            ///
-            /// HTTP response code: `503 serviceUnavailable`.
-            case serviceUnavailable(Operations.GetReadiness.Output.ServiceUnavailable)
-            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
-            ///
-            /// - Throws: An error if `self` is not `.serviceUnavailable`.
-            /// - SeeAlso: `.serviceUnavailable`.
-            internal var serviceUnavailable: Operations.GetReadiness.Output.ServiceUnavailable {
-                get throws {
-                    switch self {
-                    case let .serviceUnavailable(response):
-                        return response
-                    default:
-                        try throwUnexpectedResponseStatus(
-                            expectedStatus: "serviceUnavailable",
-                            response: self
-                        )
-                    }
-                }
-            }
-            /// Undocumented response.
-            ///
-            /// A response with a code that is not documented in the OpenAPI document.
-            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
-        }
-        internal enum AcceptableContentType: AcceptableProtocol {
-            case plainText
-            case other(Swift.String)
-            internal init?(rawValue: Swift.String) {
-                switch rawValue.lowercased() {
-                case "text/plain":
-                    self = .plainText
-                default:
-                    self = .other(rawValue)
-                }
-            }
-            internal var rawValue: Swift.String {
-                switch self {
-                case let .other(string):
-                    return string
-                case .plainText:
-                    return "text/plain"
-                }
-            }
-            internal static var allCases: [Self] {
-                [
-                    .plainText
-                ]
-            }
-        }
-    }
-    /// Prometheus metrics in the text exposition format.
-    ///
-    /// - Remark: HTTP `GET /metrics`.
-    /// - Remark: Generated from `#/paths//metrics/get(getMetrics)`.
-    internal enum GetMetrics {
-        internal static let id: Swift.String = "getMetrics"
-        internal struct Input: Sendable, Hashable {
-            /// - Remark: Generated from `#/paths/metrics/GET/header`.
-            internal struct Headers: Sendable, Hashable {
-                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetMetrics.AcceptableContentType>]
-                /// Creates a new `Headers`.
-                ///
-                /// - Parameters:
-                ///   - accept:
-                internal init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetMetrics.AcceptableContentType>] = .defaultValues()) {
-                    self.accept = accept
-                }
-            }
-            internal var headers: Operations.GetMetrics.Input.Headers
-            /// Creates a new `Input`.
-            ///
-            /// - Parameters:
-            ///   - headers:
-            internal init(headers: Operations.GetMetrics.Input.Headers = .init()) {
-                self.headers = headers
-            }
-        }
-        internal enum Output: Sendable, Hashable {
-            internal struct Ok: Sendable, Hashable {
-                /// - Remark: Generated from `#/paths/metrics/GET/responses/200/content`.
-                internal enum Body: Sendable, Hashable {
-                    /// - Remark: Generated from `#/paths/metrics/GET/responses/200/content/text\/plain`.
-                    case plainText(OpenAPIRuntime.HTTPBody)
-                    /// The associated value of the enum case if `self` is `.plainText`.
-                    ///
-                    /// - Throws: An error if `self` is not `.plainText`.
-                    /// - SeeAlso: `.plainText`.
-                    internal var plainText: OpenAPIRuntime.HTTPBody {
-                        get throws {
-                            switch self {
-                            case let .plainText(body):
-                                return body
-                            }
-                        }
-                    }
-                }
-                /// Received HTTP response body
-                internal var body: Operations.GetMetrics.Output.Ok.Body
-                /// Creates a new `Ok`.
-                ///
-                /// - Parameters:
-                ///   - body: Received HTTP response body
-                internal init(body: Operations.GetMetrics.Output.Ok.Body) {
-                    self.body = body
-                }
-            }
-            /// Metrics.
-            ///
-            /// - Remark: Generated from `#/paths//metrics/get(getMetrics)/responses/200`.
-            ///
-            /// HTTP response code: `200 ok`.
-            case ok(Operations.GetMetrics.Output.Ok)
-            /// The associated value of the enum case if `self` is `.ok`.
-            ///
-            /// - Throws: An error if `self` is not `.ok`.
-            /// - SeeAlso: `.ok`.
-            internal var ok: Operations.GetMetrics.Output.Ok {
-                get throws {
-                    switch self {
-                    case let .ok(response):
-                        return response
-                    default:
-                        try throwUnexpectedResponseStatus(
-                            expectedStatus: "ok",
-                            response: self
-                        )
-                    }
-                }
-            }
-            /// Undocumented response.
-            ///
-            /// A response with a code that is not documented in the OpenAPI document.
-            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
-        }
-        internal enum AcceptableContentType: AcceptableProtocol {
-            case plainText
-            case other(Swift.String)
-            internal init?(rawValue: Swift.String) {
-                switch rawValue.lowercased() {
-                case "text/plain":
-                    self = .plainText
-                default:
-                    self = .other(rawValue)
-                }
-            }
-            internal var rawValue: Swift.String {
-                switch self {
-                case let .other(string):
-                    return string
-                case .plainText:
-                    return "text/plain"
-                }
-            }
-            internal static var allCases: [Self] {
-                [
-                    .plainText
-                ]
-            }
-        }
-    }
-    /// This document.
-    ///
-    /// - Remark: HTTP `GET /api/v1/openapi.yaml`.
-    /// - Remark: Generated from `#/paths//api/v1/openapi.yaml/get(getOpenAPIDocument)`.
-    internal enum GetOpenAPIDocument {
-        internal static let id: Swift.String = "getOpenAPIDocument"
-        internal struct Input: Sendable, Hashable {
-            /// - Remark: Generated from `#/paths/api/v1/openapi.yaml/GET/header`.
-            internal struct Headers: Sendable, Hashable {
-                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetOpenAPIDocument.AcceptableContentType>]
-                /// Creates a new `Headers`.
-                ///
-                /// - Parameters:
-                ///   - accept:
-                internal init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetOpenAPIDocument.AcceptableContentType>] = .defaultValues()) {
-                    self.accept = accept
-                }
-            }
-            internal var headers: Operations.GetOpenAPIDocument.Input.Headers
-            /// Creates a new `Input`.
-            ///
-            /// - Parameters:
-            ///   - headers:
-            internal init(headers: Operations.GetOpenAPIDocument.Input.Headers = .init()) {
-                self.headers = headers
-            }
-        }
-        internal enum Output: Sendable, Hashable {
-            internal struct Ok: Sendable, Hashable {
-                /// - Remark: Generated from `#/paths/api/v1/openapi.yaml/GET/responses/200/content`.
-                internal enum Body: Sendable, Hashable {
-                    /// - Remark: Generated from `#/paths/api/v1/openapi.yaml/GET/responses/200/content/application\/yaml`.
-                    case yaml(OpenAPIRuntime.HTTPBody)
-                    /// The associated value of the enum case if `self` is `.yaml`.
-                    ///
-                    /// - Throws: An error if `self` is not `.yaml`.
-                    /// - SeeAlso: `.yaml`.
-                    internal var yaml: OpenAPIRuntime.HTTPBody {
-                        get throws {
-                            switch self {
-                            case let .yaml(body):
-                                return body
-                            }
-                        }
-                    }
-                }
-                /// Received HTTP response body
-                internal var body: Operations.GetOpenAPIDocument.Output.Ok.Body
-                /// Creates a new `Ok`.
-                ///
-                /// - Parameters:
-                ///   - body: Received HTTP response body
-                internal init(body: Operations.GetOpenAPIDocument.Output.Ok.Body) {
-                    self.body = body
-                }
-            }
-            /// The OpenAPI document.
-            ///
-            /// - Remark: Generated from `#/paths//api/v1/openapi.yaml/get(getOpenAPIDocument)/responses/200`.
-            ///
-            /// HTTP response code: `200 ok`.
-            case ok(Operations.GetOpenAPIDocument.Output.Ok)
-            /// The associated value of the enum case if `self` is `.ok`.
-            ///
-            /// - Throws: An error if `self` is not `.ok`.
-            /// - SeeAlso: `.ok`.
-            internal var ok: Operations.GetOpenAPIDocument.Output.Ok {
-                get throws {
-                    switch self {
-                    case let .ok(response):
-                        return response
-                    default:
-                        try throwUnexpectedResponseStatus(
-                            expectedStatus: "ok",
-                            response: self
-                        )
-                    }
-                }
-            }
-            /// Undocumented response.
-            ///
-            /// A response with a code that is not documented in the OpenAPI document.
-            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
-        }
-        internal enum AcceptableContentType: AcceptableProtocol {
-            case yaml
-            case other(Swift.String)
-            internal init?(rawValue: Swift.String) {
-                switch rawValue.lowercased() {
-                case "application/yaml":
-                    self = .yaml
-                default:
-                    self = .other(rawValue)
-                }
-            }
-            internal var rawValue: Swift.String {
-                switch self {
-                case let .other(string):
-                    return string
-                case .yaml:
-                    return "application/yaml"
-                }
-            }
-            internal static var allCases: [Self] {
-                [
-                    .yaml
-                ]
-            }
-        }
-    }
     /// List every onboarded tenant, ordered by name.
     ///
     /// - Remark: HTTP `GET /api/v1/tenants`.
@@ -598,6 +102,54 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/get(listTenants)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/get(listTenants)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
                             response: self
                         )
                     }
@@ -800,6 +352,29 @@ internal enum Operations {
                     }
                 }
             }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/post(createTenant)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
             /// A tenant with this Microsoft tenant id is already onboarded.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/post(createTenant)/responses/409`.
@@ -864,6 +439,31 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "unsupportedMediaType",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/post(createTenant)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
                             response: self
                         )
                     }
@@ -1020,29 +620,6 @@ internal enum Operations {
                     }
                 }
             }
-            /// A field is missing or invalid; the message names it.
-            ///
-            /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/get(getTenant)/responses/400`.
-            ///
-            /// HTTP response code: `400 badRequest`.
-            case badRequest(Components.Responses.BadRequest)
-            /// The associated value of the enum case if `self` is `.badRequest`.
-            ///
-            /// - Throws: An error if `self` is not `.badRequest`.
-            /// - SeeAlso: `.badRequest`.
-            internal var badRequest: Components.Responses.BadRequest {
-                get throws {
-                    switch self {
-                    case let .badRequest(response):
-                        return response
-                    default:
-                        try throwUnexpectedResponseStatus(
-                            expectedStatus: "badRequest",
-                            response: self
-                        )
-                    }
-                }
-            }
             /// No bearer token, or a wrong one.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/get(getTenant)/responses/401`.
@@ -1084,6 +661,54 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/get(getTenant)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/get(getTenant)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
                             response: self
                         )
                     }
@@ -1144,7 +769,10 @@ internal enum Operations {
             internal var path: Operations.UpdateTenant.Input.Path
             /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/PATCH/header`.
             internal struct Headers: Sendable, Hashable {
-                /// Apply the change only if the tenant's ETag still equals this value (optimistic concurrency).
+                /// Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
+                /// or a list of entity tags compared strongly. One that names no current ETag, weak tags included, is answered
+                /// 412 with the current ETag. Empty, it sets no precondition.
+                ///
                 ///
                 /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/PATCH/header/If-Match`.
                 internal var ifMatch: Components.Parameters.IfMatch?
@@ -1152,7 +780,7 @@ internal enum Operations {
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
-                ///   - ifMatch: Apply the change only if the tenant's ETag still equals this value (optimistic concurrency).
+                ///   - ifMatch: Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
                 ///   - accept:
                 internal init(
                     ifMatch: Components.Parameters.IfMatch? = nil,
@@ -1327,7 +955,30 @@ internal enum Operations {
                     }
                 }
             }
-            /// The tenant changed since the given ETag; read it again.
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/patch(updateTenant)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The tenant changed since the given ETag (or `If-Match` names no current one); read it again.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/patch(updateTenant)/responses/412`.
             ///
@@ -1396,6 +1047,31 @@ internal enum Operations {
                     }
                 }
             }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/patch(updateTenant)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
+                            response: self
+                        )
+                    }
+                }
+            }
             /// Undocumented response.
             ///
             /// A response with a code that is not documented in the OpenAPI document.
@@ -1451,7 +1127,10 @@ internal enum Operations {
             internal var path: Operations.DeleteTenant.Input.Path
             /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/DELETE/header`.
             internal struct Headers: Sendable, Hashable {
-                /// Apply the change only if the tenant's ETag still equals this value (optimistic concurrency).
+                /// Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
+                /// or a list of entity tags compared strongly. One that names no current ETag, weak tags included, is answered
+                /// 412 with the current ETag. Empty, it sets no precondition.
+                ///
                 ///
                 /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/DELETE/header/If-Match`.
                 internal var ifMatch: Components.Parameters.IfMatch?
@@ -1459,7 +1138,7 @@ internal enum Operations {
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
-                ///   - ifMatch: Apply the change only if the tenant's ETag still equals this value (optimistic concurrency).
+                ///   - ifMatch: Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
                 ///   - accept:
                 internal init(
                     ifMatch: Components.Parameters.IfMatch? = nil,
@@ -1519,29 +1198,6 @@ internal enum Operations {
                     }
                 }
             }
-            /// A field is missing or invalid; the message names it.
-            ///
-            /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/delete(deleteTenant)/responses/400`.
-            ///
-            /// HTTP response code: `400 badRequest`.
-            case badRequest(Components.Responses.BadRequest)
-            /// The associated value of the enum case if `self` is `.badRequest`.
-            ///
-            /// - Throws: An error if `self` is not `.badRequest`.
-            /// - SeeAlso: `.badRequest`.
-            internal var badRequest: Components.Responses.BadRequest {
-                get throws {
-                    switch self {
-                    case let .badRequest(response):
-                        return response
-                    default:
-                        try throwUnexpectedResponseStatus(
-                            expectedStatus: "badRequest",
-                            response: self
-                        )
-                    }
-                }
-            }
             /// No bearer token, or a wrong one.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/delete(deleteTenant)/responses/401`.
@@ -1588,7 +1244,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// The tenant changed since the given ETag; read it again.
+            /// The tenant changed since the given ETag (or `If-Match` names no current one); read it again.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/delete(deleteTenant)/responses/412`.
             ///
@@ -1606,6 +1262,31 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "preconditionFailed",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/delete(deleteTenant)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
                             response: self
                         )
                     }
@@ -1666,7 +1347,10 @@ internal enum Operations {
             internal var path: Operations.RotateTenantSecret.Input.Path
             /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/secret/PUT/header`.
             internal struct Headers: Sendable, Hashable {
-                /// Apply the change only if the tenant's ETag still equals this value (optimistic concurrency).
+                /// Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
+                /// or a list of entity tags compared strongly. One that names no current ETag, weak tags included, is answered
+                /// 412 with the current ETag. Empty, it sets no precondition.
+                ///
                 ///
                 /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/secret/PUT/header/If-Match`.
                 internal var ifMatch: Components.Parameters.IfMatch?
@@ -1674,7 +1358,7 @@ internal enum Operations {
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
-                ///   - ifMatch: Apply the change only if the tenant's ETag still equals this value (optimistic concurrency).
+                ///   - ifMatch: Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
                 ///   - accept:
                 internal init(
                     ifMatch: Components.Parameters.IfMatch? = nil,
@@ -1849,7 +1533,30 @@ internal enum Operations {
                     }
                 }
             }
-            /// The tenant changed since the given ETag; read it again.
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The tenant changed since the given ETag (or `If-Match` names no current one); read it again.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)/responses/412`.
             ///
@@ -1913,6 +1620,31 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "unsupportedMediaType",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
                             response: self
                         )
                     }
@@ -2101,6 +1833,29 @@ internal enum Operations {
                     }
                 }
             }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
             internal struct NotImplemented: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/validate/POST/responses/501/content`.
                 internal enum Body: Sendable, Hashable {
@@ -2147,6 +1902,31 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "notImplemented",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
                             response: self
                         )
                     }
@@ -2200,7 +1980,7 @@ internal enum Operations {
                 /// Only the dead letters of this tenant (its gateway id).
                 ///
                 /// - Remark: Generated from `#/paths/api/v1/dead-letters/GET/query/tenantId`.
-                internal var tenantId: Swift.String?
+                internal var tenantId: Components.Schemas.Guid?
                 /// At most this many (1 to 1000; default 100).
                 ///
                 /// - Remark: Generated from `#/paths/api/v1/dead-letters/GET/query/limit`.
@@ -2211,7 +1991,7 @@ internal enum Operations {
                 ///   - tenantId: Only the dead letters of this tenant (its gateway id).
                 ///   - limit: At most this many (1 to 1000; default 100).
                 internal init(
-                    tenantId: Swift.String? = nil,
+                    tenantId: Components.Schemas.Guid? = nil,
                     limit: Swift.Int? = nil
                 ) {
                     self.tenantId = tenantId
@@ -2337,6 +2117,54 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/get(listDeadLetters)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/get(listDeadLetters)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
                             response: self
                         )
                     }
@@ -2518,6 +2346,54 @@ internal enum Operations {
                     }
                 }
             }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/get(getDeadLetter)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/get(getDeadLetter)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
+                            response: self
+                        )
+                    }
+                }
+            }
             /// Undocumented response.
             ///
             /// A response with a code that is not documented in the OpenAPI document.
@@ -2673,6 +2549,31 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/delete(deleteDeadLetter)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
                             response: self
                         )
                     }
@@ -2849,6 +2750,52 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/retry/post(retryDeadLetter)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// This gateway runs without the part the operation needs.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/retry/post(retryDeadLetter)/responses/501`.
+            ///
+            /// HTTP response code: `501 notImplemented`.
+            case notImplemented(Components.Responses.NotImplemented)
+            /// The associated value of the enum case if `self` is `.notImplemented`.
+            ///
+            /// - Throws: An error if `self` is not `.notImplemented`.
+            /// - SeeAlso: `.notImplemented`.
+            internal var notImplemented: Components.Responses.NotImplemented {
+                get throws {
+                    switch self {
+                    case let .notImplemented(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notImplemented",
                             response: self
                         )
                     }
@@ -3126,6 +3073,54 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/secret-expiry/get(getSecretExpiryReport)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/secret-expiry/get(getSecretExpiryReport)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
                             response: self
                         )
                     }

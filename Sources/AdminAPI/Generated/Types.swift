@@ -5,31 +5,6 @@ import struct Foundation.Data
 import struct Foundation.Date
 /// A type that performs HTTP operations defined by the OpenAPI document.
 internal protocol APIProtocol: Sendable {
-    /// Liveness; answers 200 while the process runs.
-    ///
-    /// - Remark: HTTP `GET /healthz`.
-    /// - Remark: Generated from `#/paths//healthz/get(getHealth)`.
-    func getHealth(_ input: Operations.GetHealth.Input) async throws -> Operations.GetHealth.Output
-    /// Readiness; the database answers, its schema is current, and this replica's lease rounds succeed.
-    ///
-    /// 503 with a short generic reason (never an error's details, which go to the gateway's log) while the database
-    /// does not answer within 5 s, the schema is outdated, or no lease round has succeeded for longer than the lease
-    /// TTL. A destination UTMStack being down does not make the gateway unready.
-    ///
-    ///
-    /// - Remark: HTTP `GET /readyz`.
-    /// - Remark: Generated from `#/paths//readyz/get(getReadiness)`.
-    func getReadiness(_ input: Operations.GetReadiness.Input) async throws -> Operations.GetReadiness.Output
-    /// Prometheus metrics in the text exposition format.
-    ///
-    /// - Remark: HTTP `GET /metrics`.
-    /// - Remark: Generated from `#/paths//metrics/get(getMetrics)`.
-    func getMetrics(_ input: Operations.GetMetrics.Input) async throws -> Operations.GetMetrics.Output
-    /// This document.
-    ///
-    /// - Remark: HTTP `GET /api/v1/openapi.yaml`.
-    /// - Remark: Generated from `#/paths//api/v1/openapi.yaml/get(getOpenAPIDocument)`.
-    func getOpenAPIDocument(_ input: Operations.GetOpenAPIDocument.Input) async throws -> Operations.GetOpenAPIDocument.Output
     /// List every onboarded tenant, ordered by name.
     ///
     /// - Remark: HTTP `GET /api/v1/tenants`.
@@ -113,39 +88,6 @@ internal protocol APIProtocol: Sendable {
 
 /// Convenience overloads for operation inputs.
 extension APIProtocol {
-    /// Liveness; answers 200 while the process runs.
-    ///
-    /// - Remark: HTTP `GET /healthz`.
-    /// - Remark: Generated from `#/paths//healthz/get(getHealth)`.
-    internal func getHealth(headers: Operations.GetHealth.Input.Headers = .init()) async throws -> Operations.GetHealth.Output {
-        try await getHealth(Operations.GetHealth.Input(headers: headers))
-    }
-    /// Readiness; the database answers, its schema is current, and this replica's lease rounds succeed.
-    ///
-    /// 503 with a short generic reason (never an error's details, which go to the gateway's log) while the database
-    /// does not answer within 5 s, the schema is outdated, or no lease round has succeeded for longer than the lease
-    /// TTL. A destination UTMStack being down does not make the gateway unready.
-    ///
-    ///
-    /// - Remark: HTTP `GET /readyz`.
-    /// - Remark: Generated from `#/paths//readyz/get(getReadiness)`.
-    internal func getReadiness(headers: Operations.GetReadiness.Input.Headers = .init()) async throws -> Operations.GetReadiness.Output {
-        try await getReadiness(Operations.GetReadiness.Input(headers: headers))
-    }
-    /// Prometheus metrics in the text exposition format.
-    ///
-    /// - Remark: HTTP `GET /metrics`.
-    /// - Remark: Generated from `#/paths//metrics/get(getMetrics)`.
-    internal func getMetrics(headers: Operations.GetMetrics.Input.Headers = .init()) async throws -> Operations.GetMetrics.Output {
-        try await getMetrics(Operations.GetMetrics.Input(headers: headers))
-    }
-    /// This document.
-    ///
-    /// - Remark: HTTP `GET /api/v1/openapi.yaml`.
-    /// - Remark: Generated from `#/paths//api/v1/openapi.yaml/get(getOpenAPIDocument)`.
-    internal func getOpenAPIDocument(headers: Operations.GetOpenAPIDocument.Input.Headers = .init()) async throws -> Operations.GetOpenAPIDocument.Output {
-        try await getOpenAPIDocument(Operations.GetOpenAPIDocument.Input(headers: headers))
-    }
     /// List every onboarded tenant, ordered by name.
     ///
     /// - Remark: HTTP `GET /api/v1/tenants`.
