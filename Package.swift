@@ -103,7 +103,7 @@ let package = Package(
         // Scheduling of collection work: leases with fencing, fair rebalancing, collection plans (pure).
         .target(
             name: "Scheduling",
-            dependencies: ["GatewayCore", "ActivityAPI"]
+            dependencies: ["GatewayCore"]
         ),
         // Collection: the scheduler holding leases and the collectors moving data from Microsoft to UTMStack.
         .target(
@@ -168,9 +168,7 @@ let package = Package(
                 "AdminAPI",
                 "ActivityAPI",
                 "Collection",
-                "MicrosoftSimulator",
                 "UTMStackForwarder",
-                "UTMStackReceiver",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -180,6 +178,18 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // What runs the product on this machine without Microsoft or UTMStack: onboarding simulated tenants, the demo's
+        // status table, the benchmarks. Production wiring (GatewayApp) links none of it.
+        .target(
+            name: "DevTools",
+            dependencies: [
+                "GatewayApp", "GatewayCore", "CredentialCrypto", "PostgresStorage", "Collection", "UTMStackForwarder",
+                "MicrosoftSimulator", "UTMStackReceiver",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -198,6 +208,7 @@ let package = Package(
             name: "O365Gateway",
             dependencies: [
                 "AdminAPI",
+                "DevTools",
                 "UTMStackImport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -228,7 +239,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp",
+                "GatewayCore", "CredentialCrypto", "PostgresStorage", "AdminAPI", "GatewayApp", "DevTools",
                 "UTMStackForwarder", "UTMStackReceiver", "UTMStackProtocol", "ActivityAPI", "MicrosoftSimulator",
                 "Collection",
                 .product(name: "NIOCore", package: "swift-nio"),

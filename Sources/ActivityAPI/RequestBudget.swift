@@ -36,11 +36,3 @@ public struct RequestBudget: Sendable {
         updatedAt = now
     }
 }
-
-/// Exponential backoff with full jitter for Microsoft retries; `attempt` starts at 0.
-public enum RetryBackoff {
-    public static func delay(attempt: Int, base: Double = 1, cap: Double = 60, random: Double = .random(in: 0...1)) -> Double {
-        let ceiling = min(cap, base * Double(1 << min(attempt, 16)))
-        return ceiling / 2 + ceiling / 2 * random
-    }
-}

@@ -91,9 +91,9 @@ public actor TokenProvider {
         waiting[key] = []
         do {
             let response = try await requestToken(auth, audience: audience)
-            // Refresh at 80% of the lifetime, and at least a minute before it ends.
-            let lifetime = Double(max(60, response.expiresIn))
-            let refreshAt = now().addingTimeInterval(min(lifetime * 0.8, lifetime - 60))
+            // Refresh at 80 % of the lifetime as given, whatever its length (Microsoft's are about an hour; a short
+            // one is still cached for most of its life, not asked for again at every call).
+            let refreshAt = now().addingTimeInterval(Double(max(1, response.expiresIn)) * 0.8)
             cache[key] = Cached(token: response.accessToken, refreshAt: refreshAt)
             waiting.removeValue(forKey: key)?.forEach { $0.resume(returning: response.accessToken) }
             await record(auth.tenant) { try await $0.clearRefusal(auth.tenant) }

@@ -135,7 +135,7 @@ struct SecretExpiryWatcher: Service {
                     metadata: ["tenant": "\(alert.tenant)", "code": "\(alert.code)", "stage": "\(alert.stage)", "advice": "\(alert.advice)"])
             }
             try await store.recordDelivery(
-                alert.id, utmstackPending: utmstack, webhookPending: hook, retryIn: alertRetryDelay(attempts: alert.attempts, base: retryBase),
+                alert.id, utmstackPending: utmstack, webhookPending: hook, retryIn: RetryBackoff.delay(attempt: alert.attempts, base: retryBase, cap: 3600),
                 error: errors.isEmpty ? nil : errors.joined(separator: "; "), abandon: abandon)
         }
     }

@@ -101,8 +101,3 @@ public struct ExpiryAlert: Sendable, Equatable {
         IntegrationProblem(tenant: tenant, tenantName: tenantName, code: code, advice: advice)
     }
 }
-
-/// Delay before attempt `attempts + 1` of an alert delivery: `base` doubling to an hour.
-public func alertRetryDelay(attempts: Int, base: TimeInterval) -> TimeInterval {
-    min(3600, base * pow(2, Double(min(attempts, 16))))
-}

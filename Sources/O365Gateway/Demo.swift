@@ -1,5 +1,6 @@
 import ArgumentParser
 import CredentialCrypto
+import DevTools
 import Foundation
 import GatewayApp
 import GatewayCore

@@ -1,4 +1,4 @@
-import ActivityAPI
+import GatewayCore
 import Foundation
 
 /// Where a collector listing starts and which windows it lists, from its checkpoint. Pure.

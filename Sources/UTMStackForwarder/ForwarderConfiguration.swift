@@ -76,7 +76,7 @@ public struct ForwarderConfiguration: Sendable {
     }
 }
 
-/// Exponential backoff with full jitter, capped.
+/// Reconnect attempts in a row, each waiting as `RetryBackoff` says.
 struct Backoff {
     let initial: Duration
     let maximum: Duration
@@ -88,10 +88,8 @@ struct Backoff {
     }
 
     mutating func next() -> Duration {
-        let factor = Double(1 << min(attempt, 20))
-        attempt += 1
-        let ceiling = min(initial * factor, maximum)
-        return ceiling * Double.random(in: 0.5...1.0)
+        defer { attempt += 1 }
+        return RetryBackoff.delay(attempt: attempt, base: initial, cap: maximum)
     }
 
     mutating func reset() { attempt = 0 }

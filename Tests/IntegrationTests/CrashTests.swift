@@ -1,4 +1,5 @@
 import CredentialCrypto
+import DevTools
 import Foundation
 import GatewayApp
 import GatewayCore

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CredentialCrypto
+import DevTools
 import Foundation
 import GatewayApp
 import GatewayCore

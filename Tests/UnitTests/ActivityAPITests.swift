@@ -145,6 +145,23 @@ func client(_ exchange: CannedExchange, sleeps: SleepRecorder = SleepRecorder(),
         _ = try await tokens.token(for: tenant)
         #expect(exchange.sent.withLock { $0.count } == 2)
     }
+
+    /// Lifetimes of any length are cached until 80 % of them (a 60 s token was asked for again at every call).
+    @Test(arguments: [30, 60, 90, 600])
+    func shortLifetimesAreCachedToo(_ seconds: Int) async throws {
+        let clock = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
+        let body = #"{"token_type":"Bearer","expires_in":\#(seconds),"access_token":"eyJ0.short"}"#
+        let exchange = CannedExchange { _ in json(200, body) }
+        let tokens = TokenProvider(exchange: exchange, now: { clock.withLock { $0 } }, logger: Logger(label: "test"))
+        let tenant = auth()
+        _ = try await tokens.token(for: tenant)
+        clock.withLock { $0 += Double(seconds) * 0.75 }
+        _ = try await tokens.token(for: tenant)
+        #expect(exchange.sent.withLock { $0.count } == 1, "cached before 80 % of \(seconds) s")
+        clock.withLock { $0 += Double(seconds) * 0.1 }
+        _ = try await tokens.token(for: tenant)
+        #expect(exchange.sent.withLock { $0.count } == 2, "refreshed after 80 % of \(seconds) s")
+    }
 }
 
 @Suite struct ActivityClientTests {

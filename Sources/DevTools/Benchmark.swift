@@ -1,6 +1,7 @@
 import Collection
 import CredentialCrypto
 import Foundation
+import GatewayApp
 import GatewayCore
 import Logging
 import MicrosoftSimulator

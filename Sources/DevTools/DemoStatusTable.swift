@@ -1,4 +1,5 @@
 import Foundation
+import GatewayApp
 import GatewayCore
 import Logging
 import PostgresStorage
