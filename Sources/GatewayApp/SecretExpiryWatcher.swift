@@ -59,7 +59,7 @@ struct SecretExpiryWatcher: Service {
             return false
         }
         var all = try await tenants.list()
-        if try await refreshFromGraph(all, now: now) > 0 {
+        if await refreshFromGraph(all, now: now) > 0 {
             // Graph may have taken a while: still the holder?
             guard try await store.holdLease(Self.leaseName, owner: owner, ttl: leaseTTL) == fencing else { return false }
             all = try await tenants.list()
@@ -80,19 +80,25 @@ struct SecretExpiryWatcher: Service {
         return true
     }
 
-    /// Asks Graph for the tenants whose lookup is due, a few at a time; returns how many were asked.
-    func refreshFromGraph(_ all: [Tenant], now: Date) async throws -> Int {
+    /// Asks Graph for the tenants whose lookup is due, a few at a time; returns how many were asked. One tenant that
+    /// cannot be looked up (its credential cannot be opened, the database failed for it) is logged and skipped: it
+    /// never holds up the others' lookups or the alerts.
+    func refreshFromGraph(_ all: [Tenant], now: Date) async -> Int {
         let due = Array(all.filter { $0.secretExpiry.graphLookupDue(now: now) }.prefix(lookupsPerRound))
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        await withTaskGroup(of: Void.self) { group in
             for (index, tenant) in due.enumerated() {
-                if index >= 4 { try await group.next() }
+                if index >= 4 { await group.next() }
                 group.addTask {
-                    let credential = try await tenants.credential(of: tenant.id)
-                    let finding = await validator.expiryLookup.lookup(validator.auth(tenant, credential: credential))
-                    try await store.recordGraphFinding(finding, tenant: tenant.id, generation: tenant.credentialGeneration)
+                    do {
+                        let credential = try await tenants.credential(of: tenant.id)
+                        let finding = await validator.expiryLookup.lookup(validator.auth(tenant, credential: credential))
+                        try await store.recordGraphFinding(finding, tenant: tenant.id, generation: tenant.credentialGeneration)
+                    } catch {
+                        logger.notice("graph lookup skipped", metadata: ["tenant": "\(tenant.id)", "error": "\(error)"])
+                    }
                 }
             }
-            try await group.waitForAll()
+            await group.waitForAll()
         }
         return due.count
     }

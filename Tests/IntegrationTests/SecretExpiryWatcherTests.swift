@@ -150,6 +150,33 @@ import UTMStackReceiver
         }
     }
 
+    /// A tenant whose credential cannot be opened (sealed under a key this gateway lacks) is skipped by the Graph
+    /// lookups: the other tenants' alerts still go out.
+    @Test func oneUnreadableCredentialHoldsUpNoAlert() async throws {
+        let db = try await TestDatabase.create("unreadable")
+        _ = try await Gateway.migrate(db, logger: quietLogger)
+        try await withSimulator(SimulatorConfiguration.generated(tenants: 0)) { _, url in
+            try await TestDatabase.withClient(db) { database in
+                let other = PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: .random(keyID: "gone")), logger: quietLogger)
+                var lost = newTenant()
+                lost.secretExpiresAt = Date().addingTimeInterval(3 * 86_400)
+                _ = try await other.create(lost)
+                let store = PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: .random()), logger: quietLogger)
+                var soon = newTenant()
+                soon.secretExpiresAt = Date().addingTimeInterval(3 * 86_400)
+                let readable = try await store.create(soon)
+                let expiry = PostgresSecretExpiryStore(database: database, logger: quietLogger)
+                let watcher = SecretExpiryWatcher(
+                    owner: "replica-a", tenants: store, store: expiry,
+                    validator: TenantValidator(client: activityClient(), overrides: .init(login: url, manage: url, graph: url), defaultPublisher: nil),
+                    notifier: EngineNotifier(endpoint: .engineSocket(path: temporarySocketPath()), logger: quietLogger),
+                    webhook: nil, policy: try ExpiryAlertPolicy(), interval: .seconds(60), logger: quietLogger)
+                #expect(try await watcher.round(now: Date()))
+                #expect(try await expiry.alerts(of: readable.id).map(\.stage) == ["7d"])
+            }
+        }
+    }
+
     /// Two replicas on one database, both watching: each stage is alerted once, to UTMStack and to the webhook, and
     /// a replica started again afterwards alerts nothing again. A webhook that fails at first is retried.
     @Test func aReplicaPairAlertsOncePerStage() async throws {
