@@ -28,7 +28,7 @@ struct Tenants: AsyncParsableCommand {
         func run() async throws {
             try await api.run { client in
                 let items = try await client.send(.GET, "/api/v1/tenants").object["items"] as? [[String: Any]] ?? []
-                api.print(items: items) {
+                api.print(items) {
                     TextTable.render(
                         ["ID", "NAME", "MICROSOFT TENANT", "ENABLED", "CONTENT TYPES", "SECRET EXPIRES"],
                         items.map { t in
@@ -50,7 +50,7 @@ struct Tenants: AsyncParsableCommand {
         func run() async throws {
             try await api.run { client in
                 let tenant = try await client.send(.GET, "/api/v1/tenants/\(try pathSegment(id))").object
-                api.print(object: tenant) {
+                api.print(tenant) {
                     let keys = [
                         "id", "name", "tenantId", "clientId", "cloud", "enabled", "credentialType", "secretExpiresAt",
                         "secretExpirySource", "utmTenantId", "dataSource", "publisherId", "version",
@@ -101,7 +101,7 @@ struct Tenants: AsyncParsableCommand {
             body["dataSource"] = dataSource
             try await api.run { client in
                 let tenant = try await client.send(.POST, "/api/v1/tenants", body: body).object
-                api.print(object: tenant) { "onboarded \(tenant.text("name")) as \(tenant.text("id"))\n" }
+                api.print(tenant) { "onboarded \(tenant.text("name")) as \(tenant.text("id"))\n" }
             }
         }
     }
@@ -130,7 +130,7 @@ struct Tenants: AsyncParsableCommand {
             try await api.run { client in
                 let tenant = try await client.send(
                     .PATCH, "/api/v1/tenants/\(try pathSegment(id))", body: body, ifMatch: ifMatch).object
-                api.print(object: tenant) { "updated \(tenant.text("name")) (version \(tenant.text("version")))\n" }
+                api.print(tenant) { "updated \(tenant.text("name")) (version \(tenant.text("version")))\n" }
             }
         }
     }
@@ -150,7 +150,7 @@ struct Tenants: AsyncParsableCommand {
             try await api.run { client in
                 let tenant = try await client.send(
                     .PUT, "/api/v1/tenants/\(try pathSegment(id))/secret", body: body, ifMatch: ifMatch).object
-                api.print(object: tenant) { "rotated the credential of \(tenant.text("name")); it expires \(tenant.text("secretExpiresAt"))\n" }
+                api.print(tenant) { "rotated the credential of \(tenant.text("name")); it expires \(tenant.text("secretExpiresAt"))\n" }
             }
         }
     }
@@ -167,7 +167,7 @@ struct Tenants: AsyncParsableCommand {
                 let report = try await client.send(.POST, "/api/v1/tenants/\(try pathSegment(id))/validate").object
                 ok = report["ok"] as? Bool ?? false
                 let checks = report["checks"] as? [[String: Any]] ?? []
-                api.print(object: report) {
+                api.print(report) {
                     TextTable.render(
                         ["CHECK", "OK", "CODE", "ADVICE"],
                         checks.map { [$0.text("name"), $0.text("ok"), $0.text("code"), $0.text("advice")] })
@@ -187,7 +187,7 @@ struct Tenants: AsyncParsableCommand {
         func run() async throws {
             try await api.run { client in
                 _ = try await client.send(.DELETE, "/api/v1/tenants/\(try pathSegment(id))", ifMatch: ifMatch)
-                api.print(object: ["deleted": id]) { "deleted \(id)\n" }
+                api.print(["deleted": id]) { "deleted \(id)\n" }
             }
         }
     }
@@ -286,15 +286,8 @@ struct AdminAPIOptions: ParsableArguments {
         }
     }
 
-    func print(items: [[String: Any]], table: () -> String) {
-        emit(items, table)
-    }
-
-    func print(object: [String: Any], table: () -> String) {
-        emit(object, table)
-    }
-
-    private func emit(_ value: Any, _ table: () -> String) {
+    /// The table, or `value` as JSON with `--output json`.
+    func print(_ value: Any, table: () -> String) {
         let text: String
         switch output {
         case .table: text = table()
@@ -434,7 +427,7 @@ extension Tenants {
                         rows.append(["skipped", group, reason])
                     }
                 }
-                api.print(object: ["dryRun": dryRun, "results": rows.map { ["outcome": $0[0], "group": $0[1], "detail": $0[2]] }]) {
+                api.print(["dryRun": dryRun, "results": rows.map { ["outcome": $0[0], "group": $0[1], "detail": $0[2]] }]) {
                     TextTable.render(["OUTCOME", "GROUP", "DETAIL"], rows)
                 }
             }
