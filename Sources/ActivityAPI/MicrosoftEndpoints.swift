@@ -38,20 +38,13 @@ public struct MicrosoftEndpoints: Sendable, Equatable {
             self.graph = graph
         }
 
-        /// Parses the three settings; `http://` is accepted only here (a proxy, the simulator, tests).
-        public init(login: String?, manage: String?, graph: String?) throws {
-            func parse(_ text: String?, _ name: String) throws -> URL? {
-                guard let text, !text.isEmpty else { return nil }
-                guard let url = URL(string: text.hasSuffix("/") ? String(text.dropLast()) : text),
-                    url.scheme == "https" || url.scheme == "http", url.host != nil
-                else {
-                    throw GatewayError(.invalidInput, code: "invalid_url", "\(name) must be an http(s) URL such as http://127.0.0.1:9000.")
-                }
-                return url
-            }
-            self.init(
-                login: try parse(login, "O365GW_LOGIN_URL"), manage: try parse(manage, "O365GW_MANAGE_URL"),
-                graph: try parse(graph, "O365GW_GRAPH_URL"))
+        /// An override host: an http(s) URL with a host (a trailing slash is dropped), else nil. `http://` is
+        /// accepted only here (a proxy, the simulator, tests).
+        public static func host(parsing text: String) -> URL? {
+            guard let url = URL(string: text.hasSuffix("/") ? String(text.dropLast()) : text),
+                url.scheme == "https" || url.scheme == "http", url.host != nil
+            else { return nil }
+            return url
         }
     }
 

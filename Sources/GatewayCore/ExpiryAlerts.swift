@@ -18,14 +18,6 @@ public struct ExpiryAlertPolicy: Sendable, Equatable {
         self.thresholds = Array(Set(thresholds)).sorted(by: >)
     }
 
-    /// Parses `30,14,7,1`.
-    public init(parsing text: String) throws {
-        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        let days = parts.compactMap { Int($0) }
-        guard days.count == parts.count else { try self.init(thresholds: []); return }
-        try self.init(thresholds: days)
-    }
-
     /// The alert due for a credential expiring at `expiresAt`, or nil when none is: the stage names the smallest
     /// threshold already crossed (`7d`: at most 7 days left), or `expired:YYYY-MM-DD` (one per UTC day once expired).
     /// Crossing several thresholds at once (a tenant onboarded 5 days before expiry) gives one alert, for the

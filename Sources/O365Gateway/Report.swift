@@ -18,11 +18,12 @@ struct Report: AsyncParsableCommand {
                 The same report as GET /api/v1/reports/secret-expiry. Needs only O365GW_DATABASE_URL (read access);
                 exits 0 when nothing is expired or expiring, 1 when something is, 2 on an error, so cron can mail it:
                   o365-gateway report secret-expiry --within-days 14 --format html > expiry.html || mail ...
-                """)
+
+                """ + Setting.help(for: .report))
 
         enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, csv, html }
 
-        @OptionGroup var common: CommonOptions
+        @OptionGroup var settings: SettingsArguments
 
         @Option(name: .customLong("within-days"), help: "Days ahead that count as expiring (0 to 3650; default 30).")
         var withinDays: Int = SecretExpiryReport.defaultWithinDays
@@ -34,10 +35,10 @@ struct Report: AsyncParsableCommand {
             guard (0...3650).contains(withinDays) else { throw ValidationError("--within-days must be from 0 to 3650.") }
             var urgent = false
             try await runReportingErrors {
-                let logger = try common.makeLogger()
+                let (settings, logger) = try await settings.load(.report)
                 let now = Date()
                 let items = SecretExpiryReport.items(
-                    try await Gateway.tenants(try common.database(), logger: logger), now: now, withinDays: withinDays)
+                    try await Gateway.tenants(try settings.database(), logger: logger), now: now, withinDays: withinDays)
                 let text: String
                 switch format {
                 case .table: text = SecretExpiryReport.table(items)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import GatewayApp
 import GatewayCore
 import NIOCore
 import NIOHTTP1
@@ -13,7 +14,7 @@ struct Tenants: AsyncParsableCommand {
         abstract: "Onboard, list, change, rotate, validate and offboard tenants through a running gateway's admin API.",
         discussion: """
             The gateway is O365GW_ADMIN_URL (or --url; default http://127.0.0.1:8080) and the token O365GW_ADMIN_TOKEN
-            (or a file given with --token-file): never put the token on a command line. Secrets are read from a file
+            (or a file given with --token-file): there is no flag for the token, never put it on a command line. Secrets are read from a file
             or standard input, never from a flag, and never echoed.
 
             Exit codes: 0 done; 1 done, but what was asked for failed (validate found a problem); 3 the API refused the
@@ -252,23 +253,27 @@ struct AdminAPIOptions: ParsableArguments {
 
     /// Runs `body` with a client; maps what went wrong to the documented exit codes.
     func run(_ body: (AdminClient) async throws -> Void) async throws {
-        let env = ProcessInfo.processInfo.environment
-        let base = (url ?? env["O365GW_ADMIN_URL"] ?? "http://127.0.0.1:8080").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        guard let parsed = URL(string: base), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
-            throw ValidationError("--url / O365GW_ADMIN_URL must be http(s)://host:port, not \(base.prefix(80)).")
-        }
-        let token: String
-        if let tokenFile {
-            token = try CredentialOptions.read(tokenFile).trimmingCharacters(in: .whitespacesAndNewlines)
-        } else if let value = env["O365GW_ADMIN_TOKEN"], !value.isEmpty {
-            token = value
-        } else {
-            throw ValidationError("Set O365GW_ADMIN_TOKEN (or give --token-file) to the gateway's admin token.")
+        let base: String
+        let token: Secret
+        do {
+            var explicit: [Setting: String] = [:]
+            explicit[.adminURL] = url
+            if let tokenFile {
+                explicit[.adminToken] = try CredentialOptions.read(tokenFile).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let settings = try await Settings.load(.tenants, explicit: explicit)
+            let url = try settings.parsed(.adminURL) { text -> URL? in
+                URL(string: text).flatMap { ["http", "https"].contains($0.scheme ?? "") && $0.host != nil ? $0 : nil }
+            }
+            base = (url?.absoluteString ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            token = try settings.requiredSecret(.adminToken)
+        } catch let error as GatewayError {
+            throw ValidationError(error.message)
         }
         var tls = TLSConfiguration.makeClientConfiguration()
         if let caFile { tls.trustRoots = .file(caFile) }
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
-        let client = AdminClient(http: http, base: base, token: Secret(token))
+        let client = AdminClient(http: http, base: base, token: token)
         do {
             try await body(client)
             try await http.shutdown()

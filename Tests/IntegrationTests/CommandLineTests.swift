@@ -94,6 +94,25 @@ enum Executable {
         #expect(result.stderr.contains("O365GW_DATABASE_URL is required"))
     }
 
+    /// The executable reads the same settings: a bad value in the configuration file stops `serve` before anything
+    /// starts, naming the key and the file; a misspelt flag is a usage error.
+    @Test func badSettingsStopTheStart() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent("gateway.yaml").path
+        try "utmstack:\n  ackTimeoutSeconds: 2\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let env = [
+            "O365GW_DATABASE_URL": "postgres://u:p@127.0.0.1:1/db", "O365GW_ADMIN_TOKEN": "cli-settings-admin-token",
+            "O365GW_ENCRYPTION_KEYS": "k1:" + Data(repeating: 3, count: 32).base64EncodedString(),
+        ]
+        let bad = try await Executable.runAside(["serve", "--config-file", file], environment: env)
+        #expect(bad.status == 2)
+        #expect(bad.stderr.contains("utmstack.ackTimeoutSeconds in \(file) must be a whole number of seconds from 5 to 3600"), "\(bad.stderr)")
+        let typo = try await Executable.runAside(["migrate", "--database-timeout", "5"], environment: env)
+        #expect(typo.status == 64)
+        #expect(typo.stderr.contains("unknown option --database-timeout"))
+    }
+
     @Test func serveRefusesAnOutdatedSchemaAndMigrateFixesIt() async throws {
         let db = try await TestDatabase.create("cli")
         let env = [

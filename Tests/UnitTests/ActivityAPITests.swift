@@ -445,11 +445,14 @@ func client(_ exchange: CannedExchange, sleeps: SleepRecorder = SleepRecorder(),
         #expect(MicrosoftEndpoints.forCloud(.dod).login.absoluteString == "https://login.microsoftonline.us")
         #expect(MicrosoftEndpoints.forCloud(.dod).scope == "https://manage.protection.apps.mil/.default")
         #expect(MicrosoftEndpoints.forCloud(.china).isExperimental)
-        let overrides = try MicrosoftEndpoints.Overrides(login: "http://127.0.0.1:9000/", manage: "http://127.0.0.1:9000", graph: nil)
+        let overrides = MicrosoftEndpoints.Overrides(
+            login: MicrosoftEndpoints.Overrides.host(parsing: "http://127.0.0.1:9000/"),
+            manage: MicrosoftEndpoints.Overrides.host(parsing: "http://127.0.0.1:9000"))
         let endpoints = MicrosoftEndpoints.forCloud(.gcchigh, overrides: overrides)
         #expect(endpoints.feedRoot(tenant: fixtureTenant) == "http://127.0.0.1:9000/api/v1.0/41463f53-8812-40f4-890f-865bf6e35190/activity/feed")
         #expect(endpoints.scope == "https://manage.office365.us/.default", "the scope names the real cloud")
-        #expect(throws: GatewayError.self) { try MicrosoftEndpoints.Overrides(login: "ftp://x", manage: nil, graph: nil) }
+        #expect(MicrosoftEndpoints.Overrides.host(parsing: "ftp://x") == nil)
+        #expect(MicrosoftEndpoints.Overrides.host(parsing: "127.0.0.1:9000") == nil)
     }
 }
 

@@ -125,12 +125,12 @@ func reportTenant(
         #expect(expired?.code == "secret_expired")
     }
 
-    @Test func thresholdsAreParsedAndValidated() throws {
-        let custom = try ExpiryAlertPolicy(parsing: "7, 60,2")
+    @Test func thresholdsAreSortedAndValidated() throws {
+        let custom = try ExpiryAlertPolicy(thresholds: [7, 60, 2, 7])
         #expect(custom.thresholds == [60, 7, 2])
         #expect(try stage(daysBefore: 50, custom) == "60d")
-        for bad in ["", "30,,7", "thirty", "0", "-1", "30;14"] {
-            #expect(throws: GatewayError.self, "\(bad)") { try ExpiryAlertPolicy(parsing: bad) }
+        for bad in [[], [30, 0], [-1], [3651]] {
+            #expect(throws: GatewayError.self, "\(bad)") { try ExpiryAlertPolicy(thresholds: bad) }
         }
     }
 }

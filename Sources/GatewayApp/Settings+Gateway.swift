@@ -1,0 +1,72 @@
+import ActivityAPI
+import Collection
+import CredentialCrypto
+import Foundation
+import GatewayCore
+import Logging
+import PostgresStorage
+import UTMStackForwarder
+
+/// The typed configuration of each command, built from its ``Settings``.
+extension Settings {
+    public func logLevel() throws -> Logger.Level {
+        try parsed(.logLevel) { Logger.Level(rawValue: $0) } ?? .info
+    }
+
+    public func database() throws -> DatabaseURL {
+        var url = try required(.databaseURL) { try DatabaseURL(Secret($0)) }
+        url.timeout = .seconds(try number(.databaseTimeout))
+        return url
+    }
+
+    public func keyRing() throws -> KeyRing {
+        try required(.encryptionKeys) { try KeyRing(parsing: Secret($0)) }
+    }
+
+    /// Everything `serve` needs.
+    public func gatewayConfiguration() throws -> GatewayConfiguration {
+        var configuration = try GatewayConfiguration(
+            database: try database(),
+            keyRing: try keyRing(),
+            adminToken: try requiredSecret(.adminToken),
+            listen: try parsed(.listen) { try? ListenAddress(parsing: $0) } ?? ListenAddress(host: "127.0.0.1", port: 8080),
+            forwarder: try forwarder(),
+            microsoft: try microsoft())
+        configuration.alertPolicy = try checked(.secretAlertDays) { try ExpiryAlertPolicy(thresholds: try numbers(.secretAlertDays)) }
+        configuration.alertWebhook = try secret(.alertWebhookURL).map { try AlertWebhook(url: $0) }
+        configuration.adminTLS = try AdminTLS.from(certificateFile: try text(.tlsCertFile), keyFile: try text(.tlsKeyFile))
+        configuration.collection = try collection()
+        return configuration
+    }
+
+    public func forwarder() throws -> ForwarderConfiguration {
+        var configuration = try ForwarderConfiguration.from(
+            socket: try text(.utmstackSocket), address: try text(.utmstackAddress), caFile: try text(.utmstackCAFile),
+            serverName: try text(.utmstackServerName), connectionKey: try secret(.utmstackConnectionKey),
+            inFlightBytes: try number(.utmstackInFlightBytes))
+        configuration.ackTimeout = .seconds(try number(.utmstackAckTimeout))
+        let keepalive = try number(.utmstackKeepalive)
+        configuration.keepaliveInterval = .seconds(keepalive)
+        configuration.keepaliveTimeout = .seconds(keepalive)
+        configuration.maxMessageBytes = try number(.utmstackMaxMessageBytes)
+        return configuration
+    }
+
+    public func microsoft() throws -> MicrosoftSettings {
+        func host(_ setting: Setting) throws -> URL? { try parsed(setting, MicrosoftEndpoints.Overrides.host(parsing:)) }
+        return MicrosoftSettings(
+            overrides: .init(login: try host(.loginURL), manage: try host(.manageURL), graph: try host(.graphURL)),
+            publisherID: try parsed(.publisherID) { try? Validation.guid($0, field: "publisherId") },
+            requestsPerMinute: try number(.requestsPerMinute))
+    }
+
+    public func collection() throws -> CollectionSettings {
+        CollectionSettings(
+            pollInterval: .seconds(try number(.pollInterval)),
+            backfill: TimeInterval(try number(.backfillHours) * 3600),
+            trailingRelist: TimeInterval(try number(.relistMinutes) * 60),
+            workers: try number(.workers),
+            blobBufferBytes: try number(.blobBufferBytes),
+            maxBlobBytes: try number(.maxBlobBytes))
+    }
+}
