@@ -16,7 +16,7 @@ import UTMStackForwarder
 /// lets polls finish the blob at hand and commit, then releases every lease.
 public final class CollectionScheduler: Service, Sendable {
     let owner: String
-    let tenants: any TenantStore
+    let tenants: TenantCache
     let store: PostgresCollectionStore
     let microsoft: ActivityClient
     let validator: TenantValidator
@@ -28,6 +28,8 @@ public final class CollectionScheduler: Service, Sendable {
     private let state: Mutex<SchedulerState>
     /// When the last lease round succeeded.
     private let lastRound = Mutex(ContinuousClock.now)
+    /// The registry's stamp when units were last synced with it: no sync while it stays.
+    private let syncedStamp = Mutex<TenantChangeStamp?>(nil)
 
     public init(
         owner: String, tenants: any TenantStore, store: PostgresCollectionStore, microsoft: ActivityClient,
@@ -35,7 +37,7 @@ public final class CollectionScheduler: Service, Sendable {
         reporter: any ProblemReporter, settings: CollectionSettings, logger: Logger
     ) {
         self.owner = owner
-        self.tenants = tenants
+        self.tenants = TenantCache(store: tenants)
         self.store = store
         self.microsoft = microsoft
         self.validator = validator
@@ -110,10 +112,15 @@ public final class CollectionScheduler: Service, Sendable {
         }
     }
 
-    /// One scheduling round: sync units, heartbeat, plan, apply in batches, then update what this replica holds.
+    /// One scheduling round: notice registry changes (and then sync units), heartbeat, plan, apply in batches,
+    /// then update what this replica holds.
     func tick() async throws {
         let stopping = state.withLock { $0.stopping }
-        if !stopping { try await store.syncUnits() }
+        let stamp = try await tenants.refresh()
+        if !stopping, syncedStamp.withLock({ $0 != stamp }) {
+            try await store.syncUnits()
+            syncedStamp.withLock { $0 = stamp }
+        }
         let replicas = try await store.heartbeat(owner: owner, ttl: settings.leaseTTL)
         let now = try await store.now()
         let rows = try await store.units()
@@ -194,28 +201,40 @@ public final class CollectionScheduler: Service, Sendable {
 
     /// One poll of a unit; returns how long to wait before the next one (nil: do not poll it again).
     private func poll(_ unit: CollectionUnit, fencing: Int64) async -> Duration? {
-        let attempt = state.withLock { $0.units[unit]?.attempt ?? 0 }
+        let (attempt, known) = state.withLock { ($0.units[unit]?.attempt ?? 0, $0.units[unit]?.checkpoint) }
         let collector = Collector(
             unit: unit, fencing: fencing, tenants: tenants, store: store, microsoft: microsoft, validator: validator,
             forwarder: forwarder, memory: memory, settings: settings,
             logger: logger, shouldContinue: { self.state.withLock { $0.shouldContinue(unit, fencing: fencing) } })
         do {
-            let checkpoint = try await store.units(of: unit.tenant).first { $0.contentType == unit.contentType }?.checkpoint
-            switch try await collector.poll(checkpoint: checkpoint) {
+            let checkpoint = if let known { known.date } else {
+                try await store.checkpoint(tenant: unit.tenant, contentType: unit.contentType)
+            }
+            let (outcome, committed) = try await collector.poll(checkpoint: checkpoint)
+            PollMetrics.succeeded.increment()
+            switch outcome {
             case .done, .stopped:
-                state.withLock { $0.units[unit]?.attempt = 0 }
+                state.withLock { state in
+                    state.units[unit]?.attempt = 0
+                    if state.units[unit]?.fencing == fencing { state.units[unit]?.checkpoint = KnownCheckpoint(date: committed) }
+                }
                 return settings.pollInterval
             case .leaseLost, .tenantGone:
                 return nil
             }
         } catch {
             if Task.isCancelled { return nil }
-            state.withLock { $0.units[unit]?.attempt = attempt + 1 }
+            PollMetrics.failed.increment()
+            state.withLock { state in
+                state.units[unit]?.attempt = attempt + 1
+                // Whatever the poll committed before it failed is read again.
+                state.units[unit]?.checkpoint = nil
+            }
             let (code, advice) = Self.describe(error)
             logger.warning("collection failed", metadata: ["unit": "\(unit)", "code": "\(code)"])
             try? await store.recordError(tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, code: code, advice: advice)
             if let error = error as? MicrosoftError, error.isAuthenticationProblem || error.code == "subscription_disabled",
-                let tenant = try? await tenants.get(unit.tenant)
+                let tenant = (try? await tenants.tenant(unit.tenant)) ?? nil
             {
                 await reporter.report(IntegrationProblem(tenant: unit.tenant, tenantName: tenant.name, code: code, advice: advice, contentType: unit.contentType))
             }
@@ -259,6 +278,8 @@ struct SchedulerState {
         var running = false
         var due = ContinuousClock.now
         var attempt = 0
+        /// The checkpoint this lease's last poll committed; nil until the first poll read it (and after a failure).
+        var checkpoint: KnownCheckpoint?
 
         /// Polls stop a quarter of the TTL before the lease could expire, before any other replica may take it.
         func isValid(at now: ContinuousClock.Instant, margin: Duration) -> Bool { now < validUntil - margin }
@@ -339,6 +360,17 @@ struct SchedulerState {
         if next == nil { held.wanted = false }
         units[unit] = held
     }
+}
+
+/// A unit's checkpoint as this replica knows it (nil inside: the unit has none yet, its first poll backfills).
+struct KnownCheckpoint: Sendable, Equatable {
+    var date: Date?
+}
+
+/// Polls by how they ended: the rate of the first is the fleet's polling rate.
+enum PollMetrics {
+    static let succeeded = Counter(label: "o365gw_collection_polls_total", dimensions: [("outcome", "succeeded")])
+    static let failed = Counter(label: "o365gw_collection_polls_total", dimensions: [("outcome", "failed")])
 }
 
 /// Scheduling metrics; labels are bounded (action, content type).

@@ -51,7 +51,7 @@ public struct CollectionSettings: Sendable {
 struct Collector: Sendable {
     let unit: CollectionUnit
     let fencing: Int64
-    let tenants: any TenantStore
+    let tenants: TenantCache
     let store: PostgresCollectionStore
     let microsoft: ActivityClient
     let validator: TenantValidator
@@ -66,9 +66,11 @@ struct Collector: Sendable {
 
     enum Outcome: Equatable { case done, leaseLost, tenantGone, stopped }
 
-    func poll(checkpoint: Date?) async throws -> Outcome {
-        guard let tenant = try await tenants.get(unit.tenant), tenant.enabled, tenant.contentTypes.contains(unit.contentType)
-        else { return .tenantGone }
+    /// Collects from `checkpoint` (the unit's stored one) up to now. Returns how it ended and the checkpoint it
+    /// committed last (the next poll of this lease starts there without reading it again).
+    func poll(checkpoint: Date?) async throws -> (Outcome, checkpoint: Date?) {
+        guard let tenant = try await tenants.tenant(unit.tenant), tenant.enabled, tenant.contentTypes.contains(unit.contentType)
+        else { return (.tenantGone, checkpoint) }
         let auth = validator.auth(tenant, credential: try await tenants.credential(of: unit.tenant))
         let route = TenantRoute(tenant)
         // One start round per tenant covers all its selected types (the 15-minute rule applies per tenant).
@@ -82,17 +84,19 @@ struct Collector: Sendable {
                 "collection gap: Microsoft no longer lists this period; collection resumes after it",
                 metadata: ["unit": "\(unit)", "from": "\(gap.start)", "until": "\(gap.end)"])
         }
+        var committed = checkpoint
         for window in plan.windows {
             let listed = try await microsoft.listContent(auth, unit.contentType, window: window)
             let known = try await store.forwardedContent(tenant: unit.tenant, ids: listed.map(\.contentID))
             let pending = listed.filter { !known.contains($0.contentID) }
             let outcome = try await forward(pending, auth: auth, route: route, windowStart: window.start)
-            guard outcome == .done else { return outcome }
+            guard outcome == .done else { return (outcome, committed) }
             guard try await store.commit(
                 tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, blobs: [], checkpoint: window.end)
-            else { return .leaseLost }
+            else { return (.leaseLost, committed) }
+            committed = window.end
         }
-        return .done
+        return (.done, committed)
     }
 
     /// Fetches up to `blobConcurrency` blobs ahead, forwards them in listing order, and commits delivered blobs as

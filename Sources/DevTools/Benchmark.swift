@@ -4,11 +4,23 @@ import Foundation
 import GatewayApp
 import GatewayCore
 import Logging
+import Metrics
 import MicrosoftSimulator
 import PostgresStorage
 import Prometheus
 import ServiceLifecycle
 import UTMStackForwarder
+
+extension PrometheusCollectorRegistry {
+    /// The sum of the samples of metric `name` (with `outcome` when given), read from the exposition text.
+    func total(_ name: String, outcome: String? = nil) -> Double {
+        emitToString().split(separator: "\n").reduce(0) { sum, line in
+            guard line.hasPrefix(name + " ") || line.hasPrefix(name + "{") else { return sum }
+            if let outcome, !line.contains("outcome=\"\(outcome)\"") { return sum }
+            return sum + (line.split(separator: " ").last.flatMap { Double($0) } ?? 0)
+        }
+    }
+}
 
 #if canImport(Glibc)
 import Glibc
@@ -139,37 +151,88 @@ public enum Benchmark {
         }
     }
 
-    /// Onboards `tenants` tenants with no content (all five content types each) and runs the gateway for
-    /// `seconds`, polling them all; reports resident memory.
-    public static func idleTenants(_ tenants: Int, seconds: Int, executable: String, logger: Logger) async throws -> Report {
-        try await withEnvironment(executable: executable, logger: logger) { env in
-            let simulated = SimulatorConfiguration.generated(tenants: tenants, seed: 9)
-            let simulatorURL = try await env.startSimulator(["--tenants", "\(tenants)", "--seed", "9", "--history-hours", "0", "--frozen"])
+    /// The fleet: what one more tenant costs a replica when there is nothing to collect.
+    public struct Fleet: Sendable {
+        public var tenants: Int
+        /// How long to measure, after every unit was polled once.
+        public var seconds: Int
+        public var pollInterval: Int
+        public var workers: Int
+
+        public init(tenants: Int = 10_000, seconds: Int = 120, pollInterval: Int = 60, workers: Int = CollectionSettings().workers) {
+            self.tenants = tenants
+            self.seconds = seconds
+            self.pollInterval = pollInterval
+            self.workers = workers
+        }
+    }
+
+    /// Onboards `tenants` tenants with no content (all five content types each) and runs the gateway at the given
+    /// poll interval. Once every unit has been polled, measures for `seconds`: the gateway's CPU per poll, the
+    /// database statements per poll (lease rounds included), the polls per second against the units' due rate, and
+    /// how long ago each unit was last polled successfully (sampled every 10 s; the worst sample's percentiles).
+    public static func fleet(_ settings: Fleet, executable: String, logger: Logger) async throws -> Report {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return try await withEnvironment(executable: executable, logger: logger) { env in
+            let simulated = SimulatorConfiguration.generated(tenants: settings.tenants, seed: 9)
+            let simulatorURL = try await env.startSimulator(["--tenants", "\(settings.tenants)", "--seed", "9", "--history-hours", "0", "--frozen"])
             let onboardStart = ContinuousClock.now
             try await Gateway.onboard(simulated.tenants, database: env.database, keyRing: env.keyRing, logger: logger)
             let onboarding = ContinuousClock.now - onboardStart
-            let baseline = Memory.residentMiB()
-            let collection = CollectionSettings(backfill: 3600)
-            let (units, polled, samples) = try await env.runGateway(microsoft: simulatorURL, collection: collection) { store in
-                var samples: [Int] = []
-                for _ in 0..<seconds {
+            let collection = CollectionSettings(pollInterval: .seconds(settings.pollInterval), backfill: 3600, workers: settings.workers)
+            let units = settings.tenants * ContentType.allCases.count
+            return try await env.runGateway(microsoft: simulatorURL, collection: collection) { store in
+                // Warm-up: the first poll of each tenant gets a token and starts its subscriptions.
+                let warmStart = ContinuousClock.now
+                while try await store.progress(since: .distantPast).caughtUp < units,
+                    ContinuousClock.now - warmStart < .seconds(10 * settings.pollInterval + 120)
+                {
                     try await Task.sleep(for: .seconds(1))
-                    samples.append(Memory.residentMiB())
                 }
-                let progress = try await store.progress(since: .distantPast)
-                return (progress.units, progress.caughtUp, samples)
+                let warmUp = ContinuousClock.now - warmStart
+                let polls0 = registry.total("o365gw_collection_polls_total", outcome: "succeeded")
+                let failed0 = registry.total("o365gw_collection_polls_total", outcome: "failed")
+                let statements0 = registry.total("o365gw_database_statements_total")
+                let cpu0 = CPU.seconds()
+                let clock = ContinuousClock.now
+                var worst: [Double] = []
+                var rss: [Int] = []
+                while ContinuousClock.now - clock < .seconds(settings.seconds) {
+                    try await Task.sleep(for: .seconds(min(10, settings.seconds)))
+                    rss.append(Memory.residentMiB())
+                    let ages = try await store.successAges()
+                    if percentile(ages, 0.99) >= percentile(worst, 0.99) { worst = ages }
+                }
+                let elapsed = (ContinuousClock.now - clock).seconds
+                let cpu = CPU.seconds() - cpu0
+                let polls = registry.total("o365gw_collection_polls_total", outcome: "succeeded") - polls0
+                let failed = registry.total("o365gw_collection_polls_total", outcome: "failed") - failed0
+                let statements = registry.total("o365gw_database_statements_total") - statements0
+                var report = Report()
+                report.lines = [
+                    ("scenario", "fleet: \(settings.tenants) tenants × 5 content types, no content, polled every \(settings.pollInterval) s, \(settings.workers) workers"),
+                    ("onboarding", "\(onboarding) for \(settings.tenants) tenants (sealed credentials, one INSERT each)"),
+                    ("warm-up", String(format: "%.0f s until every unit was polled once", warmUp.seconds)),
+                    ("measured", String(format: "%.0f s", elapsed)),
+                    ("polls/s", String(format: "%.1f (due: %.1f; %.0f failed)", polls / elapsed, Double(units) / Double(settings.pollInterval), failed)),
+                    ("gateway CPU", String(format: "%.3f of a core; %.3f ms per poll", cpu / elapsed, polls > 0 ? cpu / polls * 1000 : 0)),
+                    ("database statements per poll", String(format: "%.2f (lease rounds included)", polls > 0 ? statements / polls : 0)),
+                    ("time since last success", String(
+                        format: "p50 %.1f s, p99 %.1f s, max %.1f s (worst of %d samples; target p99 ≤ %d s)",
+                        percentile(worst, 0.5), percentile(worst, 0.99), worst.last ?? 0, rss.count, settings.pollInterval + 10)),
+                    ("RSS while polling", "\(rss.min() ?? 0)–\(rss.max() ?? 0) MiB"),
+                    ("peak RSS", "\(Memory.peakMiB()) MiB"),
+                ]
+                return report
             }
-            var report = Report()
-            report.lines = [
-                ("scenario", "idle tenants: \(tenants) tenants × 5 content types, no content, \(seconds) s of polling"),
-                ("units", "\(units), of which \(polled) polled successfully at least once"),
-                ("onboarding", "\(onboarding) for \(tenants) tenants (sealed credentials, one INSERT each)"),
-                ("RSS before the gateway", "\(baseline) MiB"),
-                ("RSS while polling", "\(samples.min() ?? 0)–\(samples.max() ?? 0) MiB (sampled every second)"),
-                ("peak RSS", "\(Memory.peakMiB()) MiB"),
-            ]
-            return report
         }
+    }
+
+    /// The value at fraction `p` of sorted `values` (0 when empty).
+    static func percentile(_ values: [Double], _ p: Double) -> Double {
+        guard !values.isEmpty else { return 0 }
+        return values[min(values.count - 1, Int((Double(values.count - 1) * p).rounded()))]
     }
 
     // MARK: Environment

@@ -17,6 +17,24 @@ public protocol TenantStore: Sendable {
     func delete(_ id: TenantID, precondition: VersionPrecondition?) async throws
     /// Unseals the tenant's credential for a call to Microsoft.
     func credential(of id: TenantID) async throws -> Credential
+    /// A value that changes whenever a tenant is created, changed (its credential too) or deleted: what lets
+    /// a replica keep tenants and credentials between polls and read them again only after a change.
+    func changeStamp() async throws -> TenantChangeStamp
+}
+
+/// The registry's state in three numbers: how many tenants, which ones (a sum of hashes of their ids: a create or
+/// a delete moves it, whatever else happened) and the sum of their versions (every write adds one, so a round of
+/// updates alone raises it).
+public struct TenantChangeStamp: Sendable, Hashable {
+    public var count: Int64
+    public var members: Int64
+    public var versions: Int64
+
+    public init(count: Int64, members: Int64, versions: Int64) {
+        self.count = count
+        self.members = members
+        self.versions = versions
+    }
 }
 
 /// A write's `If-Match` precondition: the versions it accepts (RFC 9110 §13.1.1: a list of entity tags compared

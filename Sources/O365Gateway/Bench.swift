@@ -6,14 +6,14 @@ import Logging
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure the gateway on this machine: end-to-end records/s and peak memory, and memory with many idle tenants.",
+        abstract: "Measure the gateway on this machine: end-to-end records/s, the cost of each tenant in a large fleet, and peak memory.",
         discussion: """
             Starts a private PostgreSQL, the simulator and the receiver (as child processes, so this process's CPU time
             and memory are the gateway's own), then runs the gateway in this process. Build with -c release first;
             docs/benchmarks.md has the figures of this machine and the command that produced them.
             """)
 
-    @Option(name: .customLong("scenario"), help: "throughput, idle, forwarder, or all (each in its own process).")
+    @Option(name: .customLong("scenario"), help: "throughput, forwarder, fleet, or all (each in its own process).")
     var scenario: String = "all"
 
     @Option(name: .customLong("tenants"), help: "Throughput: tenants (5 content types each).")
@@ -31,11 +31,17 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .customLong("inflight-bytes"), help: "Throughput: the forwarder's budget (default: the gateway's, 16 MiB).")
     var inFlightBytes: Int?
 
-    @Option(name: .customLong("idle-tenants"), help: "Idle: tenants with no content.")
-    var idleTenants: Int = 10_000
+    @Option(name: .customLong("fleet-tenants"), help: "Fleet: tenants with no content (5 content types each).")
+    var fleetTenants: Int = Benchmark.Fleet().tenants
 
-    @Option(name: .customLong("idle-seconds"), help: "Idle: how long to poll them.")
-    var idleSeconds: Int = 90
+    @Option(name: .customLong("fleet-seconds"), help: "Fleet: how long to measure, after every unit was polled once.")
+    var fleetSeconds: Int = Benchmark.Fleet().seconds
+
+    @Option(name: .customLong("poll-interval-seconds"), help: "Fleet: the poll interval (the gateway's default).")
+    var pollIntervalSeconds: Int = Benchmark.Fleet().pollInterval
+
+    @Option(name: .customLong("workers"), help: "Fleet: polls at once (the gateway's default).")
+    var workers: Int = Benchmark.Fleet().workers
 
     func run() async throws {
         try await runReportingErrors {
@@ -54,11 +60,12 @@ struct Bench: AsyncParsableCommand {
                 print(try await Benchmark.throughput(settings, executable: executable, logger: logger))
             case "forwarder":
                 print(try await Benchmark.forwarder(count: 500_000, executable: executable, logger: logger))
-            case "idle":
-                print(try await Benchmark.idleTenants(idleTenants, seconds: idleSeconds, executable: executable, logger: logger))
+            case "fleet":
+                let fleet = Benchmark.Fleet(tenants: fleetTenants, seconds: fleetSeconds, pollInterval: pollIntervalSeconds, workers: workers)
+                print(try await Benchmark.fleet(fleet, executable: executable, logger: logger))
             case "all":
                 // Each scenario in a fresh process, so peak memory is not carried from one to the next.
-                for name in ["throughput", "forwarder", "idle"] {
+                for name in ["throughput", "forwarder", "fleet"] {
                     let process = Process()
                     process.executableURL = URL(fileURLWithPath: executable)
                     process.arguments = ["bench", "--scenario", name] + Array(CommandLine.arguments.dropFirst(2).filter { !$0.hasPrefix("--scenario") })
@@ -67,7 +74,7 @@ struct Bench: AsyncParsableCommand {
                     print("")
                 }
             default:
-                throw ValidationError("--scenario must be throughput, forwarder, idle or all")
+                throw ValidationError("--scenario must be throughput, forwarder, fleet or all")
             }
         }
     }

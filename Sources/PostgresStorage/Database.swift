@@ -1,5 +1,6 @@
 import GatewayCore
 import Logging
+import Metrics
 import NIOCore
 import PostgresNIO
 import Synchronization
@@ -88,6 +89,12 @@ public struct Database: Sendable {
     }
 }
 
+/// Statements sent to PostgreSQL (every `BEGIN` and `COMMIT` counts): divided by the polls, what one poll costs
+/// the database.
+enum DatabaseMetrics {
+    static let statements = Counter(label: "o365gw_database_statements_total")
+}
+
 /// A leased connection whose waits always end. PostgresNIO 1.33 drops a query written to a connection that has just
 /// closed without failing it, so a plain `query` on it waits for ever (after a server restart every collector
 /// waited so). Here a statement is refused on a closed connection, and one already waiting is failed when the lease
@@ -108,6 +115,7 @@ public struct DatabaseConnection: Sendable {
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
         guard !connection.isClosed else { throw GatewayError.databaseConnectionLost }
+        DatabaseMetrics.statements.increment()
         let (connection, logger, state) = (connection, logger, state)
         let first = state.isFirstStatement
         return try await withCheckedThrowingContinuation { continuation in

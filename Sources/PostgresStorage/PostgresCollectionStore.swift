@@ -78,6 +78,13 @@ public struct PostgresCollectionStore: Sendable {
             "SELECT \(unescaped: Self.columns) FROM collector_units WHERE tenant_id = \(tenant.uuid)"))
     }
 
+    /// The unit's checkpoint (nil: none yet, or no such unit).
+    public func checkpoint(tenant: TenantID, contentType: ContentType) async throws -> Date? {
+        try await database.query(
+            "SELECT checkpoint FROM collector_units WHERE tenant_id = \(tenant.uuid) AND content_type = \(contentType.rawValue)"
+        ).decode(Date?.self).first ?? nil
+    }
+
     /// Every active unit with its tenant's display name and checkpoint (for the demo's table).
     public func unitsWithNames() async throws -> [(name: String, checkpoint: Date?)] {
         try await database.query(
@@ -94,6 +101,17 @@ public struct PostgresCollectionStore: Sendable {
             FROM collector_units WHERE active
             """)
         return try rows.decode((Int, Int, Int64).self).first ?? (0, 0, 0)
+    }
+
+    /// Seconds since each active unit's last successful poll (a unit never polled counts from its activation), in
+    /// ascending order (for the fleet benchmark's percentiles).
+    public func successAges() async throws -> [Double] {
+        try await database.query(
+            """
+            SELECT extract(epoch FROM now() - COALESCE(last_success_at, progress_at))::float8 AS age
+            FROM collector_units WHERE active ORDER BY age
+            """
+        ).decode(Double.self)
     }
 
     /// The database's clock, which every replica shares for lease expiry.
@@ -205,50 +223,42 @@ public struct PostgresCollectionStore: Sendable {
     }
 
     /// After UTMStack acknowledged them: remembers the blobs and their record hashes and moves the checkpoint, in
-    /// one transaction, only if the fencing token is still ours. Returns false when the lease was lost.
+    /// one statement (one round trip, atomic), only if the fencing token is still ours. Returns false when the
+    /// lease was lost; nothing is written then. The lease row is locked first, so a replica taking the unit over
+    /// concurrently either waits for this commit or makes it write nothing.
     public func commit(
         tenant: TenantID, contentType: ContentType, fencing: Int64, blobs: [DeliveredBlob], checkpoint: Date?
     ) async throws -> Bool {
-        return try await database.transaction { tx in
-            let current = try await tx.query(
-                """
-                SELECT fencing FROM collector_units WHERE tenant_id = \(tenant.uuid) AND content_type = \(contentType.rawValue)
-                FOR UPDATE
-                """
-            ).decode(Int64.self).first
-            guard current == fencing else { return false }
-            let hashes = blobs.flatMap(\.recordHashes)
-            if !hashes.isEmpty {
-                try await tx.query(
-                    """
-                    INSERT INTO forwarded_records (tenant_id, id_hash) SELECT \(tenant.uuid), unnest(\(hashes)::bigint[])
-                    ON CONFLICT DO NOTHING
-                    """)
-            }
-            if !blobs.isEmpty {
-                let ids = blobs.map(\.contentID)
-                let created = blobs.map(\.contentCreated)
-                try await tx.query(
-                    """
-                    INSERT INTO forwarded_content (tenant_id, content_id, content_created)
-                    SELECT \(tenant.uuid), * FROM unnest(\(ids)::text[], \(created)::timestamptz[])
-                    ON CONFLICT DO NOTHING
-                    """)
-            }
-            let forwarded = Int64(blobs.reduce(0) { $0 + $1.forwarded })
-            let skipped = Int64(blobs.filter(\.skipped).count)
-            try await tx.query(
-                """
-                UPDATE collector_units SET checkpoint = COALESCE(\(checkpoint), checkpoint),
-                    records_forwarded = records_forwarded + \(forwarded), blobs_skipped = blobs_skipped + \(skipped),
-                    progress_at = now(),
-                    last_success_at = CASE WHEN \(checkpoint)::timestamptz IS NULL THEN last_success_at ELSE now() END,
-                    last_error_code = CASE WHEN \(checkpoint)::timestamptz IS NULL THEN last_error_code ELSE NULL END,
-                    last_error_advice = CASE WHEN \(checkpoint)::timestamptz IS NULL THEN last_error_advice ELSE NULL END
-                WHERE tenant_id = \(tenant.uuid) AND content_type = \(contentType.rawValue)
-                """)
-            return true
-        }
+        let hashes = blobs.flatMap(\.recordHashes)
+        let ids = blobs.map(\.contentID)
+        let created = blobs.map(\.contentCreated)
+        let forwarded = Int64(blobs.reduce(0) { $0 + $1.forwarded })
+        let skipped = Int64(blobs.filter(\.skipped).count)
+        let rows = try await database.query(
+            """
+            WITH lease AS (
+                SELECT tenant_id, content_type FROM collector_units
+                WHERE tenant_id = \(tenant.uuid) AND content_type = \(contentType.rawValue) AND fencing = \(fencing)
+                FOR UPDATE),
+            records AS (
+                INSERT INTO forwarded_records (tenant_id, id_hash)
+                SELECT lease.tenant_id, h FROM lease, unnest(\(hashes)::bigint[]) AS h
+                ON CONFLICT DO NOTHING),
+            content AS (
+                INSERT INTO forwarded_content (tenant_id, content_id, content_created)
+                SELECT lease.tenant_id, x.id, x.created FROM lease, unnest(\(ids)::text[], \(created)::timestamptz[]) AS x(id, created)
+                ON CONFLICT DO NOTHING)
+            UPDATE collector_units u SET checkpoint = COALESCE(\(checkpoint)::timestamptz, u.checkpoint),
+                records_forwarded = u.records_forwarded + \(forwarded), blobs_skipped = u.blobs_skipped + \(skipped),
+                progress_at = now(),
+                last_success_at = CASE WHEN \(checkpoint)::timestamptz IS NULL THEN u.last_success_at ELSE now() END,
+                last_error_code = CASE WHEN \(checkpoint)::timestamptz IS NULL THEN u.last_error_code ELSE NULL END,
+                last_error_advice = CASE WHEN \(checkpoint)::timestamptz IS NULL THEN u.last_error_advice ELSE NULL END
+            FROM lease
+            WHERE u.tenant_id = lease.tenant_id AND u.content_type = lease.content_type AND u.fencing = \(fencing)
+            RETURNING 1
+            """)
+        return !rows.isEmpty
     }
 
     public func recordError(tenant: TenantID, contentType: ContentType, fencing: Int64, code: String, advice: String) async throws {

@@ -126,6 +126,19 @@ public struct PostgresTenantStore: TenantStore {
         throw GatewayError.tenantNotFound("\(id)")
     }
 
+    public func changeStamp() async throws -> TenantChangeStamp {
+        let rows = try await database.query(
+            """
+            SELECT count(*), (COALESCE(sum(hashtextextended(id::text, 0)), 0) % 9223372036854775807)::bigint,
+                COALESCE(sum(version), 0)::bigint
+            FROM tenants
+            """)
+        guard let (count, members, versions) = try rows.decode((Int64, Int64, Int64).self).first else {
+            return TenantChangeStamp(count: 0, members: 0, versions: 0)
+        }
+        return TenantChangeStamp(count: count, members: members, versions: versions)
+    }
+
     /// Runs `write` in a transaction after locking the row and checking `precondition`.
     private func writeExisting(
         _ id: TenantID, precondition: VersionPrecondition?,

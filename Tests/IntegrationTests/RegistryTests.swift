@@ -1,3 +1,4 @@
+@testable import Collection
 import Crypto
 import CredentialCrypto
 import Foundation
@@ -112,6 +113,38 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
             await #expect { try await store.credential(of: tenant.id) } throws: {
                 ($0 as? GatewayError)?.code == "tenant_not_found"
             }
+        }
+    }
+
+    /// Polls keep tenants and credentials between polls (`TenantCache`); what an operator changes must reach them
+    /// at the next lease round: every kind of write moves the stamp, and a moved stamp drops what was kept.
+    @Test func everyWriteMovesTheChangeStampAndTheCacheFollowsIt() async throws {
+        try await withStore { store, _ in
+            let cache = TenantCache(store: store)
+            var stamps = [try await cache.refresh()]
+            let tenant = try await store.create(newTenant(secret: "Secret~A.0123456789abcdefghijkl"))
+            stamps.append(try await cache.refresh())
+            #expect(try await cache.tenant(tenant.id)?.enabled == true)
+            #expect(try await cache.credential(of: tenant.id) == .clientSecret(Secret("Secret~A.0123456789abcdefghijkl")))
+
+            _ = try await store.update(tenant.id, TenantChanges(enabled: false), precondition: nil)
+            #expect(try await cache.tenant(tenant.id)?.enabled == true, "kept until the next round")
+            stamps.append(try await cache.refresh())
+            #expect(try await cache.tenant(tenant.id)?.enabled == false)
+
+            _ = try await store.replaceCredential(
+                tenant.id, .clientSecret(Secret("Secret~B.0123456789abcdefghijkl")), secretExpiresAt: nil, precondition: nil)
+            stamps.append(try await cache.refresh())
+            #expect(try await cache.credential(of: tenant.id) == .clientSecret(Secret("Secret~B.0123456789abcdefghijkl")))
+
+            // A create and a delete in one round leave the count as it was; which tenants there are still moves.
+            let other = try await store.create(newTenant())
+            try await store.delete(tenant.id, precondition: nil)
+            stamps.append(try await cache.refresh())
+            #expect(try await cache.tenant(tenant.id) == nil)
+            #expect(try await cache.tenant(other.id) != nil)
+            #expect(Set(stamps).count == stamps.count, "\(stamps)")
+            #expect(try await cache.refresh() == stamps.last, "no write, no change")
         }
     }
 
