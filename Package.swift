@@ -191,8 +191,9 @@ let package = Package(
             name: "DevTools",
             dependencies: [
                 "GatewayApp", "GatewayCore", "CredentialCrypto", "PostgresStorage", "Collection", "UTMStackForwarder",
-                "MicrosoftSimulator", "UTMStackReceiver",
+                "MicrosoftSimulator", "UTMStackReceiver", "ActivityAPI",
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

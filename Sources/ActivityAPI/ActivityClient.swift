@@ -46,7 +46,7 @@ public struct ActivityClientConfiguration: Sendable {
     public var maxPages: Int
 
     public init(
-        requestsPerMinute: Int = 600, maxRetries: Int = 5, maxThrottledRetries: Int = 20,
+        requestsPerMinute: Int = 1_800, maxRetries: Int = 5, maxThrottledRetries: Int = 20,
         subscriptionStartInterval: TimeInterval = 15 * 60, maxPages: Int = 10_000
     ) {
         self.requestsPerMinute = requestsPerMinute
@@ -275,7 +275,7 @@ public final class ActivityClient: Sendable {
         var throttled = 0
         var refreshed = false
         while true {
-            try await takeBudget(auth.tenant)
+            try await takeBudget(auth.tenant, kind == .fetchBlob ? .blob : .listing)
             let token = try await tokens.token(for: auth, forceRefresh: false)
             var headers = [("Authorization", "Bearer \(token.unredacted)"), ("Accept", "application/json")]
             if method == "POST" { headers.append(("Content-Type", "application/json")) }
@@ -328,12 +328,12 @@ public final class ActivityClient: Sendable {
         }
     }
 
-    private func takeBudget(_ tenant: TenantID) async throws {
+    private func takeBudget(_ tenant: TenantID, _ priority: RequestBudget.Priority) async throws {
         while true {
             let seconds = Date().timeIntervalSinceReferenceDate
             let wait = state.withLock { state -> Double? in
                 var budget = state.budgets[tenant] ?? RequestBudget(perMinute: configuration.requestsPerMinute, now: seconds)
-                let wait = budget.take(now: seconds)
+                let wait = budget.take(now: seconds, priority: priority)
                 state.budgets[tenant] = budget
                 return wait
             }

@@ -34,7 +34,11 @@ public struct MicrosoftResponse: Sendable {
 
     /// A header by name, any case (Go clients send `Nextpageuri`, Microsoft `NextPageUri`).
     public func header(_ name: String) -> String? {
-        headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+        // Header names are ASCII (RFC 9110 §5.1): compared byte by byte, without Foundation's locale-aware compare.
+        func lower(_ byte: UInt8) -> UInt8 { byte >= 65 && byte <= 90 ? byte | 0x20 : byte }
+        return headers.first { header in
+            header.0.utf8.count == name.utf8.count && zip(header.0.utf8, name.utf8).allSatisfy { lower($0) == lower($1) }
+        }?.1
     }
 }
 

@@ -30,6 +30,7 @@ public final class CollectionScheduler: Service, Sendable {
     private let lastRound = Mutex(ContinuousClock.now)
     /// The registry's stamp when units were last synced with it: no sync while it stays.
     private let syncedStamp = Mutex<TenantChangeStamp?>(nil)
+    private let checkpoints: CheckpointBatch
 
     public init(
         owner: String, tenants: any TenantStore, store: PostgresCollectionStore, microsoft: ActivityClient,
@@ -47,6 +48,7 @@ public final class CollectionScheduler: Service, Sendable {
         self.settings = settings
         self.logger = logger
         self.state = Mutex(SchedulerState(margin: .seconds(settings.leaseTTL / 4)))
+        self.checkpoints = CheckpointBatch(store: store)
     }
 
     public func run() async throws {
@@ -57,6 +59,9 @@ public final class CollectionScheduler: Service, Sendable {
                     while (try? await Task.sleep(for: .seconds(1))) != nil {
                         LeaseMetrics.roundAge.record(self.leaseRoundAge.seconds)
                     }
+                }
+                group.addTask {
+                    while (try? await Task.sleep(for: .seconds(1))) != nil { await self.flushCheckpoints() }
                 }
                 await dispatch(into: &group)
                 // Stopping: polls finish the blob at hand and commit; bounded, then cancelled.
@@ -72,6 +77,7 @@ public final class CollectionScheduler: Service, Sendable {
         } onGracefulShutdown: {
             self.state.withLock { $0.stopping = true }
         }
+        await flushCheckpoints()
         do {
             try await releaseAll()
         } catch {
@@ -123,7 +129,7 @@ public final class CollectionScheduler: Service, Sendable {
         }
         let replicas = try await store.heartbeat(owner: owner, ttl: settings.leaseTTL)
         let now = try await store.now()
-        let rows = try await store.units()
+        let rows = try await store.leaseRows()
         let leases = rows.map {
             Lease(unit: $0.unit, owner: $0.owner, expiresAt: $0.expiresAt, fencing: $0.fencing)
         }
@@ -175,8 +181,17 @@ public final class CollectionScheduler: Service, Sendable {
         LeaseMetrics.lag(rows.filter { $0.owner == owner }, now: now, backfill: settings.backfill)
     }
 
+    /// Writes the checkpoints of idle polls (``CheckpointBatch``), within the database deadline of one statement.
+    private func flushCheckpoints() async {
+        do {
+            try await checkpoints.flush()
+        } catch {
+            logger.warning("checkpoints not written; retried in a second", metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+
     private func releaseAll() async throws {
-        let mine = try await store.units().filter { $0.owner == owner }
+        let mine = try await store.leaseRows().filter { $0.owner == owner }
         try await store.release(mine.map { LeaseKey($0.unit, $0.fencing) }, owner: owner)
         if !mine.isEmpty { LeaseMetrics.changes(acquired: 0, released: mine.count, lost: 0) }
         try await store.leaveReplicas(owner: owner)
@@ -204,7 +219,7 @@ public final class CollectionScheduler: Service, Sendable {
         let (attempt, known) = state.withLock { ($0.units[unit]?.attempt ?? 0, $0.units[unit]?.checkpoint) }
         let collector = Collector(
             unit: unit, fencing: fencing, tenants: tenants, store: store, microsoft: microsoft, validator: validator,
-            forwarder: forwarder, memory: memory, settings: settings,
+            forwarder: forwarder, memory: memory, checkpoints: checkpoints, settings: settings,
             logger: logger, shouldContinue: { self.state.withLock { $0.shouldContinue(unit, fencing: fencing) } })
         do {
             let checkpoint = if let known { known.date } else {
@@ -255,6 +270,10 @@ public final class CollectionScheduler: Service, Sendable {
 typealias LeaseKey = PostgresCollectionStore.LeaseKey
 
 extension UnitRow {
+    var unit: CollectionUnit { CollectionUnit(tenant: tenant, contentType: contentType) }
+}
+
+extension PostgresCollectionStore.LeaseRow {
     var unit: CollectionUnit { CollectionUnit(tenant: tenant, contentType: contentType) }
 }
 
@@ -386,7 +405,7 @@ enum LeaseMetrics {
 
     /// The largest lag (now − checkpoint) of this replica's units, per content type; a unit still in its first
     /// window counts as `backfill` behind.
-    static func lag(_ rows: [UnitRow], now: Date, backfill: TimeInterval) {
+    static func lag(_ rows: [PostgresCollectionStore.LeaseRow], now: Date, backfill: TimeInterval) {
         for type in ContentType.allCases {
             let lags = rows.filter { $0.contentType == type }.map { $0.checkpoint.map { now.timeIntervalSince($0) } ?? backfill }
             Gauge(label: "o365gw_collection_lag_seconds", dimensions: [("content_type", type.rawValue)]).record(max(0, lags.max() ?? 0))

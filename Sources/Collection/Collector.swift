@@ -58,6 +58,8 @@ struct Collector: Sendable {
     let forwarder: UTMStackForwarder
     /// Fetched blobs count here until they are handed to the forwarder.
     let memory: ResponseMemoryBudget
+    /// Where checkpoints of windows without blobs go (written for all units together).
+    let checkpoints: CheckpointBatch
     let settings: CollectionSettings
     let logger: Logger
     /// False once this replica should stop the unit (lease handed over, tenant gone, shutting down); checked
@@ -84,65 +86,89 @@ struct Collector: Sendable {
                 "collection gap: Microsoft no longer lists this period; collection resumes after it",
                 metadata: ["unit": "\(unit)", "from": "\(gap.start)", "until": "\(gap.end)"])
         }
-        var committed = checkpoint
-        for window in plan.windows {
-            let listed = try await microsoft.listContent(auth, unit.contentType, window: window)
-            let known = try await store.forwardedContent(tenant: unit.tenant, ids: listed.map(\.contentID))
-            let pending = listed.filter { !known.contains($0.contentID) }
-            let outcome = try await forward(pending, auth: auth, route: route, windowStart: window.start)
-            guard outcome == .done else { return (outcome, committed) }
-            guard try await store.commit(
-                tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, blobs: [], checkpoint: window.end)
-            else { return (.leaseLost, committed) }
-            committed = window.end
-        }
-        return (.done, committed)
-    }
-
-    /// Fetches up to `blobConcurrency` blobs ahead, forwards them in listing order, and commits delivered blobs as
-    /// their acknowledgements arrive. On any error it first commits what was submitted (waiting for UTMStack), so a
-    /// retry never forwards those records again, then rethrows.
-    private func forward(_ blobs: [ContentBlob], auth: TenantAuth, route: TenantRoute, windowStart: Date) async throws -> Outcome {
-        var pipeline = DeliveryPipeline(unit: unit, fencing: fencing, store: store, forwarder: forwarder)
+        var pipeline = DeliveryPipeline(unit: unit, fencing: fencing, store: store, forwarder: forwarder, checkpoints: checkpoints)
         let outcome: Outcome
         do {
-            outcome = try await withThrowingTaskGroup(of: (Int, BlobOutcome, MemoryClaim).self) { group in
-                var launched = 0
-                var ready: [Int: (BlobOutcome, MemoryClaim)] = [:]
-                for index in blobs.indices {
-                    guard shouldContinue() else {
-                        group.cancelAll()
-                        return .stopped
-                    }
-                    while launched < blobs.count && launched < index + settings.blobConcurrency {
-                        let blob = blobs[launched]
-                        let position = launched
-                        let claim = memory.claim()
-                        group.addTask { (position, try await microsoft.fetchBlob(auth, blob, memory: claim), claim) }
-                        launched += 1
-                    }
-                    while ready[index] == nil, let (position, result, claim) = try await group.next() { ready[position] = (result, claim) }
-                    guard let (result, claim) = ready.removeValue(forKey: index) else { break }
-                    let blob = blobs[index]
-                    let created = RFC3339.parse(blob.contentCreated) ?? windowStart
-                    // At most `blobConcurrency` blobs forwarded and not yet remembered: what a crash can repeat.
-                    let submitted = try await pipeline.submit(blob: blob, created: created, outcome: result, route: route)
-                    // Handed to the forwarder (whose own budget counts it now), or not forwarded at all.
-                    claim.release()
-                    guard submitted, try await pipeline.commitDelivered(keepingAtMost: settings.blobConcurrency) else {
-                        group.cancelAll()
-                        return .leaseLost
-                    }
-                }
-                group.cancelAll()
-                return .done
-            }
+            outcome = try await collect(plan.windows, auth: auth, route: route, into: &pipeline)
         } catch {
+            // What was submitted is first waited for and remembered, so a retry never forwards it again.
             _ = try? await pipeline.commitDelivered(keepingAtMost: 0)
             throw error
         }
-        guard try await pipeline.commitDelivered(keepingAtMost: 0) else { return .leaseLost }
-        return outcome
+        guard try await pipeline.commitDelivered(keepingAtMost: 0) else { return (.leaseLost, pipeline.committedCheckpoint ?? checkpoint) }
+        return (outcome, pipeline.committedCheckpoint ?? checkpoint)
+    }
+
+    /// Lists the windows one after the other without waiting for UTMStack at their ends: a window's end is queued
+    /// in the pipeline behind its blobs and becomes the checkpoint when they are remembered.
+    private func collect(_ windows: [ContentWindow], auth: TenantAuth, route: TenantRoute, into pipeline: inout DeliveryPipeline) async throws -> Outcome {
+        for window in windows {
+            let listed = try await microsoft.listContent(auth, unit.contentType, window: window)
+            let known = try await store.forwardedContent(tenant: unit.tenant, ids: listed.map(\.contentID))
+            let pending = listed.filter { !known.contains($0.contentID) }
+            let outcome = try await forward(pending, auth: auth, route: route, windowStart: window.start, into: &pipeline)
+            guard outcome == .done else { return outcome }
+            pipeline.checkpoint(window.end)
+            guard try await pipeline.commitDelivered(keepingAtMost: settings.blobConcurrency) else { return .leaseLost }
+        }
+        return .done
+    }
+
+    /// Fetches up to `blobConcurrency` blobs ahead, each with its de-duplication lookup, forwards them in listing
+    /// order, and commits delivered blobs as their acknowledgements arrive.
+    private func forward(
+        _ blobs: [ContentBlob], auth: TenantAuth, route: TenantRoute, windowStart: Date, into pipeline: inout DeliveryPipeline
+    ) async throws -> Outcome {
+        try await withThrowingTaskGroup(of: (Int, FetchedBlob).self) { group in
+            var launched = 0
+            var ready: [Int: FetchedBlob] = [:]
+            for index in blobs.indices {
+                guard shouldContinue() else {
+                    group.cancelAll()
+                    return .stopped
+                }
+                while launched < blobs.count && launched < index + settings.blobConcurrency {
+                    let blob = blobs[launched]
+                    let position = launched
+                    let claim = memory.claim()
+                    group.addTask { (position, try await fetch(blob, auth: auth, claim: claim)) }
+                    launched += 1
+                }
+                while ready[index] == nil, let (position, fetched) = try await group.next() { ready[position] = fetched }
+                guard let fetched = ready.removeValue(forKey: index) else { break }
+                let blob = blobs[index]
+                let created = RFC3339.parse(blob.contentCreated) ?? windowStart
+                // At most `blobConcurrency` blobs forwarded and not yet remembered: what a crash can repeat.
+                let submitted = try await pipeline.submit(blob: blob, created: created, fetched: fetched, route: route)
+                // Handed to the forwarder (whose own budget counts it now), or not forwarded at all.
+                fetched.claim.release()
+                guard submitted, try await pipeline.commitDelivered(keepingAtMost: settings.blobConcurrency) else {
+                    group.cancelAll()
+                    return .leaseLost
+                }
+            }
+            group.cancelAll()
+            return .done
+        }
+    }
+
+    /// A blob with its records' hashes and which of them were forwarded already, read together with the unit's
+    /// fencing token (nil: the lease is no longer ours).
+    struct FetchedBlob: Sendable {
+        var outcome: BlobOutcome
+        var hashes: [Int64] = []
+        var forwarded: Set<Int64>? = []
+        var claim: MemoryClaim
+    }
+
+    private func fetch(_ blob: ContentBlob, auth: TenantAuth, claim: MemoryClaim) async throws -> FetchedBlob {
+        var fetched = FetchedBlob(outcome: try await microsoft.fetchBlob(auth, blob, memory: claim), claim: claim)
+        if case .records(let records) = fetched.outcome {
+            fetched.hashes = records.map { Collector.hash($0.id) }
+            fetched.forwarded = try await store.forwardedRecords(
+                tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, hashes: fetched.hashes)
+        }
+        return fetched
     }
 
     /// The first 8 bytes of SHA-256 of the record id, big-endian: what `forwarded_records` stores, so it must
@@ -155,68 +181,95 @@ struct Collector: Sendable {
 }
 
 /// The ordered tail of a poll: drops records already forwarded (in PostgreSQL or earlier in this poll), submits
-/// the rest to the forwarder, and remembers each blob once its logs are acknowledged.
+/// the rest to the forwarder, and remembers each blob, and each window's end as the checkpoint, once UTMStack
+/// acknowledged every log up to it.
 struct DeliveryPipeline {
     let unit: CollectionUnit
     let fencing: Int64
     let store: PostgresCollectionStore
     let forwarder: UTMStackForwarder
+    let checkpoints: CheckpointBatch?
     private var seen = Set<Int64>()
-    private var awaiting: [(blob: PostgresCollectionStore.DeliveredBlob, ticket: DeliveryTicket)] = []
+    /// A blob, or a window's end (no blob), in submission order, with the ticket that must be delivered first.
+    private var awaiting: [(blob: PostgresCollectionStore.DeliveredBlob?, checkpoint: Date?, ticket: DeliveryTicket)] = []
+    /// The ticket of the last logs submitted. Tickets are cumulative: what forwards nothing itself (a skipped
+    /// blob, a blob of repeats, a window's end) is delivered when everything before it is.
+    private var lastTicket = DeliveryTicket.alreadyDelivered
+    /// The checkpoint this pipeline committed last.
+    private(set) var committedCheckpoint: Date?
 
-    init(unit: CollectionUnit, fencing: Int64, store: PostgresCollectionStore, forwarder: UTMStackForwarder) {
+    /// - Parameter checkpoints: where a checkpoint with no blob to remember goes; nil to write it at once.
+    init(unit: CollectionUnit, fencing: Int64, store: PostgresCollectionStore, forwarder: UTMStackForwarder, checkpoints: CheckpointBatch? = nil) {
         self.unit = unit
         self.fencing = fencing
         self.store = store
         self.forwarder = forwarder
+        self.checkpoints = checkpoints
     }
 
-    /// Returns false, forwarding nothing, when the lease is no longer ours (checked in the same query).
-    mutating func submit(blob: ContentBlob, created: Date, outcome: BlobOutcome, route: TenantRoute) async throws -> Bool {
-        switch outcome {
+    /// Returns false, forwarding nothing, when the lease is no longer ours (the blob's lookup said so).
+    mutating func submit(blob: ContentBlob, created: Date, fetched: Collector.FetchedBlob, route: TenantRoute) async throws -> Bool {
+        switch fetched.outcome {
         case .skipped:
-            awaiting.append((.init(contentID: blob.contentID, contentCreated: created, recordHashes: [], forwarded: 0, skipped: true), .alreadyDelivered))
+            let skipped = PostgresCollectionStore.DeliveredBlob(
+                contentID: blob.contentID, contentCreated: created, recordHashes: [], forwarded: 0, skipped: true)
+            awaiting.append((skipped, nil, lastTicket))
         case .records(let records):
-            let hashes = records.map { Collector.hash($0.id) }
-            guard let already = try await store.forwardedRecords(
-                tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, hashes: hashes)
-            else { return false }
+            guard let already = fetched.forwarded else { return false }
             var logs = OutboundBatch(rawBytes: records.reduce(0) { $0 + $1.raw.utf8.count }, count: records.count)
             logs.origin = LogOrigin(tenant: unit.tenant, contentType: unit.contentType, contentID: blob.contentID)
             var kept: [Int64] = []
             kept.reserveCapacity(records.count)
-            for (record, hash) in zip(records, hashes) where !already.contains(hash) && seen.insert(hash).inserted {
+            for (record, hash) in zip(records, fetched.hashes) where !already.contains(hash) && seen.insert(hash).inserted {
                 logs.append(EventShaper.log(record, route: route, fallbackTimestamp: blob.contentCreated))
                 kept.append(hash)
             }
             Metrics.records.increment(by: logs.count)
             Metrics.duplicates.increment(by: records.count - logs.count)
-            let ticket = try await forwarder.submit(logs)
-            awaiting.append((.init(contentID: blob.contentID, contentCreated: created, recordHashes: kept, forwarded: logs.count, skipped: false), ticket))
+            if !logs.isEmpty { lastTicket = try await forwarder.submit(logs) }
+            let delivered = PostgresCollectionStore.DeliveredBlob(
+                contentID: blob.contentID, contentCreated: created, recordHashes: kept, forwarded: logs.count, skipped: false)
+            awaiting.append((delivered, nil, lastTicket))
         }
         Metrics.blobs.increment()
         return true
     }
 
-    /// Remembers, in one transaction, every submitted blob whose logs UTMStack acknowledged, first waiting for the
-    /// oldest until at most `keepingAtMost` remain unremembered. Returns false when the lease was lost (nothing is
-    /// written then).
+    /// A window ends here: its end becomes the checkpoint with the commit of the blobs before it.
+    mutating func checkpoint(_ end: Date) {
+        awaiting.append((nil, end, lastTicket))
+    }
+
+    /// Remembers, in one statement, every blob (and window end) whose logs UTMStack acknowledged, first waiting for
+    /// the oldest until at most `keepingAtMost` blobs remain unremembered (0: waits for everything). Returns false
+    /// when the lease was lost (nothing is written then).
     mutating func commitDelivered(keepingAtMost limit: Int) async throws -> Bool {
-        guard !awaiting.isEmpty else { return true }
-        if awaiting.count > limit { try await forwarder.waitDelivered(awaiting[awaiting.count - limit - 1].ticket) }
+        guard let last = awaiting.last else { return true }
+        if limit == 0 {
+            try await forwarder.waitDelivered(last.ticket)
+        } else {
+            let blobs = awaiting.indices.filter { awaiting[$0].blob != nil }
+            if blobs.count > limit { try await forwarder.waitDelivered(awaiting[blobs[blobs.count - limit - 1]].ticket) }
+        }
         var count = 0
-        // Tickets are cumulative: find the last delivered one.
-        for index in awaiting.indices.reversed() {
-            if await forwarder.isDelivered(awaiting[index].ticket) {
-                count = index + 1
-                break
-            }
+        for index in awaiting.indices.reversed() where await forwarder.isDelivered(awaiting[index].ticket) {
+            count = index + 1
+            break
         }
         guard count > 0 else { return true }
-        let blobs = awaiting.prefix(count).map(\.blob)
+        let done = awaiting.prefix(count)
+        let checkpoint = done.compactMap(\.checkpoint).last
+        if let checkpoint, let checkpoints, done.allSatisfy({ $0.blob == nil }) {
+            // Nothing to remember: the checkpoint goes with the next batch of all units.
+            checkpoints.add(unit, fencing: fencing, checkpoint: checkpoint)
+            committedCheckpoint = checkpoint
+            awaiting.removeFirst(count)
+            return true
+        }
         guard try await store.commit(
-            tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, blobs: blobs, checkpoint: nil)
+            tenant: unit.tenant, contentType: unit.contentType, fencing: fencing, blobs: done.compactMap(\.blob), checkpoint: checkpoint)
         else { return false }
+        if let checkpoint { committedCheckpoint = checkpoint }
         awaiting.removeFirst(count)
         return true
     }

@@ -1,5 +1,6 @@
 import Collection
 import CredentialCrypto
+import ActivityAPI
 import Foundation
 import GatewayApp
 import GatewayCore
@@ -12,11 +13,12 @@ import ServiceLifecycle
 import UTMStackForwarder
 
 extension PrometheusCollectorRegistry {
-    /// The sum of the samples of metric `name` (with `outcome` when given), read from the exposition text.
-    func total(_ name: String, outcome: String? = nil) -> Double {
+    /// The sum of the samples of metric `name` whose labels include `label` (`kind="fetchBlob"`), read from the
+    /// exposition text.
+    func total(_ name: String, _ label: String? = nil) -> Double {
         emitToString().split(separator: "\n").reduce(0) { sum, line in
             guard line.hasPrefix(name + " ") || line.hasPrefix(name + "{") else { return sum }
-            if let outcome, !line.contains("outcome=\"\(outcome)\"") { return sum }
+            if let label, !line.contains(label) { return sum }
             return sum + (line.split(separator: " ").last.flatMap { Double($0) } ?? 0)
         }
     }
@@ -86,6 +88,10 @@ public enum Benchmark {
             }
             let elapsed = (ContinuousClock.now - clock).seconds
             let cpu = CPU.seconds() - cpu0
+            let peak = Memory.peakMiB()
+            // The same receiver fed by the forwarder alone (no Microsoft, no PostgreSQL): what it takes at most.
+            let alone = try await forwardAlone(count: Int(min(records, 500_000)), socket: env.socket, logger: logger)
+            let rate = Double(records) / elapsed
             var report = Report()
             report.lines = [
                 ("scenario", "throughput: \(settings.tenants) tenants × 5 content types, \(settings.historyHours) h backfill, \(settings.recordsPerBlob) records per blob"),
@@ -93,10 +99,12 @@ public enum Benchmark {
                 ("units", "\(units)"),
                 ("records forwarded", "\(records) (distinct, acknowledged by the receiver, committed)"),
                 ("wall time", String(format: "%.1f s", elapsed)),
-                ("records/s (wall)", String(format: "%.0f", Double(records) / elapsed)),
+                ("records/s (wall)", String(format: "%.0f", rate)),
                 ("gateway CPU", String(format: "%.1f s (user+system of this process)", cpu)),
                 ("records per CPU-second", String(format: "%.0f", Double(records) / cpu)),
-                ("peak RSS", "\(Memory.peakMiB()) MiB"),
+                ("peak RSS", "\(peak) MiB"),
+                ("receiver alone", String(format: "%.0f logs/s (%d logs of ~1 KB, the forwarder only, same receiver)", alone.rate, alone.count)),
+                ("backfill / receiver alone", String(format: "%.2f", rate / alone.rate)),
             ]
             return report
         }
@@ -112,6 +120,20 @@ public enum Benchmark {
         let children = ChildProcesses()
         defer { children.stopAll() }
         try children.spawn(executable, ["receiver", "--socket", socket])
+        let alone = try await forwardAlone(count: count, socket: socket, logger: logger)
+        var report = Report()
+        report.lines = [
+            ("scenario", "forwarder only: \(count) logs of ~1 KB over gRPC on a Unix socket, each acknowledged"),
+            ("wall time", String(format: "%.1f s", alone.elapsed)),
+            ("logs/s (wall)", String(format: "%.0f", alone.rate)),
+            ("CPU (shaping + forwarding)", String(format: "%.1f s", alone.cpu)),
+            ("logs per CPU-second", String(format: "%.0f", Double(count) / alone.cpu)),
+        ]
+        return report
+    }
+
+    /// Forwards `count` synthetic logs of ~1 KB to the receiver on `socket` and waits for the last acknowledgement.
+    static func forwardAlone(count: Int, socket: String, logger: Logger) async throws -> (count: Int, elapsed: Double, cpu: Double, rate: Double) {
         let forwarder = UTMStackForwarder(
             configuration: .init(endpoint: .engineSocket(path: socket)), deadLetters: MemoryDeadLetterStore(), logger: logger)
         let route = TenantRoute(tenantID: TenantID(), utmTenantID: defaultUTMStackTenantID, dataSource: "bench")
@@ -139,15 +161,7 @@ public enum Benchmark {
             let cpu = CPU.seconds() - cpu0
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
-            var report = Report()
-            report.lines = [
-                ("scenario", "forwarder only: \(count) logs of ~1 KB over gRPC on a Unix socket, each acknowledged"),
-                ("wall time", String(format: "%.1f s", elapsed)),
-                ("logs/s (wall)", String(format: "%.0f", Double(count) / elapsed)),
-                ("CPU (shaping + forwarding)", String(format: "%.1f s", cpu)),
-                ("logs per CPU-second", String(format: "%.0f", Double(count) / cpu)),
-            ]
-            return report
+            return (count, elapsed, cpu, Double(count) / elapsed)
         }
     }
 
@@ -191,8 +205,8 @@ public enum Benchmark {
                     try await Task.sleep(for: .seconds(1))
                 }
                 let warmUp = ContinuousClock.now - warmStart
-                let polls0 = registry.total("o365gw_collection_polls_total", outcome: "succeeded")
-                let failed0 = registry.total("o365gw_collection_polls_total", outcome: "failed")
+                let polls0 = registry.total("o365gw_collection_polls_total", #"outcome="succeeded""#)
+                let failed0 = registry.total("o365gw_collection_polls_total", #"outcome="failed""#)
                 let statements0 = registry.total("o365gw_database_statements_total")
                 let cpu0 = CPU.seconds()
                 let clock = ContinuousClock.now
@@ -206,8 +220,8 @@ public enum Benchmark {
                 }
                 let elapsed = (ContinuousClock.now - clock).seconds
                 let cpu = CPU.seconds() - cpu0
-                let polls = registry.total("o365gw_collection_polls_total", outcome: "succeeded") - polls0
-                let failed = registry.total("o365gw_collection_polls_total", outcome: "failed") - failed0
+                let polls = registry.total("o365gw_collection_polls_total", #"outcome="succeeded""#) - polls0
+                let failed = registry.total("o365gw_collection_polls_total", #"outcome="failed""#) - failed0
                 let statements = registry.total("o365gw_database_statements_total") - statements0
                 var report = Report()
                 report.lines = [
@@ -222,6 +236,86 @@ public enum Benchmark {
                         format: "p50 %.1f s, p99 %.1f s, max %.1f s (worst of %d samples; target p99 ≤ %d s)",
                         percentile(worst, 0.5), percentile(worst, 0.99), worst.last ?? 0, rss.count, settings.pollInterval + 10)),
                     ("RSS while polling", "\(rss.min() ?? 0)–\(rss.max() ?? 0) MiB"),
+                    ("peak RSS", "\(Memory.peakMiB()) MiB"),
+                ]
+                return report
+            }
+        }
+    }
+
+    /// One large tenant in a quiet fleet, against Microsoft's quota.
+    public struct Quota: Sendable {
+        /// Tenants in all; the first one has `backlogHours` of one content type to backfill.
+        public var tenants: Int
+        public var backlogHours: Double
+        /// What the simulator allows per tenant per minute (Microsoft's baseline).
+        public var quota: Int
+        /// How long to measure, after every other unit was polled once.
+        public var seconds: Int
+
+        public init(tenants: Int = 100, backlogHours: Double = 168, quota: Int = 2_000, seconds: Int = 120) {
+            self.tenants = tenants
+            self.backlogHours = backlogHours
+            self.quota = quota
+            self.seconds = seconds
+        }
+    }
+
+    /// The first tenant backfills `backlogHours` of Audit.SharePoint (one blob a minute) while the simulator
+    /// enforces `quota` requests per tenant per minute and the other tenants (and the large tenant's other content
+    /// types) have nothing to collect. Measures the large tenant's requests per minute against the quota and the
+    /// gateway's own budget, the throttled answers, and how long ago every other unit was last polled successfully.
+    public static func quota(_ settings: Quota, executable: String, logger: Logger) async throws -> Report {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return try await withEnvironment(executable: executable, logger: logger) { env in
+            let simulated = SimulatorConfiguration.generated(tenants: settings.tenants, seed: 11)
+            let simulatorURL = try await env.startSimulator([
+                "--tenants", "\(settings.tenants)", "--seed", "11", "--history-hours", "0", "--frozen",
+                "--backlog", "\(ContentType.sharePoint.rawValue)=\(settings.backlogHours)",
+                "--throttle-per-minute", "\(settings.quota)",
+            ])
+            let ids = try await Gateway.onboard(simulated.tenants, database: env.database, keyRing: env.keyRing, logger: logger)
+            let large = (ids[0], ContentType.sharePoint)
+            let collection = CollectionSettings(backfill: settings.backlogHours * 3600)
+            let budget = ActivityClientConfiguration().requestsPerMinute
+            let units = settings.tenants * ContentType.allCases.count
+            return try await env.runGateway(microsoft: simulatorURL, collection: collection, requestsPerMinute: budget) { store in
+                let warmStart = ContinuousClock.now
+                while try await store.progress(since: .distantPast).caughtUp < units,
+                    ContinuousClock.now - warmStart < .seconds(600)
+                {
+                    try await Task.sleep(for: .seconds(1))
+                }
+                let warmUp = ContinuousClock.now - warmStart
+                let fetches0 = registry.total("o365gw_microsoft_requests_total", #"kind="fetchBlob""#)
+                let throttled0 = registry.total("o365gw_microsoft_throttled_total")
+                let checkpoint0 = try await store.checkpoint(tenant: large.0, contentType: large.1)
+                let clock = ContinuousClock.now
+                var worst: [Double] = []
+                var samples = 0
+                while ContinuousClock.now - clock < .seconds(settings.seconds) {
+                    try await Task.sleep(for: .seconds(min(10, settings.seconds)))
+                    samples += 1
+                    let ages = try await store.successAges(excluding: large)
+                    if percentile(ages, 0.99) >= percentile(worst, 0.99) { worst = ages }
+                }
+                let minutes = (ContinuousClock.now - clock).seconds / 60
+                let fetches = registry.total("o365gw_microsoft_requests_total", #"kind="fetchBlob""#) - fetches0
+                let throttled = registry.total("o365gw_microsoft_throttled_total") - throttled0
+                let checkpoint1 = try await store.checkpoint(tenant: large.0, contentType: large.1)
+                let advanced = (checkpoint1 ?? .distantPast).timeIntervalSince(checkpoint0 ?? checkpoint1 ?? .distantPast) / 3600
+                var report = Report()
+                report.lines = [
+                    ("scenario", "quota: 1 tenant backfilling \(settings.backlogHours) h of \(large.1.rawValue) beside \(settings.tenants - 1) quiet tenants (and its own 4 quiet content types); Microsoft allows \(settings.quota) requests per tenant per minute"),
+                    ("warm-up", String(format: "%.0f s until every unit was polled once", warmUp.seconds)),
+                    ("measured", String(format: "%.0f s", minutes * 60)),
+                    ("large tenant: blob fetches per minute", String(format: "%.0f (quota %d, the gateway's budget %d; its listings come on top)", fetches / minutes, settings.quota, budget)),
+                    ("throttled answers", String(format: "%.0f", throttled)),
+                    ("large tenant: backfill progress", String(format: "%.1f h of content per minute of collection", advanced / minutes)),
+                    ("every other unit: time since last success", String(
+                        format: "p50 %.1f s, p99 %.1f s, max %.1f s (worst of %d samples; target p99 ≤ %d s)",
+                        percentile(worst, 0.5), percentile(worst, 0.99), worst.last ?? 0, samples, Int(collection.pollInterval.seconds) + 10)),
                     ("peak RSS", "\(Memory.peakMiB()) MiB"),
                 ]
                 return report
@@ -255,13 +349,13 @@ public enum Benchmark {
         /// Runs the gateway's services (as `serve` does) while `body` watches the database; then stops them.
         func runGateway<R: Sendable>(
             microsoft: URL, collection: CollectionSettings, inFlightBytes: Int = ForwarderConfiguration().inFlightByteBudget,
-            _ body: @escaping @Sendable (PostgresCollectionStore) async throws -> R
+            requestsPerMinute: Int = 60_000, _ body: @escaping @Sendable (PostgresCollectionStore) async throws -> R
         ) async throws -> R {
             var configuration = try GatewayConfiguration(
                 database: database, keyRing: keyRing, adminToken: Secret(UUID().uuidString),
                 listen: ListenAddress(host: "127.0.0.1", port: 0),
                 forwarder: .init(endpoint: .engineSocket(path: socket), inFlightByteBudget: inFlightBytes),
-                microsoft: .init(overrides: .init(login: microsoft, manage: microsoft, graph: microsoft), requestsPerMinute: 60_000))
+                microsoft: .init(overrides: .init(login: microsoft, manage: microsoft, graph: microsoft), requestsPerMinute: requestsPerMinute))
             configuration.collection = collection
             let services = try Gateway.services(configuration, metrics: PrometheusCollectorRegistry(), logger: logger)
             let group = ServiceGroup(services: services, logger: logger)

@@ -174,7 +174,7 @@ public struct MicrosoftSettings: Sendable {
     public var maxRetries: Int
 
     public init(
-        overrides: MicrosoftEndpoints.Overrides = .init(), publisherID: UUID? = nil, requestsPerMinute: Int = 600,
+        overrides: MicrosoftEndpoints.Overrides = .init(), publisherID: UUID? = nil, requestsPerMinute: Int = 1_800,
         maxRetries: Int = 5
     ) {
         self.overrides = overrides

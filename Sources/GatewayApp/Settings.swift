@@ -119,8 +119,8 @@ extension Setting {
         "publisherId", "GUID", whenUnset: "none", serveOnly,
         "default PublisherIdentifier (the MSSP's own tenant GUID); a tenant's publisherId wins")
     public static let requestsPerMinute = Setting(
-        "requestsPerMinute", form: .number(1...1_000_000), "requests per minute", default: "600", serveOnly,
-        "Activity API requests per tenant per minute, shared by its content types")
+        "requestsPerMinute", form: .number(1...1_000_000), "requests per minute", default: "1800", serveOnly,
+        "Activity API requests per tenant per minute, shared by its content types (Microsoft's quota is 2,000 per tenant)")
     public static let pollInterval = Setting(
         "pollIntervalSeconds", form: .number(1...86_400), "seconds", default: "60", serveOnly, "how often each (tenant, content type) is polled")
     public static let backfillHours = Setting(

@@ -19,6 +19,8 @@ public struct ContentGenerator: Sendable {
     let configuration: SimulatorConfiguration
     /// Blobs before this nominal time do not exist (start − history).
     let firstIndex: Int64
+    /// The same for the backlog's tenant and content type, when there is one.
+    let backlogFirstIndex: Int64?
     /// When not live, blobs after this nominal time do not exist.
     let lastIndex: Int64?
 
@@ -26,7 +28,16 @@ public struct ContentGenerator: Sendable {
         self.configuration = configuration
         let interval = Double(configuration.blobIntervalSeconds)
         firstIndex = Int64(((startedAt.timeIntervalSince1970 - configuration.historyHours * 3600) / interval).rounded(.up))
+        backlogFirstIndex = configuration.backlog.map {
+            Int64(((startedAt.timeIntervalSince1970 - $0.hours * 3600) / interval).rounded(.up))
+        }
         lastIndex = configuration.live ? nil : Int64((startedAt.timeIntervalSince1970 / interval).rounded(.down))
+    }
+
+    /// The first blob of (tenant, type).
+    func firstIndex(_ tenant: Int, _ type: String) -> Int64 {
+        guard let backlogFirstIndex, let backlog = configuration.backlog, tenant == 0, type == backlog.contentType else { return firstIndex }
+        return backlogFirstIndex
     }
 
     func seedParts(_ tenant: Int, _ type: String, _ index: Int64) -> [UInt64] {
@@ -52,6 +63,7 @@ public struct ContentGenerator: Sendable {
     /// became available.
     public func blobs(tenant: Int, contentType: String, start: Date, end: Date, now: Date) -> [Blob] {
         let interval = Double(configuration.blobIntervalSeconds)
+        let firstIndex = firstIndex(tenant, contentType)
         var low = max(firstIndex, Int64((start.timeIntervalSince1970 / interval).rounded(.down)) - 1)
         var high = Int64((end.timeIntervalSince1970 / interval).rounded(.up)) + 1
         high = min(high, Int64((now.timeIntervalSince1970 / interval).rounded(.up)))
@@ -70,7 +82,7 @@ public struct ContentGenerator: Sendable {
         let pieces = contentID.split(separator: "$")
         guard tail.count == 2, let tenant = Int(tail[0]), let index = Int64(tail[1]), pieces.count == 5 else { return nil }
         let type = pieces[3].replacingOccurrences(of: "_", with: ".")
-        guard Self.contentTypes.contains(type), tenant < configuration.tenants.count, index >= firstIndex else { return nil }
+        guard Self.contentTypes.contains(type), tenant < configuration.tenants.count, index >= firstIndex(tenant, type) else { return nil }
         if let lastIndex, index > lastIndex { return nil }
         let blob = blob(tenant: tenant, contentType: type, index: index)
         return blob.contentID == contentID ? blob : nil
@@ -129,7 +141,7 @@ public struct ContentGenerator: Sendable {
 
     /// Every distinct record id listable at `now` for a tenant and type (the ground truth for tests).
     public func expectedRecordIDs(tenant: Int, contentType: String, now: Date) -> Set<String> {
-        let start = Date(timeIntervalSince1970: Double(firstIndex) * Double(configuration.blobIntervalSeconds) - 1)
+        let start = Date(timeIntervalSince1970: Double(firstIndex(tenant, contentType)) * Double(configuration.blobIntervalSeconds) - 1)
         var ids = Set<String>()
         for blob in blobs(tenant: tenant, contentType: contentType, start: start, end: now.addingTimeInterval(1), now: now) {
             for record in records(of: blob) { ids.insert(record.id) }

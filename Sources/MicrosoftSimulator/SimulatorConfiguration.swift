@@ -79,6 +79,19 @@ public struct SimulatorConfiguration: Codable, Sendable {
     public var recordsPerBlob: Int = 20
     /// How far back blobs exist when the simulator starts (at most 7 days are listable anyway).
     public var historyHours: Double = 24
+    /// One large tenant: the first tenant's `contentType` has `hours` of history instead (a long backfill beside
+    /// an otherwise quiet fleet).
+    public var backlog: Backlog?
+
+    public struct Backlog: Codable, Sendable {
+        public var contentType: String
+        public var hours: Double
+
+        public init(contentType: String, hours: Double) {
+            self.contentType = contentType
+            self.hours = hours
+        }
+    }
     /// Delay between `contentCreated` and a blob becoming listable.
     public var latencySeconds: Int = 30
     /// Share of blobs listed late: they appear `lateDelaySeconds` after their `contentCreated`.

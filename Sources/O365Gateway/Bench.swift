@@ -13,7 +13,7 @@ struct Bench: AsyncParsableCommand {
             docs/benchmarks.md has the figures of this machine and the command that produced them.
             """)
 
-    @Option(name: .customLong("scenario"), help: "throughput, forwarder, fleet, or all (each in its own process).")
+    @Option(name: .customLong("scenario"), help: "throughput, backfill (one tenant), forwarder, fleet, quota, or all (each in its own process).")
     var scenario: String = "all"
 
     @Option(name: .customLong("tenants"), help: "Throughput: tenants (5 content types each).")
@@ -30,6 +30,12 @@ struct Bench: AsyncParsableCommand {
 
     @Option(name: .customLong("inflight-bytes"), help: "Throughput: the forwarder's budget (default: the gateway's, 16 MiB).")
     var inFlightBytes: Int?
+
+    @Option(name: .customLong("quota-tenants"), help: "Quota: tenants in all (the first one backfills 7 days of Audit.SharePoint).")
+    var quotaTenants: Int = Benchmark.Quota().tenants
+
+    @Option(name: .customLong("quota-seconds"), help: "Quota: how long to measure, after every other unit was polled once.")
+    var quotaSeconds: Int = Benchmark.Quota().seconds
 
     @Option(name: .customLong("fleet-tenants"), help: "Fleet: tenants with no content (5 content types each).")
     var fleetTenants: Int = Benchmark.Fleet().tenants
@@ -58,6 +64,11 @@ struct Bench: AsyncParsableCommand {
                 settings.blobBufferBytes = blobBufferBytes ?? settings.blobBufferBytes
                 settings.inFlightBytes = inFlightBytes ?? settings.inFlightBytes
                 print(try await Benchmark.throughput(settings, executable: executable, logger: logger))
+            case "backfill":
+                // One tenant's backfill, about 400,000 records (5 content types × 80 blobs of 1,000).
+                print(try await Benchmark.throughput(.init(tenants: 1, recordsPerBlob: 1000, historyHours: 80.0 / 60), executable: executable, logger: logger))
+            case "quota":
+                print(try await Benchmark.quota(.init(tenants: quotaTenants, seconds: quotaSeconds), executable: executable, logger: logger))
             case "forwarder":
                 print(try await Benchmark.forwarder(count: 500_000, executable: executable, logger: logger))
             case "fleet":
@@ -65,7 +76,7 @@ struct Bench: AsyncParsableCommand {
                 print(try await Benchmark.fleet(fleet, executable: executable, logger: logger))
             case "all":
                 // Each scenario in a fresh process, so peak memory is not carried from one to the next.
-                for name in ["throughput", "forwarder", "fleet"] {
+                for name in ["throughput", "backfill", "forwarder", "fleet", "quota"] {
                     let process = Process()
                     process.executableURL = URL(fileURLWithPath: executable)
                     process.arguments = ["bench", "--scenario", name] + Array(CommandLine.arguments.dropFirst(2).filter { !$0.hasPrefix("--scenario") })
@@ -74,7 +85,7 @@ struct Bench: AsyncParsableCommand {
                     print("")
                 }
             default:
-                throw ValidationError("--scenario must be throughput, forwarder, fleet or all")
+                throw ValidationError("--scenario must be throughput, backfill, forwarder, fleet, quota or all")
             }
         }
     }

@@ -35,6 +35,11 @@ struct Simulator: AsyncParsableCommand {
     @Option(name: .customLong("history-hours"), help: "How far back content exists at start.")
     var historyHours: Double = 24
 
+    @Option(
+        name: .customLong("backlog"),
+        help: "CONTENT_TYPE=HOURS: the first tenant's content type has this much history instead (one large tenant).")
+    var backlog: String?
+
     @Option(name: .customLong("throttle-per-minute"), help: "API requests per tenant per minute before AF429.")
     var throttlePerMinute: Int?
 
@@ -58,6 +63,13 @@ struct Simulator: AsyncParsableCommand {
             configuration.throttlePerMinute = throttlePerMinute
             configuration.faultEvery = faultEvery
             configuration.live = !frozen
+            if let backlog {
+                let parts = backlog.split(separator: "=")
+                guard parts.count == 2, ContentGenerator.contentTypes.contains(String(parts[0])), let hours = Double(parts[1]), hours > 0 else {
+                    throw ValidationError("--backlog must be CONTENT_TYPE=HOURS, for example Audit.SharePoint=168")
+                }
+                configuration.backlog = .init(contentType: String(parts[0]), hours: hours)
+            }
         }
         let address = try ListenAddress(parsing: listen)
         let tenants = configuration.tenants

@@ -72,6 +72,30 @@ public struct PostgresCollectionStore: Sendable {
         try Self.units(try await database.query("SELECT \(unescaped: Self.columns) FROM collector_units WHERE active"))
     }
 
+    /// A unit's lease and checkpoint: what a lease round reads of every active unit.
+    public struct LeaseRow: Sendable {
+        public var tenant: TenantID
+        public var contentType: ContentType
+        public var owner: String?
+        public var expiresAt: Date
+        public var fencing: Int64
+        public var checkpoint: Date?
+    }
+
+    /// The lease table of the active units, decoded by position (a round reads tens of thousands of rows).
+    public func leaseRows() async throws -> [LeaseRow] {
+        try await database.query(
+            """
+            SELECT tenant_id, content_type, owner, GREATEST(expires_at, 'epoch'::timestamptz), fencing, checkpoint
+            FROM collector_units WHERE active
+            """
+        ).decode((UUID, String, String?, Date, Int64, Date?).self).compactMap { tenant, type, owner, expires, fencing, checkpoint in
+            ContentType(rawValue: type).map {
+                LeaseRow(tenant: TenantID(tenant), contentType: $0, owner: owner, expiresAt: expires, fencing: fencing, checkpoint: checkpoint)
+            }
+        }
+    }
+
     /// Every unit of a tenant, active or not (its status).
     public func units(of tenant: TenantID) async throws -> [UnitRow] {
         try Self.units(try await database.query(
@@ -104,12 +128,15 @@ public struct PostgresCollectionStore: Sendable {
     }
 
     /// Seconds since each active unit's last successful poll (a unit never polled counts from its activation), in
-    /// ascending order (for the fleet benchmark's percentiles).
-    public func successAges() async throws -> [Double] {
-        try await database.query(
+    /// ascending order, leaving out `excluding` (for the benchmarks' percentiles).
+    public func successAges(excluding: (TenantID, ContentType)? = nil) async throws -> [Double] {
+        let (tenant, type) = (excluding?.0.uuid, excluding?.1.rawValue)
+        return try await database.query(
             """
             SELECT extract(epoch FROM now() - COALESCE(last_success_at, progress_at))::float8 AS age
-            FROM collector_units WHERE active ORDER BY age
+            FROM collector_units
+            WHERE active AND (\(tenant)::uuid IS NULL OR NOT (tenant_id = \(tenant)::uuid AND content_type = \(type)::text))
+            ORDER BY age
             """
         ).decode(Double.self)
     }
@@ -186,10 +213,17 @@ public struct PostgresCollectionStore: Sendable {
     }
 
     /// Content ids of `ids` already forwarded for the tenant.
+    ///
+    /// This lookup and the next probe the primary key once per id, whatever the tenant's history: a correlated
+    /// scalar subquery stays a per-row index probe, where `= ANY(…)` or `EXISTS` let the planner scan every
+    /// row of the tenant (a hash or bitmap of hundreds of thousands of rows per blob during a backfill).
     public func forwardedContent(tenant: TenantID, ids: [String]) async throws -> Set<String> {
         guard !ids.isEmpty else { return [] }
         return Set(try await database.query(
-            "SELECT content_id FROM forwarded_content WHERE tenant_id = \(tenant.uuid) AND content_id = ANY(\(ids))"
+            """
+            SELECT id FROM unnest(\(ids)::text[]) AS id
+            WHERE (SELECT true FROM forwarded_content f WHERE f.tenant_id = \(tenant.uuid) AND f.content_id = id)
+            """
         ).decode(String.self))
     }
 
@@ -200,7 +234,8 @@ public struct PostgresCollectionStore: Sendable {
         let rows = try await database.query(
             """
             SELECT (SELECT fencing FROM collector_units WHERE tenant_id = \(tenant.uuid) AND content_type = \(contentType.rawValue)),
-                   ARRAY(SELECT id_hash FROM forwarded_records WHERE tenant_id = \(tenant.uuid) AND id_hash = ANY(\(hashes)))
+                   ARRAY(SELECT h FROM unnest(\(hashes)::bigint[]) AS h
+                         WHERE (SELECT true FROM forwarded_records f WHERE f.tenant_id = \(tenant.uuid) AND f.id_hash = h))
             """)
         guard let (current, known) = try rows.decode((Int64?, [Int64]).self).first else { return nil }
         return current == fencing ? Set(known) : nil
@@ -259,6 +294,36 @@ public struct PostgresCollectionStore: Sendable {
             RETURNING 1
             """)
         return !rows.isEmpty
+    }
+
+    /// A checkpoint that moved over windows without blobs.
+    public struct CheckpointMove: Sendable {
+        public var tenant: TenantID
+        public var contentType: ContentType
+        public var fencing: Int64
+        public var checkpoint: Date
+
+        public init(tenant: TenantID, contentType: ContentType, fencing: Int64, checkpoint: Date) {
+            self.tenant = tenant
+            self.contentType = contentType
+            self.fencing = fencing
+            self.checkpoint = checkpoint
+        }
+    }
+
+    /// Moves many units' checkpoints at once (a successful poll each), each only if its fencing token is still
+    /// the given one; never backwards.
+    public func commitCheckpoints(_ moves: [CheckpointMove]) async throws {
+        guard !moves.isEmpty else { return }
+        try await database.query(
+            """
+            UPDATE collector_units u SET checkpoint = GREATEST(u.checkpoint, x.checkpoint), progress_at = now(),
+                last_success_at = now(), last_error_code = NULL, last_error_advice = NULL
+            FROM unnest(\(moves.map(\.tenant.uuid))::uuid[], \(moves.map(\.contentType.rawValue))::text[],
+                        \(moves.map(\.fencing))::bigint[], \(moves.map(\.checkpoint))::timestamptz[])
+                AS x(tenant_id, content_type, fencing, checkpoint)
+            WHERE u.tenant_id = x.tenant_id AND u.content_type = x.content_type AND u.fencing = x.fencing
+            """)
     }
 
     public func recordError(tenant: TenantID, contentType: ContentType, fencing: Int64, code: String, advice: String) async throws {

@@ -54,15 +54,20 @@ public enum LeaseAction: Sendable, Equatable {
 /// renewing; its leases expire after the TTL and the others take them on their next tick.
 public enum LeaseBalancer {
     public static func plan(leases: [Lease], me: String, liveReplicas: Int, now: Date, shuttingDown: Bool = false) -> [LeaseAction] {
-        let held = leases.filter { $0.isHeld(by: me, at: now) }.sorted { $0.unit < $1.unit }
-        if shuttingDown { return held.map { .release($0.unit, fencing: $0.fencing) } }
         let share = fairShare(units: leases.count, replicas: liveReplicas)
+        // Sorted only where the order decides something (which to release, which to take): this runs every round
+        // over tens of thousands of units.
+        var held = leases.filter { $0.isHeld(by: me, at: now) }
+        if shuttingDown { return held.map { .release($0.unit, fencing: $0.fencing) } }
+        if held.count > share { held.sort { $0.unit < $1.unit } }
         var actions: [LeaseAction] = []
         for (index, lease) in held.enumerated() {
             actions.append(index < share ? .renew(lease.unit, fencing: lease.fencing) : .release(lease.unit, fencing: lease.fencing))
         }
         let room = share - min(held.count, share)
-        let free = leases.filter { $0.isFree(at: now) }.sorted { $0.unit < $1.unit }
+        guard room > 0 else { return actions }
+        var free = leases.filter { $0.isFree(at: now) }
+        if free.count > room { free.sort { $0.unit < $1.unit } }
         for lease in free.prefix(room) {
             actions.append(.acquire(lease.unit, expectedFencing: lease.fencing))
         }

@@ -440,6 +440,26 @@ func client(_ exchange: CannedExchange, sleeps: SleepRecorder = SleepRecorder(),
         #expect(budget.take(now: 5) != nil)
     }
 
+    /// A backfill spends the tenant's budget on blobs; listings (the polls of its other content types) must still
+    /// get through at once.
+    @Test func blobFetchesLeaveRequestsForListings() {
+        var budget = RequestBudget(perMinute: 60, burst: 10, now: 0)
+        #expect(budget.reserved == 5)
+        for _ in 0..<5 { #expect(budget.take(now: 0, priority: .blob) == nil) }
+        let wait = budget.take(now: 0, priority: .blob)
+        #expect(wait != nil && abs(wait! - 1) < 0.001, "a blob waits for the sixth request")
+        for _ in 0..<5 { #expect(budget.take(now: 0, priority: .listing) == nil) }
+        #expect(budget.take(now: 0, priority: .listing) != nil)
+        // Refilled while blobs wait: the reserve comes back first.
+        #expect(budget.take(now: 5, priority: .blob) != nil, "5 s refill 5 requests: the reserve, not for blobs")
+        #expect(budget.take(now: 6, priority: .blob) == nil)
+    }
+
+    @Test func theDefaultBurstIsTwoSecondsWorth() {
+        #expect(RequestBudget(perMinute: 1_800, now: 0).burst == 60)
+        #expect(RequestBudget(perMinute: 60, now: 0).burst == 6)
+    }
+
     @Test func endpointsPerCloudAndOverrides() throws {
         #expect(MicrosoftEndpoints.forCloud(.gcc).manage.absoluteString == "https://manage-gcc.office.com")
         #expect(MicrosoftEndpoints.forCloud(.dod).login.absoluteString == "https://login.microsoftonline.us")
