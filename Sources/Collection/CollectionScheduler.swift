@@ -199,19 +199,28 @@ public final class CollectionScheduler: Service, Sendable {
 
     // MARK: Polls
 
-    /// Starts due polls while workers are free, until stopping.
+    /// Starts due polls while workers are free, until stopping. It looks again whenever a poll ends (a freed
+    /// worker takes the next due unit at once) and every 100 ms (units that became due).
     private func dispatch(into group: inout DiscardingTaskGroup) async {
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        group.addTask {
+            while (try? await Task.sleep(for: .milliseconds(100))) != nil { wake.yield() }
+            wake.finish()
+        }
+        var iterator = wakeups.makeAsyncIterator()
         while !Task.isCancelled {
             let due = state.withLock { $0.stopping ? nil : $0.takeDue(now: .now, workers: settings.workers) }
-            guard let due else { return }
+            guard let due else { break }
             for (unit, fencing) in due {
                 group.addTask {
                     let next = await self.poll(unit, fencing: fencing)
                     self.state.withLock { $0.finished(unit, next: next) }
+                    wake.yield()
                 }
             }
-            guard (try? await Task.sleep(for: .milliseconds(100))) != nil else { return }
+            guard await iterator.next() != nil else { break }
         }
+        wake.finish()
     }
 
     /// One poll of a unit; returns how long to wait before the next one (nil: do not poll it again).
@@ -305,8 +314,12 @@ struct SchedulerState {
     }
 
     var units: [CollectionUnit: Held] = [:]
+    /// The units by due time: what `takeDue` takes from, in O(log n) per poll however many units there are.
+    private var queue = DueQueue()
     var stopping = false
-    var margin: Duration = .seconds(5)
+    var margin: Duration
+
+    init(margin: Duration = .seconds(5)) { self.margin = margin }
 
     /// How many units have a poll running (kept in step with `Held.running`).
     private(set) var runningCount = 0
@@ -345,25 +358,27 @@ struct SchedulerState {
         }
         let lost = gone.filter { !released.contains($0) && units[$0]!.fencing >= 0 }
         units = next
+        // Rebuilt each round: entries dropped while a unit was not pollable (handed over, lease near its end)
+        // come back when it is again.
+        queue.removeAll()
+        for (unit, held) in units where !held.running && held.wanted { queue.push(unit, due: held.due) }
         return lost
     }
 
-    /// Marks as running, and returns, the due units that free workers can take, most overdue first. One pass
-    /// over the units keeping the few most overdue (it runs every 100 ms over up to tens of thousands of units).
+    /// Marks as running, and returns, the due units that free workers can take, most overdue first. Entries of
+    /// the queue are hints: one that no longer matches its unit (polled since, handed over, lease ending) is dropped.
     mutating func takeDue(now: ContinuousClock.Instant, workers: Int) -> [(CollectionUnit, Int64)] {
-        let free = workers - runningCount
-        guard free > 0 else { return [] }
-        var picked: [(unit: CollectionUnit, due: ContinuousClock.Instant)] = []
-        picked.reserveCapacity(free + 1)
-        for (unit, held) in units where !held.running && held.wanted && held.due <= now && held.isValid(at: now, margin: margin) {
-            if picked.count == free, let last = picked.last, held.due >= last.due { continue }
-            let position = picked.firstIndex { held.due < $0.due } ?? picked.count
-            picked.insert((unit, held.due), at: position)
-            if picked.count > free { picked.removeLast() }
+        var picked: [(CollectionUnit, Int64)] = []
+        while runningCount + picked.count < workers, let (due, unit) = queue.first, due <= now {
+            queue.removeFirst()
+            guard var held = units[unit], !held.running, held.wanted, held.due == due, held.isValid(at: now, margin: margin)
+            else { continue }
+            held.running = true
+            units[unit] = held
+            picked.append((unit, held.fencing))
         }
-        for (unit, _) in picked { units[unit]!.running = true }
         runningCount += picked.count
-        return picked.map { ($0.unit, units[$0.unit]!.fencing) }
+        return picked
     }
 
     /// A poll returned; `next` is when to poll again (nil: not until a lease round says the unit is still ours).
@@ -378,7 +393,43 @@ struct SchedulerState {
         held.due = .now + (next ?? .zero)
         if next == nil { held.wanted = false }
         units[unit] = held
+        if held.wanted { queue.push(unit, due: held.due) }
     }
+}
+
+/// Units by due time, earliest first: a binary min-heap.
+struct DueQueue {
+    private var entries: [(due: ContinuousClock.Instant, unit: CollectionUnit)] = []
+
+    var first: (due: ContinuousClock.Instant, unit: CollectionUnit)? { entries.first }
+
+    mutating func push(_ unit: CollectionUnit, due: ContinuousClock.Instant) {
+        entries.append((due, unit))
+        var child = entries.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard entries[child].due < entries[parent].due else { break }
+            entries.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func removeFirst() {
+        entries.swapAt(0, entries.count - 1)
+        entries.removeLast()
+        var parent = 0
+        while true {
+            var smallest = parent
+            for child in [2 * parent + 1, 2 * parent + 2] where child < entries.count && entries[child].due < entries[smallest].due {
+                smallest = child
+            }
+            guard smallest != parent else { return }
+            entries.swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
+
+    mutating func removeAll() { entries.removeAll(keepingCapacity: true) }
 }
 
 /// A unit's checkpoint as this replica knows it (nil inside: the unit has none yet, its first poll backfills).

@@ -16,6 +16,25 @@ import Testing
         return state
     }
 
+    /// Due units come from a queue (a poll's dispatch must not cost a pass over 50,000 units): most overdue first,
+    /// each once, and a lease round that rebuilds the queue never hands out a unit whose poll is running.
+    @Test func dueUnitsComeMostOverdueFirstAndOnlyOnce() {
+        var state = SchedulerState()
+        let many = (0..<50).map { _ in CollectionUnit(tenant: TenantID(UUID()), contentType: .exchange) }
+        _ = state.apply(renewed: [], handOver: [], released: [], acquired: many.map { ($0, 1) }, validUntil: .now + .seconds(60))
+        let all = state.takeDue(now: .now, workers: 100)
+        #expect(Set(all.map(\.0)) == Set(many))
+        // The later a poll ended, the sooner it is due again (each is due 1 ms earlier than the one before).
+        for (index, (unit, _)) in all.enumerated() { state.finished(unit, next: .milliseconds(50 - index)) }
+        let later = ContinuousClock.now + .seconds(1)
+        let again = state.takeDue(now: later, workers: 10)
+        #expect(again.map(\.0) == all.suffix(10).reversed().map(\.0))
+        _ = state.apply(renewed: many.map { ($0, 1) }, handOver: [], released: [], acquired: [], validUntil: .now + .seconds(60))
+        let rest = state.takeDue(now: later, workers: 100)
+        #expect(rest.count == 40 && Set(rest.map(\.0)).isDisjoint(with: again.map(\.0)), "the 10 running are not handed out twice")
+        #expect(state.takeDue(now: later, workers: 100).isEmpty)
+    }
+
     @Test func workersBoundConcurrentPollsAndEveryUnitGetsItsTurn() {
         var state = holding(5)
         let first = state.takeDue(now: .now, workers: 2)
