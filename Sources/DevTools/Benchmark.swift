@@ -198,26 +198,14 @@ public enum Benchmark {
             let units = settings.tenants * ContentType.allCases.count
             return try await env.runGateway(microsoft: simulatorURL, collection: collection) { store in
                 // Warm-up: the first poll of each tenant gets a token and starts its subscriptions.
-                let warmStart = ContinuousClock.now
-                while try await store.progress(since: .distantPast).caughtUp < units,
-                    ContinuousClock.now - warmStart < .seconds(10 * settings.pollInterval + 120)
-                {
-                    try await Task.sleep(for: .seconds(1))
-                }
-                let warmUp = ContinuousClock.now - warmStart
+                let warmUp = try await waitUntilEachPolled(store, units: units, limit: .seconds(10 * settings.pollInterval + 120))
                 let polls0 = registry.total("o365gw_collection_polls_total", #"outcome="succeeded""#)
                 let failed0 = registry.total("o365gw_collection_polls_total", #"outcome="failed""#)
                 let statements0 = registry.total("o365gw_database_statements_total")
                 let cpu0 = CPU.seconds()
                 let clock = ContinuousClock.now
-                var worst: [Double] = []
                 var rss: [Int] = []
-                while ContinuousClock.now - clock < .seconds(settings.seconds) {
-                    try await Task.sleep(for: .seconds(min(10, settings.seconds)))
-                    rss.append(Memory.residentMiB())
-                    let ages = try await store.successAges()
-                    if percentile(ages, 0.99) >= percentile(worst, 0.99) { worst = ages }
-                }
+                let worst = try await worstSuccessAges(store, seconds: settings.seconds) { rss.append(Memory.residentMiB()) }
                 let elapsed = (ContinuousClock.now - clock).seconds
                 let cpu = CPU.seconds() - cpu0
                 let polls = registry.total("o365gw_collection_polls_total", #"outcome="succeeded""#) - polls0
@@ -234,7 +222,7 @@ public enum Benchmark {
                     ("database statements per poll", String(format: "%.2f (lease rounds included)", polls > 0 ? statements / polls : 0)),
                     ("time since last success", String(
                         format: "p50 %.1f s, p99 %.1f s, max %.1f s (worst of %d samples; target p99 ≤ %d s)",
-                        percentile(worst, 0.5), percentile(worst, 0.99), worst.last ?? 0, rss.count, settings.pollInterval + 10)),
+                        percentile(worst.ages, 0.5), percentile(worst.ages, 0.99), worst.ages.last ?? 0, worst.samples, settings.pollInterval + 10)),
                     ("RSS while polling", "\(rss.min() ?? 0)–\(rss.max() ?? 0) MiB"),
                     ("peak RSS", "\(Memory.peakMiB()) MiB"),
                 ]
@@ -281,25 +269,12 @@ public enum Benchmark {
             let budget = ActivityClientConfiguration().requestsPerMinute
             let units = settings.tenants * ContentType.allCases.count
             return try await env.runGateway(microsoft: simulatorURL, collection: collection, requestsPerMinute: budget) { store in
-                let warmStart = ContinuousClock.now
-                while try await store.progress(since: .distantPast).caughtUp < units,
-                    ContinuousClock.now - warmStart < .seconds(600)
-                {
-                    try await Task.sleep(for: .seconds(1))
-                }
-                let warmUp = ContinuousClock.now - warmStart
+                let warmUp = try await waitUntilEachPolled(store, units: units, limit: .seconds(600))
                 let fetches0 = registry.total("o365gw_microsoft_requests_total", #"kind="fetchBlob""#)
                 let throttled0 = registry.total("o365gw_microsoft_throttled_total")
                 let checkpoint0 = try await store.checkpoint(tenant: large.0, contentType: large.1)
                 let clock = ContinuousClock.now
-                var worst: [Double] = []
-                var samples = 0
-                while ContinuousClock.now - clock < .seconds(settings.seconds) {
-                    try await Task.sleep(for: .seconds(min(10, settings.seconds)))
-                    samples += 1
-                    let ages = try await store.successAges(excluding: large)
-                    if percentile(ages, 0.99) >= percentile(worst, 0.99) { worst = ages }
-                }
+                let worst = try await worstSuccessAges(store, seconds: settings.seconds, excluding: large)
                 let minutes = (ContinuousClock.now - clock).seconds / 60
                 let fetches = registry.total("o365gw_microsoft_requests_total", #"kind="fetchBlob""#) - fetches0
                 let throttled = registry.total("o365gw_microsoft_throttled_total") - throttled0
@@ -315,12 +290,39 @@ public enum Benchmark {
                     ("large tenant: backfill progress", String(format: "%.1f h of content per minute of collection", advanced / minutes)),
                     ("every other unit: time since last success", String(
                         format: "p50 %.1f s, p99 %.1f s, max %.1f s (worst of %d samples; target p99 ≤ %d s)",
-                        percentile(worst, 0.5), percentile(worst, 0.99), worst.last ?? 0, samples, Int(collection.pollInterval.seconds) + 10)),
+                        percentile(worst.ages, 0.5), percentile(worst.ages, 0.99), worst.ages.last ?? 0, worst.samples, Int(collection.pollInterval.seconds) + 10)),
                     ("peak RSS", "\(Memory.peakMiB()) MiB"),
                 ]
                 return report
             }
         }
+    }
+
+    /// Waits until each of `units` units has a checkpoint (was polled once), at most `limit`; returns how long.
+    static func waitUntilEachPolled(_ store: PostgresCollectionStore, units: Int, limit: Duration) async throws -> Duration {
+        let start = ContinuousClock.now
+        while try await store.progress(since: .distantPast).caughtUp < units, ContinuousClock.now - start < limit {
+            try await Task.sleep(for: .seconds(1))
+        }
+        return ContinuousClock.now - start
+    }
+
+    /// Samples the time since each unit's last success every 10 s for `seconds` (calling `each` at every sample);
+    /// returns the sample whose p99 was worst, sorted, and how many were taken.
+    static func worstSuccessAges(
+        _ store: PostgresCollectionStore, seconds: Int, excluding: (TenantID, ContentType)? = nil, each: () -> Void = {}
+    ) async throws -> (ages: [Double], samples: Int) {
+        let clock = ContinuousClock.now
+        var worst: [Double] = []
+        var samples = 0
+        while ContinuousClock.now - clock < .seconds(seconds) {
+            try await Task.sleep(for: .seconds(min(10, seconds)))
+            each()
+            samples += 1
+            let ages = try await store.successAges(excluding: excluding)
+            if percentile(ages, 0.99) >= percentile(worst, 0.99) { worst = ages }
+        }
+        return (worst, samples)
     }
 
     /// The value at fraction `p` of sorted `values` (0 when empty).
