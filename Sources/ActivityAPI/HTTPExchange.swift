@@ -67,6 +67,18 @@ public struct AsyncHTTPExchange: HTTPExchange {
 
     public static let defaultMaxBodyBytes = 128 << 20
 
+    /// The client for Microsoft's hosts (login, Activity API, Graph), unlike `HTTPClient.shared` (a browser's
+    /// settings): it follows no redirect, since a 307 or 308 resends the request's body, a token request's client
+    /// secret, to whatever host it names; it decompresses up to the body ceiling rather than up to a ratio (audit
+    /// JSON can compress better than the shared client's 25×, and such a blob would fail on every try); it makes no
+    /// tracing spans. The caller shuts it down.
+    public static func makeClient(maxBodyBytes: Int = defaultMaxBodyBytes) -> HTTPClient {
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow, decompression: .enabled(limit: .size(maxBodyBytes)))
+        configuration.tracing.tracer = nil
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
     public init(client: HTTPClient = .shared, timeoutSeconds: Int64 = 60, maxBodyBytes: Int = defaultMaxBodyBytes) {
         self.client = client
         self.timeout = .seconds(timeoutSeconds)

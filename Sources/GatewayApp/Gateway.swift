@@ -1,4 +1,5 @@
 import ActivityAPI
+import AsyncHTTPClient
 import AdminAPI
 import Collection
 import CredentialCrypto
@@ -69,7 +70,7 @@ public enum Gateway {
         }
     }
 
-    /// The services of `serve`, in dependency order (shutdown runs in reverse): database, UTMStack forwarder,
+    /// The services of `serve`, in dependency order (shutdown runs in reverse): database, Microsoft client, UTMStack forwarder,
     /// secret expiry watcher, collection scheduler, admin API. Collectors stop before the forwarder drains.
     public static func services(
         _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
@@ -80,8 +81,25 @@ public enum Gateway {
         let store = PostgresTenantStore(
             database: database, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger)
         let expiry = PostgresSecretExpiryStore(database: database, logger: logger)
+        let http = AsyncHTTPExchange.makeClient(maxBodyBytes: configuration.collection.maxBlobBytes)
+        do {
+            return try services(
+                configuration, metrics: metrics, logger: logger, onListening: onListening, client: client, database: database,
+                store: store, expiry: expiry, http: http)
+        } catch {
+            // Never started: nothing else will shut it down.
+            try? http.syncShutdown()
+            throw error
+        }
+    }
+
+    private static func services(
+        _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void, client: PostgresClient, database: Database,
+        store: PostgresTenantStore, expiry: PostgresSecretExpiryStore, http: HTTPClient
+    ) throws -> [any Service] {
         let microsoft = microsoftClient(
-            configuration.microsoft, maxBodyBytes: configuration.collection.maxBlobBytes, recorder: expiry, logger: logger)
+            configuration.microsoft, http: http, maxBodyBytes: configuration.collection.maxBlobBytes, recorder: expiry, logger: logger)
         let validator = TenantValidator(
             client: microsoft, overrides: configuration.microsoft.overrides,
             defaultPublisher: configuration.microsoft.publisherID, recorder: expiry)
@@ -129,7 +147,10 @@ public enum Gateway {
                 serverName: "o365-gateway"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        return [client, forwarder, watcher, scheduler, AdminService(database: database, app: app, logger: logger)]
+        return [
+            client, HTTPClientShutdown(client: http), forwarder, watcher, scheduler,
+            AdminService(database: database, app: app, logger: logger),
+        ]
     }
 
     /// A replica's lease owner name: the host name and a random suffix (a restarted process is a new owner).
@@ -138,9 +159,10 @@ public enum Gateway {
     }
 
     static func microsoftClient(
-        _ settings: MicrosoftSettings, maxBodyBytes: Int, recorder: (any SecretExpiryRecorder)? = nil, logger: Logger
+        _ settings: MicrosoftSettings, http: HTTPClient, maxBodyBytes: Int, recorder: (any SecretExpiryRecorder)? = nil,
+        logger: Logger
     ) -> ActivityClient {
-        let exchange = AsyncHTTPExchange(maxBodyBytes: maxBodyBytes)
+        let exchange = AsyncHTTPExchange(client: http, maxBodyBytes: maxBodyBytes)
         return ActivityClient(
             exchange: exchange, tokens: TokenProvider(exchange: exchange, recorder: recorder, logger: logger),
             configuration: .init(requestsPerMinute: settings.requestsPerMinute, maxRetries: settings.maxRetries), logger: logger)
@@ -160,6 +182,17 @@ public enum Gateway {
         group.maximumGracefulShutdownDuration = configuration.collection.drainTimeout + configuration.forwarder.drainTimeout + .seconds(5)
         group.maximumCancellationDuration = .seconds(5)
         try await ServiceGroup(configuration: group).run()
+    }
+}
+
+/// Shuts the Microsoft client down once the services that use it have stopped (it comes before them in the list,
+/// and a service group stops its services in reverse order).
+struct HTTPClientShutdown: Service {
+    let client: HTTPClient
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await client.shutdown()
     }
 }
 
