@@ -278,10 +278,6 @@ public final class CollectionScheduler: Service, Sendable {
 
 typealias LeaseKey = PostgresCollectionStore.LeaseKey
 
-extension UnitRow {
-    var unit: CollectionUnit { CollectionUnit(tenant: tenant, contentType: contentType) }
-}
-
 extension PostgresCollectionStore.LeaseRow {
     var unit: CollectionUnit { CollectionUnit(tenant: tenant, contentType: contentType) }
 }

@@ -67,11 +67,6 @@ public struct PostgresCollectionStore: Sendable {
         try await database.query("DELETE FROM gateway_replicas WHERE owner = \(owner)")
     }
 
-    /// The active units: what replicas lease and poll.
-    public func units() async throws -> [UnitRow] {
-        try Self.units(try await database.query("SELECT \(unescaped: Self.columns) FROM collector_units WHERE active"))
-    }
-
     /// A unit's lease and checkpoint: what a lease round reads of every active unit.
     public struct LeaseRow: Sendable {
         public var tenant: TenantID
