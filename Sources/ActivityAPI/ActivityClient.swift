@@ -294,7 +294,7 @@ public final class ActivityClient: Sendable {
             }
             // Only error bodies carry a code; a blob body can be megabytes and is never parsed here.
             let afCode = (200..<300).contains(response.status) ? nil : Self.afCode(response.body)
-            Counter(label: "o365gw_microsoft_requests_total", dimensions: [("kind", "\(kind)"), ("status", "\(response.status / 100)xx")]).increment()
+            RequestMetrics.count(kind, status: response.status)
             let action = ResponsePolicy.decide(
                 status: response.status, afCode: afCode, retryAfterSeconds: response.header("Retry-After").flatMap(Int.init), kind: kind)
             switch action {
@@ -397,6 +397,23 @@ public final class ActivityClient: Sendable {
             return ContentBlob(
                 contentType: item["contentType"] as? String ?? "", contentID: id, contentURI: uri,
                 contentCreated: item["contentCreated"] as? String ?? "", contentExpiration: item["contentExpiration"] as? String ?? "")
+        }
+    }
+}
+
+/// `o365gw_microsoft_requests_total{kind, status}`, its counters made once: made per request, each cost a lookup in
+/// the metrics factory under its lock, and the labels' formatting, on every idle poll.
+enum RequestMetrics {
+    private static let counters: [RequestKind: [Counter]] = Dictionary(uniqueKeysWithValues: RequestKind.allCases.map { kind in
+        (kind, (1...5).map { Counter(label: "o365gw_microsoft_requests_total", dimensions: [("kind", kind.rawValue), ("status", "\($0)xx")]) })
+    })
+
+    static func count(_ kind: RequestKind, status: Int) {
+        let statusClass = status / 100
+        if (1...5).contains(statusClass), let counter = counters[kind]?[statusClass - 1] {
+            counter.increment()
+        } else {
+            Counter(label: "o365gw_microsoft_requests_total", dimensions: [("kind", kind.rawValue), ("status", "\(statusClass)xx")]).increment()
         }
     }
 }

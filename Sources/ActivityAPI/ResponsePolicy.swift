@@ -17,7 +17,7 @@ public enum ResponseAction: Sendable, Equatable {
     case fail(MicrosoftError)
 }
 
-public enum RequestKind: Sendable, Equatable {
+public enum RequestKind: String, Sendable, Equatable, CaseIterable {
     case listSubscriptions, startSubscription, listContent, fetchBlob
 }
 

@@ -163,14 +163,18 @@ public final class CollectionScheduler: Service, Sendable {
         try await store.release(release, owner: owner)
         let acquired = try await store.acquire(acquire, owner: owner, ttl: settings.leaseTTL)
         let gone = state.withLock { state in
-            state.apply(
+            let gone = state.apply(
                 renewed: renewed.map(\.unitAndFencing), handOver: handOver, released: Set(release.map(\.unit)),
-                acquired: acquired.map(\.unitAndFencing), validUntil: sentAt + .seconds(settings.leaseTTL))
+                acquired: acquired.map(\.key.unitAndFencing), validUntil: sentAt + .seconds(settings.leaseTTL))
+            for lease in acquired where state.units[lease.key.unit]?.fencing == lease.key.fencing {
+                state.units[lease.key.unit]?.checkpoint = KnownCheckpoint(date: lease.checkpoint)
+            }
+            return gone
         }
         let existing = Set(leases.map(\.unit))
         let lost = gone.filter { existing.contains($0) }
         LeaseMetrics.changes(acquired: acquired.count, released: release.count, lost: lost.count)
-        for key in acquired { logger.info("lease acquired", metadata: ["unit": "\(key.unit)", "fencing": "\(key.fencing)"]) }
+        for lease in acquired { logger.info("lease acquired", metadata: ["unit": "\(lease.key.unit)", "fencing": "\(lease.key.fencing)"]) }
         for key in release { logger.info("lease released", metadata: ["unit": "\(key.unit)"]) }
         for unit in lost { logger.warning("lease lost to another replica", metadata: ["unit": "\(unit)"]) }
         for unit in gone where !existing.contains(unit) {
@@ -332,6 +336,7 @@ struct SchedulerState {
         acquired: [(CollectionUnit, Int64)], validUntil: ContinuousClock.Instant
     ) -> [CollectionUnit] {
         var next: [CollectionUnit: Held] = [:]
+        next.reserveCapacity(renewed.count + acquired.count)
         for (unit, fencing) in renewed {
             var held = units[unit] ?? Held(fencing: fencing, validUntil: validUntil)
             held.fencing = fencing

@@ -198,7 +198,9 @@ public enum Benchmark {
             let units = settings.tenants * ContentType.allCases.count
             return try await env.runGateway(microsoft: simulatorURL, collection: collection) { store in
                 // Warm-up: the first poll of each tenant gets a token and starts its subscriptions.
+                let statementsBefore = registry.total("o365gw_database_statements_total")
                 let warmUp = try await waitUntilEachPolled(store, units: units, limit: .seconds(10 * settings.pollInterval + 120))
+                let warmUpPeak = Memory.peakMiB()
                 let polls0 = registry.total("o365gw_collection_polls_total", #"outcome="succeeded""#)
                 let failed0 = registry.total("o365gw_collection_polls_total", #"outcome="failed""#)
                 let statements0 = registry.total("o365gw_database_statements_total")
@@ -215,7 +217,9 @@ public enum Benchmark {
                 report.lines = [
                     ("scenario", "fleet: \(settings.tenants) tenants × 5 content types, no content, polled every \(settings.pollInterval) s, \(settings.workers) workers"),
                     ("onboarding", "\(onboarding) for \(settings.tenants) tenants (sealed credentials, one INSERT each)"),
-                    ("warm-up", String(format: "%.0f s until every unit was polled once", warmUp.seconds)),
+                    ("warm-up", String(
+                        format: "%.0f s until every unit was polled once; %.0f statements; peak RSS %d MiB",
+                        warmUp.seconds, statements0 - statementsBefore, warmUpPeak)),
                     ("measured", String(format: "%.0f s", elapsed)),
                     ("polls/s", String(format: "%.1f (due: %.1f; %.0f failed)", polls / elapsed, Double(units) / Double(settings.pollInterval), failed)),
                     ("gateway CPU", String(format: "%.3f of a core; %.3f ms per poll", cpu / elapsed, polls > 0 ? cpu / polls * 1000 : 0)),
@@ -225,7 +229,10 @@ public enum Benchmark {
                         percentile(worst.ages, 0.5), percentile(worst.ages, 0.99), worst.ages.last ?? 0, worst.samples, settings.pollInterval + 10)),
                     ("RSS while polling", "\(rss.min() ?? 0)–\(rss.max() ?? 0) MiB"),
                     ("peak RSS", "\(Memory.peakMiB()) MiB"),
+                    ("heap at the end", HeapTuning.usage().description),
                 ]
+                HeapTuning.trim()
+                report.lines.append(("RSS after malloc_trim", "\(Memory.residentMiB()) MiB"))
                 return report
             }
         }

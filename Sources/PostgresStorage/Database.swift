@@ -80,7 +80,7 @@ public struct Database: Sendable {
                 throw GatewayError.databaseConnectionLost
             }
             group.addTask {
-                try await Task.sleep(for: limit)
+                try await deadlineSleep(for: limit)
                 throw GatewayError.databaseTimeout(limit)
             }
             defer { group.cancelAll() }

@@ -57,6 +57,11 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
             host: host, port: port, username: username, password: password?.unredacted, database: database,
             tls: requireTLS ? .require(.makeClientConfiguration()) : .disable)
         configuration.options.connectTimeout = .seconds(10)
+        // No `SELECT 1` on idle connections: the server's TCP keepalives (below) already find a dead peer, every
+        // operation has a deadline that closes a connection which stopped answering, and the gateway uses its
+        // connections every second. Each parked connection's keep-alive timer was a `Task.sleep` that the next
+        // lease cancelled but that held its memory until its deadline (swiftlang/swift#60441).
+        configuration.options.keepAliveBehavior = nil
         let milliseconds = { (duration: Duration) in "\(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)" }
         configuration.options.additionalStartupParameters = [
             ("statement_timeout", milliseconds(timeout)),

@@ -168,20 +168,33 @@ public struct PostgresCollectionStore: Sendable {
             """))
     }
 
+    /// A lease won, with the unit's checkpoint as it was when it was won: from then on the former owner's commits
+    /// are refused (fencing), so no later commit can move it under the new owner.
+    public struct AcquiredLease: Sendable {
+        public var key: LeaseKey
+        public var checkpoint: Date?
+    }
+
     /// Takes free or expired units whose fencing is still the expected one, in one statement; each token grows by
-    /// one. Returns the leases won, with their new tokens (another replica may have won the rest).
-    public func acquire(_ leases: [LeaseKey], owner: String, ttl: TimeInterval) async throws -> [LeaseKey] {
+    /// one. Returns the leases won, with their new tokens and checkpoints (another replica may have won the rest),
+    /// so that a first poll does not read its checkpoint again.
+    public func acquire(_ leases: [LeaseKey], owner: String, ttl: TimeInterval) async throws -> [AcquiredLease] {
         guard !leases.isEmpty else { return [] }
         let (tenants, types, fencings) = Self.columns(leases)
-        return try Self.leaseKeys(await database.query(
+        return try await database.query(
             """
             UPDATE collector_units u
             SET owner = \(owner), fencing = u.fencing + 1, expires_at = now() + make_interval(secs => \(ttl))
             FROM unnest(\(tenants)::uuid[], \(types)::text[], \(fencings)::bigint[]) AS x(tenant_id, content_type, fencing)
             WHERE u.tenant_id = x.tenant_id AND u.content_type = x.content_type AND u.fencing = x.fencing
               AND (u.owner IS NULL OR u.expires_at <= now()) AND u.active
-            RETURNING u.tenant_id, u.content_type, u.fencing
-            """))
+            RETURNING u.tenant_id, u.content_type, u.fencing, u.checkpoint
+            """
+        ).decode((UUID, String, Int64, Date?).self).compactMap { tenant, type, fencing, checkpoint in
+            ContentType(rawValue: type).map {
+                AcquiredLease(key: LeaseKey(tenant: TenantID(tenant), contentType: $0, fencing: fencing), checkpoint: checkpoint)
+            }
+        }
     }
 
     /// Hands leases back so another replica can take them at once.

@@ -16,12 +16,14 @@ import Testing
             let tenant = try await tenants.create(newTenant())
             try await store.syncUnits()
             let free = PostgresCollectionStore.LeaseKey(tenant: tenant.id, contentType: .exchange, fencing: 0)
-            let first = try #require(try await store.acquire([free], owner: "a", ttl: 0.2).first)
+            let won = try #require(try await store.acquire([free], owner: "a", ttl: 0.2).first)
+            #expect(won.checkpoint == nil, "a new unit has no checkpoint yet")
+            let first = won.key
             #expect(first.fencing == 1)
             #expect(try await store.acquire([free], owner: "b", ttl: 20).isEmpty, "held: nobody else wins it")
             try await Task.sleep(for: .milliseconds(300))
             // A's lease expired; B takes it over and the token grows.
-            let second = try #require(try await store.acquire([first], owner: "b", ttl: 20).first)
+            let second = try #require(try await store.acquire([first], owner: "b", ttl: 20).first?.key)
             #expect(second.fencing == 2)
             let checkpoint = Date(timeIntervalSince1970: 1_800_000_000)
             let blob = PostgresCollectionStore.DeliveredBlob(
@@ -36,6 +38,10 @@ import Testing
             #expect(try await store.forwardedRecords(tenant: tenant.id, contentType: .exchange, fencing: 2, hashes: [42, 43]) == [42])
             let row = try #require(try await store.units(of: tenant.id).first { $0.contentType == .exchange })
             #expect(row.checkpoint == checkpoint && row.owner == "b" && row.recordsForwarded == 1)
+            // Whoever wins the lease next gets the checkpoint with it: its first poll does not read it again.
+            try await store.release([second], owner: "b")
+            let third = try #require(try await store.acquire([second], owner: "c", ttl: 20).first)
+            #expect(third.key.fencing == 3 && third.checkpoint == checkpoint)
         }
     }
 }

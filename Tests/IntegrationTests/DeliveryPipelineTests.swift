@@ -25,7 +25,7 @@ import UTMStackForwarder
             let tenant = try await tenants.create(newTenant())
             try await store.syncUnits()
             let free = PostgresCollectionStore.LeaseKey(tenant: tenant.id, contentType: .exchange, fencing: 0)
-            let lease = try #require(try await store.acquire([free], owner: "a", ttl: 60).first)
+            let lease = try #require(try await store.acquire([free], owner: "a", ttl: 60).first?.key)
             // No engine listens: what is submitted is held, never acknowledged.
             let forwarder = UTMStackForwarder(
                 configuration: .init(endpoint: .engineSocket(path: "/nonexistent/engine.sock")),

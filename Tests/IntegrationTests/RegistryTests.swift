@@ -7,6 +7,7 @@ import GatewayCore
 import Logging
 import PostgresNIO
 import PostgresStorage
+import Synchronization
 import Testing
 
 let quietLogger: Logger = {
@@ -148,6 +149,31 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
         }
     }
 
+    /// At a start the five units of a tenant are polled at once: their misses share one read of the tenant and one
+    /// of its credential (it was ten statements per tenant).
+    @Test func concurrentMissesOfATenantShareOneRead() async throws {
+        try await withStore { store, _ in
+            let counting = CountingTenantStore(store)
+            let cache = TenantCache(store: counting)
+            let tenant = try await store.create(newTenant())
+            try await cache.refresh()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<5 {
+                    group.addTask {
+                        #expect(try await cache.tenant(tenant.id)?.id == tenant.id)
+                        _ = try await cache.credential(of: tenant.id)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(counting.reads == ["get": 1, "credential": 1])
+            _ = try await store.update(tenant.id, TenantChanges(enabled: false), precondition: nil)
+            try await cache.refresh()
+            #expect(try await cache.tenant(tenant.id)?.enabled == false)
+            #expect(counting.reads["get"] == 2, "a moved stamp reads again")
+        }
+    }
+
     @Test func resealingMovesEveryCredentialToTheActiveKey() async throws {
         let oldKey = SymmetricKey(size: .bits256)
         let oldRing = KeyRing(activeKeyID: "old", keys: ["old": oldKey])
@@ -175,4 +201,37 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
             }
         }
     }
+}
+
+/// A tenant store that counts the reads polls make.
+final class CountingTenantStore: TenantStore {
+    let base: any TenantStore
+    private let counts = Mutex([String: Int]())
+    var reads: [String: Int] { counts.withLock { $0 } }
+
+    init(_ base: any TenantStore) { self.base = base }
+
+    private func count(_ name: String) { counts.withLock { $0[name, default: 0] += 1 } }
+
+    func create(_ tenant: NewTenant) async throws -> Tenant { try await base.create(tenant) }
+    func list() async throws -> [Tenant] { try await base.list() }
+    func get(_ id: TenantID) async throws -> Tenant? {
+        count("get")
+        try await Task.sleep(for: .milliseconds(50))  // long enough for the other misses to arrive meanwhile
+        return try await base.get(id)
+    }
+    func update(_ id: TenantID, _ changes: TenantChanges, precondition: VersionPrecondition?) async throws -> Tenant {
+        try await base.update(id, changes, precondition: precondition)
+    }
+    func replaceCredential(
+        _ id: TenantID, _ credential: Credential, secretExpiresAt: Date?, precondition: VersionPrecondition?
+    ) async throws -> Tenant {
+        try await base.replaceCredential(id, credential, secretExpiresAt: secretExpiresAt, precondition: precondition)
+    }
+    func delete(_ id: TenantID, precondition: VersionPrecondition?) async throws { try await base.delete(id, precondition: precondition) }
+    func credential(of id: TenantID) async throws -> Credential {
+        count("credential")
+        return try await base.credential(of: id)
+    }
+    func changeStamp() async throws -> TenantChangeStamp { try await base.changeStamp() }
 }
