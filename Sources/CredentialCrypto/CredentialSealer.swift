@@ -22,38 +22,58 @@ public struct CredentialSealer: Sendable {
     public init(keyRing: KeyRing) { self.keyRing = keyRing }
 
     public func seal(_ credential: Credential, for tenant: TenantID) throws -> SealedCredential {
-        let plaintext = try CredentialPayload(credential).encoded()
-        let box = try AES.GCM.seal(plaintext, using: keyRing.activeKey, authenticating: Self.aad(tenant))
+        try seal(CredentialPayload(credential).encoded(), authenticating: Self.aad(tenant))
+    }
+
+    public func open(_ sealed: SealedCredential, for tenant: TenantID) throws -> Credential {
+        let plaintext = try open(sealed, authenticating: Self.aad(tenant), owner: "The credential of tenant \(tenant)", remedy: "Rotate the tenant's secret.")
+        return try CredentialPayload.decode(plaintext).credential
+    }
+
+    /// Seals a destination's UTMStack connection key, bound to the destination's name.
+    public func sealConnectionKey(_ key: Secret, destination: String) throws -> SealedCredential {
+        try seal(Data(key.unredacted.utf8), authenticating: Self.connectionKeyAAD(destination))
+    }
+
+    public func openConnectionKey(_ sealed: SealedCredential, destination: String) throws -> Secret {
+        let plaintext = try open(
+            sealed, authenticating: Self.connectionKeyAAD(destination), owner: "The connection key of destination \(destination)",
+            remedy: "Set the destination's connection key again.")
+        return Secret(String(decoding: plaintext, as: UTF8.self))
+    }
+
+    private func seal(_ plaintext: Data, authenticating aad: Data) throws -> SealedCredential {
+        let box = try AES.GCM.seal(plaintext, using: keyRing.activeKey, authenticating: aad)
         guard let combined = box.combined else {
             throw GatewayError(.internal, code: "sealing_failed", "Could not seal the credential.")
         }
         return SealedCredential(keyID: keyRing.activeKeyID, box: combined)
     }
 
-    public func open(_ sealed: SealedCredential, for tenant: TenantID) throws -> Credential {
+    /// `owner` and `remedy` complete the messages; neither names anything secret.
+    private func open(_ sealed: SealedCredential, authenticating aad: Data, owner: String, remedy: String) throws -> Data {
         guard let key = keyRing.key(sealed.keyID) else {
             throw GatewayError(
                 .unavailable, code: "encryption_key_missing",
-                "The credential of tenant \(tenant) is sealed under key \(sealed.keyID), which is not in "
+                "\(owner) is sealed under key \(sealed.keyID), which is not in "
                     + "O365GW_ENCRYPTION_KEYS; add that key back (after the active one).")
         }
-        let plaintext: Data
         do {
             let box = try AES.GCM.SealedBox(combined: sealed.box)
-            plaintext = try AES.GCM.open(box, using: key, authenticating: Self.aad(tenant))
+            return try AES.GCM.open(box, using: key, authenticating: aad)
         } catch {
             throw GatewayError(
                 .unavailable, code: "credential_unreadable",
-                "The credential of tenant \(tenant) does not decrypt under key \(sealed.keyID): the key is wrong or "
-                    + "the stored value was altered or copied from another tenant. Rotate the tenant's secret.")
+                "\(owner) does not decrypt under key \(sealed.keyID): the key is wrong or "
+                    + "the stored value was altered or copied from another one. \(remedy)")
         }
-        return try CredentialPayload.decode(plaintext).credential
     }
 
     /// Whether `sealed` is under another key than the active one (so key rotation should re-seal it).
     public func needsResealing(_ sealed: SealedCredential) -> Bool { sealed.keyID != keyRing.activeKeyID }
 
     static func aad(_ tenant: TenantID) -> Data { Data("o365-gateway/credential/v1/\(tenant)".utf8) }
+    static func connectionKeyAAD(_ destination: String) -> Data { Data("o365-gateway/connection-key/v1/\(destination)".utf8) }
 }
 
 /// The plaintext inside a sealed box: a small versioned JSON document, so new credential kinds can be added.

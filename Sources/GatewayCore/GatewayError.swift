@@ -45,10 +45,11 @@ extension GatewayError {
         GatewayError(.notFound, code: "tenant_not_found", "No tenant has the id \(id). List tenants with GET /api/v1/tenants.")
     }
 
-    public static func versionMismatch(current: Int64) -> GatewayError {
+    /// `of` names what was changed: `tenant` or `destination`.
+    public static func versionMismatch(current: Int64, of resource: String = "tenant") -> GatewayError {
         GatewayError(
             .preconditionFailed, code: "version_mismatch",
-            "The tenant was changed since your If-Match value (or it names no ETag of the tenant); its current ETag is "
+            "The \(resource) was changed since your If-Match value (or it names no ETag of the \(resource)); its current ETag is "
                 + "\"\(current)\". Read it again and retry.",
             currentVersion: current)
     }

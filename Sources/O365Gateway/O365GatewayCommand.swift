@@ -137,7 +137,7 @@ struct Reseal: AsyncParsableCommand {
             let keyRing = try settings.keyRing()
             let report = try await Gateway.reseal(try settings.database(), keyRing: keyRing, logger: logger)
             let keys = report.byKey.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            print("re-sealed \(report.resealed) credential(s) under key \(keyRing.activeKeyID); credentials per key: \(keys.isEmpty ? "none" : keys)")
+            print("re-sealed \(report.resealed) credential(s) and connection key(s) under key \(keyRing.activeKeyID); sealed values per key: \(keys.isEmpty ? "none" : keys)")
         }
     }
 }

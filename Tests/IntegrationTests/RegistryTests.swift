@@ -184,12 +184,15 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
             let store = PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: oldRing), logger: quietLogger)
             var ids: [TenantID] = []
             for secret in secrets { ids.append(try await store.create(newTenant(secret: secret)).id) }
+            _ = try await PostgresDestinationStore(database: database, sealer: CredentialSealer(keyRing: oldRing), logger: quietLogger)
+                .create("eu", DestinationSettings(
+                    endpoint: .network(host: "utm.example.net", port: 9000, serverName: nil, caPEM: nil), connectionKey: Secret("federation-key-1")))
             return ids
         }
         let newKey = SymmetricKey(size: .bits256)
         let newRing = KeyRing(activeKeyID: "new", keys: ["new": newKey, "old": oldKey])
         let report = try await Gateway.reseal(db, keyRing: newRing, logger: quietLogger)
-        #expect(report.resealed == 5 && report.byKey == ["new": 5])
+        #expect(report.resealed == 6 && report.byKey == ["new": 6], "5 credentials and 1 connection key")
         #expect(try await Gateway.reseal(db, keyRing: newRing, logger: quietLogger).resealed == 0)
         // Without the old key, every credential still opens.
         let newOnly = KeyRing(activeKeyID: "new", keys: ["new": newKey])
@@ -199,6 +202,8 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
                 let credential = try await store.credential(of: id)
                 #expect(credential == .clientSecret(Secret(secret)))
             }
+            let destinations = PostgresDestinationStore(database: database, sealer: CredentialSealer(keyRing: newOnly), logger: quietLogger)
+            #expect(try await destinations.connectionKey(of: "eu") == Secret("federation-key-1"))
         }
     }
 }
