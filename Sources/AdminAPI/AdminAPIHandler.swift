@@ -12,6 +12,9 @@ struct AdminAPIHandler: APIProtocol {
     let status: (any CollectionStatusSource)?
     let deadLetters: (any DeadLetterStore)?
     let retrier: (any DeadLetterRetrier)?
+    let destinations: (any DestinationStore)?
+    /// `default`: the UTMStack the configuration defines (not stored).
+    let defaultDestination: Destination.Endpoint?
     let logger: Logger
 
     func listTenants(_ input: Operations.ListTenants.Input) async throws -> Operations.ListTenants.Output {
@@ -76,6 +79,72 @@ struct AdminAPIHandler: APIProtocol {
             ok: checks.allSatisfy(\.ok),
             checks: checks.map { .init(name: $0.name, ok: $0.ok, code: $0.code, advice: $0.advice) }))))
     }
+
+    // MARK: Destinations
+
+    func listDestinations(_ input: Operations.ListDestinations.Input) async throws -> Operations.ListDestinations.Output {
+        let stored = try await destinationStore().list().map(Components.Schemas.Destination.init)
+        let configured = defaultDestination.map { [Components.Schemas.Destination(configured: $0)] } ?? []
+        return .ok(.init(body: .json(.init(items: configured + stored))))
+    }
+
+    func createDestination(_ input: Operations.CreateDestination.Input) async throws -> Operations.CreateDestination.Output {
+        guard case .json(let body) = input.body else { throw unsupportedMediaType }
+        let (name, settings) = try DestinationSettings.validating(body)
+        let destination = try await destinationStore().create(name, settings)
+        return .created(
+            .init(
+                headers: .init(eTag: ETag.make(destination.version), location: "/api/v1/destinations/\(destination.name)"),
+                body: .json(.init(destination))))
+    }
+
+    func getDestination(_ input: Operations.GetDestination.Input) async throws -> Operations.GetDestination.Output {
+        let store = try destinationStore()
+        let name = input.path.name
+        let tenants = try await store.tenants(of: name).map { "\($0)" }
+        if name == Destination.defaultName, let defaultDestination {
+            var body = Components.Schemas.Destination(configured: defaultDestination)
+            body.tenants = tenants
+            return .ok(.init(headers: .init(), body: .json(body)))
+        }
+        guard let destination = try await store.get(name) else { throw GatewayError.destinationNotFound(name) }
+        var body = Components.Schemas.Destination(destination)
+        body.tenants = tenants
+        return .ok(.init(headers: .init(eTag: ETag.make(destination.version)), body: .json(body)))
+    }
+
+    func updateDestination(_ input: Operations.UpdateDestination.Input) async throws -> Operations.UpdateDestination.Output {
+        let name = try storedDestinationName(input.path.name)
+        guard case .json(let body) = input.body else { throw unsupportedMediaType }
+        let destination = try await destinationStore().update(
+            name, try DestinationChanges(validating: body), precondition: ETag.precondition(ifMatch: input.headers.ifMatch))
+        return .ok(.init(headers: .init(eTag: ETag.make(destination.version)), body: .json(.init(destination))))
+    }
+
+    func deleteDestination(_ input: Operations.DeleteDestination.Input) async throws -> Operations.DeleteDestination.Output {
+        let name = try storedDestinationName(input.path.name)
+        try await destinationStore().delete(name, precondition: ETag.precondition(ifMatch: input.headers.ifMatch))
+        return .noContent(.init())
+    }
+
+    /// `default` lives in the configuration: changed there, never deleted.
+    private func storedDestinationName(_ name: String) throws -> String {
+        guard name != Destination.defaultName else {
+            throw GatewayError(
+                .conflict, code: "destination_from_configuration",
+                "default is the UTMStack the configuration defines; change it with the O365GW_UTMSTACK_* settings.")
+        }
+        return name
+    }
+
+    private func destinationStore() throws -> any DestinationStore {
+        guard let destinations else {
+            throw GatewayError(.notImplemented, code: "destinations_unavailable", "This gateway runs without a destination store.")
+        }
+        return destinations
+    }
+
+    // MARK: Dead letters
 
     func listDeadLetters(_ input: Operations.ListDeadLetters.Input) async throws -> Operations.ListDeadLetters.Output {
         let limit = input.query.limit ?? 100

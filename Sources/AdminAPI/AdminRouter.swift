@@ -16,6 +16,8 @@ public enum AdminRouter {
         status: (any CollectionStatusSource)? = nil,
         deadLetters: (any DeadLetterStore)? = nil,
         retrier: (any DeadLetterRetrier)? = nil,
+        destinations: (any DestinationStore)? = nil,
+        defaultDestination: Destination.Endpoint? = nil,
         adminToken: Secret,
         metrics: PrometheusCollectorRegistry,
         maxBodyBytes: Int = defaultMaxBodyBytes,
@@ -30,7 +32,7 @@ public enum AdminRouter {
         Probes.register(on: router, readiness: readiness, metrics: metrics)
         let handler = AdminAPIHandler(
             store: store, validator: validator, status: status, deadLetters: deadLetters, retrier: retrier,
-            logger: logger)
+            destinations: destinations, defaultDestination: defaultDestination, logger: logger)
         try handler.registerHandlers(
             on: router, middlewares: [DeclaredHeadersMiddleware()])
         routes.load(router.routes)

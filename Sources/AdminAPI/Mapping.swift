@@ -26,6 +26,58 @@ extension Components.Schemas.Tenant {
     }
 }
 
+extension Components.Schemas.Destination {
+    init(_ destination: Destination) {
+        self.init(endpoint: destination.endpoint, name: destination.name, source: .api, hasConnectionKey: destination.hasConnectionKey)
+        createdAt = RFC3339.format(destination.createdAt)
+        updatedAt = RFC3339.format(destination.updatedAt)
+        version = destination.version
+    }
+
+    /// `default`, from the configuration: its CA is a file of the gateway's (O365GW_UTMSTACK_CA_FILE), not shown.
+    init(configured endpoint: Destination.Endpoint) {
+        let isNetwork = if case .network = endpoint { true } else { false }
+        self.init(endpoint: endpoint, name: Destination.defaultName, source: .configuration, hasConnectionKey: isNetwork)
+    }
+
+    private init(endpoint: Destination.Endpoint, name: String, source: SourcePayload, hasConnectionKey: Bool) {
+        switch endpoint {
+        case .socket(let path):
+            self.init(name: name, kind: .socket, source: source, socketPath: path, hasConnectionKey: hasConnectionKey)
+        case .network(let host, let port, let serverName, let caPEM):
+            self.init(
+                name: name, kind: .network, source: source, host: host, port: port, serverName: serverName, caPem: caPEM,
+                hasConnectionKey: hasConnectionKey)
+        }
+    }
+}
+
+extension DestinationSettings {
+    /// The name asked for, and the settings, validated.
+    static func validating(_ create: Components.Schemas.DestinationCreate) throws -> (name: String, settings: DestinationSettings) {
+        switch create {
+        case .socket(let body):
+            return (body.name, try DestinationSettings(endpoint: .socket(path: body.socketPath)).validated())
+        case .network(let body):
+            let endpoint = Destination.Endpoint.network(host: body.host, port: body.port, serverName: body.serverName, caPEM: body.caPem)
+            return (body.name, try DestinationSettings(endpoint: endpoint, connectionKey: Secret(body.connectionKey)).validated())
+        }
+    }
+}
+
+extension DestinationChanges {
+    init(validating body: Components.Schemas.DestinationPatch) throws {
+        self.init(
+            kind: body.kind.map { $0 == .socket ? .socket : .network }, socketPath: body.socketPath, host: body.host,
+            port: body.port, serverName: body.serverName, caPEM: body.caPem, connectionKey: body.connectionKey.map(Secret.init))
+        if kind == nil, socketPath == nil, host == nil, port == nil, serverName == nil, caPEM == nil, connectionKey == nil {
+            throw GatewayError(
+                .invalidInput, code: "empty_patch",
+                "The body changes nothing; give at least one of kind, socketPath, host, port, serverName, caPem, connectionKey.")
+        }
+    }
+}
+
 extension Components.Schemas.SecretExpiryReport.ItemsPayloadPayload {
     init(_ item: SecretExpiryItem) {
         self.init(

@@ -269,6 +269,118 @@ paths:
             application/json:
               schema: {$ref: '#/components/schemas/Error'}
         '503': {$ref: '#/components/responses/Unavailable'}
+  /api/v1/destinations:
+    get:
+      operationId: listDestinations
+      tags: [destinations]
+      summary: List the UTMStack destinations, `default` (the configuration's) first, then by name.
+      responses:
+        '200':
+          description: The destinations.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/DestinationList'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
+        '503': {$ref: '#/components/responses/Unavailable'}
+    post:
+      operationId: createDestination
+      tags: [destinations]
+      summary: Add a UTMStack destination. Its connection key is stored encrypted and never returned.
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/DestinationCreate'}
+      responses:
+        '201':
+          description: Created.
+          headers:
+            ETag: {$ref: '#/components/headers/ETag'}
+            Location:
+              description: The URL of the new destination.
+              schema: {type: string}
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Destination'}
+          links:
+            GetDestination:
+              operationId: getDestination
+              parameters: {name: '$response.body#/name'}
+            UpdateDestination:
+              operationId: updateDestination
+              parameters: {name: '$response.body#/name', If-Match: '$response.header.ETag'}
+            DeleteDestination:
+              operationId: deleteDestination
+              parameters: {name: '$response.body#/name', If-Match: '$response.header.ETag'}
+        '400': {$ref: '#/components/responses/BadRequest'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
+        '409': {$ref: '#/components/responses/Conflict'}
+        '413': {$ref: '#/components/responses/TooLarge'}
+        '415': {$ref: '#/components/responses/UnsupportedMediaType'}
+        '503': {$ref: '#/components/responses/Unavailable'}
+  /api/v1/destinations/{name}:
+    parameters:
+      - $ref: '#/components/parameters/DestinationPathName'
+    get:
+      operationId: getDestination
+      tags: [destinations]
+      summary: One destination, with the tenants that send to it.
+      responses:
+        '200':
+          description: The destination.
+          headers:
+            ETag: {$ref: '#/components/headers/ETag'}
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Destination'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '404': {$ref: '#/components/responses/NotFound'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
+        '503': {$ref: '#/components/responses/Unavailable'}
+    patch:
+      operationId: updateDestination
+      tags: [destinations]
+      summary: Change a stored destination. Absent fields stay as they are; `default` is changed in the configuration.
+      parameters:
+        - $ref: '#/components/parameters/IfMatch'
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/DestinationPatch'}
+      responses:
+        '200':
+          description: The changed destination.
+          headers:
+            ETag: {$ref: '#/components/headers/ETag'}
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Destination'}
+        '400': {$ref: '#/components/responses/BadRequest'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '404': {$ref: '#/components/responses/NotFound'}
+        '406': {$ref: '#/components/responses/NotAcceptable'}
+        '409': {$ref: '#/components/responses/Conflict'}
+        '412': {$ref: '#/components/responses/PreconditionFailed'}
+        '413': {$ref: '#/components/responses/TooLarge'}
+        '415': {$ref: '#/components/responses/UnsupportedMediaType'}
+        '503': {$ref: '#/components/responses/Unavailable'}
+    delete:
+      operationId: deleteDestination
+      tags: [destinations]
+      summary: Remove a stored destination; refused (409 `destination_in_use`) while a tenant sends to it.
+      parameters:
+        - $ref: '#/components/parameters/IfMatch'
+      responses:
+        '204':
+          description: Deleted.
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '404': {$ref: '#/components/responses/NotFound'}
+        '409': {$ref: '#/components/responses/Conflict'}
+        '412': {$ref: '#/components/responses/PreconditionFailed'}
+        '503': {$ref: '#/components/responses/Unavailable'}
   /api/v1/dead-letters:
     get:
       operationId: listDeadLetters
@@ -386,7 +498,7 @@ components:
       scheme: bearer
   headers:
     ETag:
-      description: The tenant's version as a strong entity tag, for `If-Match`.
+      description: The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
       schema: {type: string}
   parameters:
     TenantPathID:
@@ -394,6 +506,12 @@ components:
       in: path
       required: true
       description: The gateway's id of the tenant (not the Microsoft tenant GUID).
+      schema: {type: string}
+    DestinationPathName:
+      name: name
+      in: path
+      required: true
+      description: The destination's name (`default` is the configuration's).
       schema: {type: string}
     DeadLetterPathID:
       name: id
@@ -439,17 +557,20 @@ components:
         application/json:
           schema: {$ref: '#/components/schemas/Error'}
     NotFound:
-      description: No tenant (or dead letter) has this id.
+      description: No tenant (or dead letter) has this id, or no destination this name.
       content:
         application/json:
           schema: {$ref: '#/components/schemas/Error'}
     Conflict:
-      description: A tenant with this Microsoft tenant id is already onboarded.
+      description: |
+        A tenant with this Microsoft tenant id is already onboarded (`tenant_exists`); a destination has this name
+        (`destination_exists`), is still used by tenants (`destination_in_use`) or is the configuration's
+        (`destination_from_configuration`).
       content:
         application/json:
           schema: {$ref: '#/components/schemas/Error'}
     PreconditionFailed:
-      description: The tenant changed since the given ETag (or `If-Match` names no current one); read it again.
+      description: It changed since the given ETag (or `If-Match` names no current one); read it again.
       headers:
         ETag: {$ref: '#/components/headers/ETag'}
       content:
@@ -703,6 +824,116 @@ components:
         owner:
           type: string
           description: The replica collecting this content type now, if any.
+    DestinationName:
+      type: string
+      pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
+      description: 1 to 63 lower-case letters, digits or inner hyphens (a DNS label); `default` is taken.
+    DestinationKind:
+      type: string
+      enum: [socket, network]
+      description: "`socket`: the engine's Unix socket; `network`: gRPC over TLS with the federation connection key."
+    DestinationCreate:
+      description: "`socket` takes socketPath; `network` takes host, port and connectionKey, and optionally serverName and caPem."
+      oneOf:
+        - $ref: '#/components/schemas/SocketDestinationCreate'
+        - $ref: '#/components/schemas/NetworkDestinationCreate'
+      discriminator:
+        propertyName: kind
+        mapping:
+          socket: '#/components/schemas/SocketDestinationCreate'
+          network: '#/components/schemas/NetworkDestinationCreate'
+    SocketDestinationCreate:
+      type: object
+      additionalProperties: false
+      required: [name, kind, socketPath]
+      properties:
+        name: {$ref: '#/components/schemas/DestinationName'}
+        kind: {type: string, enum: [socket]}
+        socketPath: {$ref: '#/components/schemas/SocketPath'}
+    NetworkDestinationCreate:
+      type: object
+      additionalProperties: false
+      required: [name, kind, host, port, connectionKey]
+      properties:
+        name: {$ref: '#/components/schemas/DestinationName'}
+        kind: {type: string, enum: [network]}
+        host: {$ref: '#/components/schemas/DestinationHost'}
+        port: {type: integer, minimum: 1, maximum: 65535}
+        serverName:
+          $ref: '#/components/schemas/DestinationHost'
+          description: The name the server's certificate is checked for; the host when absent.
+        caPem:
+          type: string
+          maxLength: 65536
+          pattern: '^[^\u0000]*$'
+          description: The CA that signed UTMStack's certificate, as PEM; the system's roots when absent.
+        connectionKey: {$ref: '#/components/schemas/ConnectionKey'}
+    SocketPath:
+      type: string
+      minLength: 2
+      maxLength: 1024
+      pattern: '^/[^\u0000]*$'
+      description: An absolute path, such as `/utmstack/engine.sock`.
+    DestinationHost:
+      type: string
+      minLength: 1
+      maxLength: 253
+      pattern: '^[^\s/\u0000-\u001F\u007F-\u009F]+$'
+      description: A host name or an IP address, such as `utmstack.example.net`.
+    ConnectionKey:
+      type: string
+      writeOnly: true
+      minLength: 1
+      maxLength: 1024
+      description: UTMStack's federation connection key, never returned.
+    DestinationPatch:
+      type: object
+      additionalProperties: false
+      minProperties: 1
+      description: |
+        At least one field; absent fields stay as they are. Changing `kind` needs the new kind's fields; the
+        connection key is kept unless given.
+      properties:
+        kind: {$ref: '#/components/schemas/DestinationKind'}
+        socketPath: {$ref: '#/components/schemas/SocketPath'}
+        host: {$ref: '#/components/schemas/DestinationHost'}
+        port: {type: integer, minimum: 1, maximum: 65535}
+        serverName: {$ref: '#/components/schemas/DestinationHost'}
+        caPem: {type: string, maxLength: 65536, pattern: '^[^\u0000]*$'}
+        connectionKey: {$ref: '#/components/schemas/ConnectionKey'}
+    Destination:
+      type: object
+      required: [name, kind, source, hasConnectionKey]
+      properties:
+        name: {type: string}
+        kind: {$ref: '#/components/schemas/DestinationKind'}
+        source:
+          type: string
+          enum: [configuration, api]
+          description: "`configuration`: `default`, from O365GW_UTMSTACK_*; `api`: stored through this API."
+        socketPath: {type: string}
+        host: {type: string}
+        port: {type: integer}
+        serverName: {type: string}
+        caPem: {type: string}
+        hasConnectionKey: {type: boolean}
+        createdAt: {$ref: '#/components/schemas/Timestamp'}
+        updatedAt: {$ref: '#/components/schemas/Timestamp'}
+        version:
+          type: integer
+          format: int64
+          description: Grows by one on every change; the ETag carries it (stored destinations only).
+        tenants:
+          type: array
+          description: The ids of the tenants that send here (GET of one destination only).
+          items: {type: string}
+    DestinationList:
+      type: object
+      required: [items]
+      properties:
+        items:
+          type: array
+          items: {$ref: '#/components/schemas/Destination'}
     DeadLetter:
       type: object
       required: [id, logId, reason, detail, attempts, bytes, firstRefusedAt, lastRefusedAt]

@@ -124,6 +124,9 @@ public enum Gateway {
             status: CollectionStatusReader(
                 store: collectionStore, deadLetters: deadLetters, pollInterval: configuration.collection.pollInterval),
             deadLetters: deadLetters, retrier: DeadLetterResender(store: deadLetters, forwarder: forwarder),
+            destinations: PostgresDestinationStore(
+                database: database, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger),
+            defaultDestination: configuration.forwarder.endpoint.destinationEndpoint,
             adminToken: configuration.adminToken, metrics: metrics,
             maxBodyBytes: configuration.maxRequestBodyBytes, logger: logger)
         // Clients send customers' secrets to the admin API: TLS when a certificate is given; without one, a listener
@@ -233,5 +236,15 @@ struct GatewayReadiness: ReadinessCheck {
             return "no lease round has succeeded for \(age.components.seconds) s"
         }
         return nil
+    }
+}
+
+extension ForwarderConfiguration.Endpoint {
+    /// The configuration's UTMStack as the `default` destination (its CA is a file, not shown).
+    var destinationEndpoint: Destination.Endpoint {
+        switch self {
+        case .engineSocket(let path): .socket(path: path)
+        case .network(let network): .network(host: network.host, port: network.port, serverName: network.serverName, caPEM: nil)
+        }
     }
 }

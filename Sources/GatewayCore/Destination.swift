@@ -46,24 +46,90 @@ public struct DestinationSettings: Sendable {
     public func validated() throws -> DestinationSettings {
         switch endpoint {
         case .socket(let path):
-            guard path.hasPrefix("/"), !path.contains("\0") else {
-                throw GatewayError.invalidField("socketPath", "must be an absolute path such as /utmstack/engine.sock.")
+            guard path.hasPrefix("/"), path.utf8.count >= 2, path.utf8.count <= 1024, !path.contains("\0") else {
+                throw GatewayError.invalidField("socketPath", "must be an absolute path such as /utmstack/engine.sock (at most 1024 bytes).")
             }
             guard connectionKey == nil else {
                 throw GatewayError.invalidField("connectionKey", "is for the network path only; a socket needs none.")
             }
-        case .network(let host, let port, _, _):
-            guard !host.isEmpty, !host.contains(where: { $0.isWhitespace || $0 == "/" }) else {
-                throw GatewayError.invalidField("host", "must be a host name or an IP address such as utmstack.example.net.")
-            }
+        case .network(let host, let port, let serverName, let caPEM):
+            try Self.checkHost(host, field: "host")
+            if let serverName { try Self.checkHost(serverName, field: "serverName") }
             guard (1...65535).contains(port) else {
                 throw GatewayError.invalidField("port", "must be between 1 and 65535 (got \(port)).")
+            }
+            if let caPEM, caPEM.utf8.count > 65536 || caPEM.contains("\0") {
+                throw GatewayError.invalidField("caPem", "must be PEM text of at most 65536 bytes.")
             }
             guard let key = connectionKey, !key.unredacted.isEmpty else {
                 throw GatewayError.invalidField("connectionKey", "is required on the network path (UTMStack's federation connection key).")
             }
+            guard key.unredacted.count <= Validation.maxSecretLength else {
+                throw GatewayError.invalidField("connectionKey", "must be at most \(Validation.maxSecretLength) characters.")
+            }
         }
         return self
+    }
+}
+
+/// A PATCH of a stored destination: absent fields stay; a new kind needs its own fields; the key stays unless given.
+public struct DestinationChanges: Sendable {
+    public enum Kind: String, Sendable { case socket, network }
+    public var kind: Kind?
+    public var socketPath: String?
+    public var host: String?
+    public var port: Int?
+    public var serverName: String?
+    public var caPEM: String?
+    public var connectionKey: Secret?
+
+    public init(
+        kind: Kind? = nil, socketPath: String? = nil, host: String? = nil, port: Int? = nil, serverName: String? = nil,
+        caPEM: String? = nil, connectionKey: Secret? = nil
+    ) {
+        self.kind = kind
+        self.socketPath = socketPath
+        self.host = host
+        self.port = port
+        self.serverName = serverName
+        self.caPEM = caPEM
+        self.connectionKey = connectionKey
+    }
+
+    /// The endpoint after the changes; throws naming the field that a new kind lacks, or that the kind does not take.
+    public func applied(to current: Destination.Endpoint) throws -> Destination.Endpoint {
+        let becomesSocket = if let kind { kind == .socket } else if case .socket = current { true } else { false }
+        if becomesSocket {
+            let networkField = [("host", host != nil), ("port", port != nil), ("serverName", serverName != nil), ("caPem", caPEM != nil),
+                                ("connectionKey", connectionKey != nil)].first { $0.1 }
+            if let (field, _) = networkField {
+                throw GatewayError.invalidField(field, "is for the network path; a socket destination takes socketPath only (give kind network to change it).")
+            }
+        } else if socketPath != nil {
+            throw GatewayError.invalidField("socketPath", "is for the socket kind; a network destination takes host, port and the rest (give kind socket to change it).")
+        }
+        switch current {
+        case .socket(let path):
+            if becomesSocket { return .socket(path: socketPath ?? path) }
+            guard let host else { throw GatewayError.missingField("host") }
+            guard let port else { throw GatewayError.missingField("port") }
+            return .network(host: host, port: port, serverName: serverName, caPEM: caPEM)
+        case .network(let oldHost, let oldPort, let oldServerName, let oldCA):
+            if becomesSocket {
+                guard let socketPath else { throw GatewayError.missingField("socketPath") }
+                return .socket(path: socketPath)
+            }
+            return .network(host: host ?? oldHost, port: port ?? oldPort, serverName: serverName ?? oldServerName, caPEM: caPEM ?? oldCA)
+        }
+    }
+}
+
+extension DestinationSettings {
+    static func checkHost(_ host: String, field: String) throws {
+        let refused = { (c: Character) in c.isWhitespace || c == "/" || c.unicodeScalars.contains { $0.properties.generalCategory == .control } }
+        guard (1...253).contains(host.utf8.count), !host.contains(where: refused) else {
+            throw GatewayError.invalidField(field, "must be a host name or an IP address such as utmstack.example.net.")
+        }
     }
 }
 

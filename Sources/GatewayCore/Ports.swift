@@ -22,6 +22,19 @@ public protocol TenantStore: Sendable {
     func changeStamp() async throws -> TenantChangeStamp
 }
 
+/// The stored UTMStack destinations (docs/destinations.md); `default` is the configuration's and not here.
+public protocol DestinationStore: Sendable {
+    /// Throws `destination_exists` (conflict) when the name is taken.
+    func create(_ name: String, _ settings: DestinationSettings) async throws -> Destination
+    func list() async throws -> [Destination]
+    func get(_ name: String) async throws -> Destination?
+    func update(_ name: String, _ changes: DestinationChanges, precondition: VersionPrecondition?) async throws -> Destination
+    /// Throws `destination_in_use` (conflict) while a tenant names it.
+    func delete(_ name: String, precondition: VersionPrecondition?) async throws
+    /// The tenants that send to the destination (`default` included).
+    func tenants(of name: String) async throws -> [TenantID]
+}
+
 /// The registry's state in three numbers: how many tenants, which ones (a sum of hashes of their ids: a create or
 /// a delete moves it, whatever else happened) and the sum of their versions (every write adds one, so a round of
 /// updates alone raises it).

@@ -6,7 +6,7 @@ import PostgresNIO
 
 /// The stored UTMStack destinations (docs/destinations.md); `default` is the configuration's and not here. A
 /// connection key is sealed before it reaches SQL and opened only for the forwarder that uses it.
-public struct PostgresDestinationStore: Sendable {
+public struct PostgresDestinationStore: DestinationStore {
     let database: Database
     let sealer: CredentialSealer
     let logger: Logger
@@ -53,23 +53,39 @@ public struct PostgresDestinationStore: Sendable {
             .map(Destination.init(row:)).first
     }
 
-    /// Replaces the destination's settings (its key too: a network destination always has one).
-    public func replace(_ name: String, _ settings: DestinationSettings, precondition: VersionPrecondition?) async throws -> Destination {
-        let settings = try settings.validated()
-        let sealed = try settings.connectionKey.map { try sealer.sealConnectionKey($0, destination: name) }
-        let row = Row(settings.endpoint)
+    /// Applies `changes` under the row's lock; a network destination keeps its sealed key unless a new one is given.
+    public func update(_ name: String, _ changes: DestinationChanges, precondition: VersionPrecondition?) async throws -> Destination {
+        let sealer = sealer
+        let fresh = try changes.connectionKey.map { try sealer.sealConnectionKey($0, destination: name) }
         return try await database.transaction { tx in
             try await Self.lockAndCheck(tx, name, precondition: precondition)
             let rows = try await tx.query(
+                "SELECT \(unescaped: Self.columns), connection_key_id, connection_key_box FROM destinations WHERE name = \(name)")
+            guard let row = rows.first else { throw GatewayError.destinationNotFound(name) }
+            let current = try Destination(row: row)
+            let r = row.makeRandomAccess()
+            let kept = try r["connection_key_id"].decode(String?.self).flatMap { id in
+                try r["connection_key_box"].decode(Data?.self).map { SealedCredential(keyID: id, box: $0) }
+            }
+            let endpoint = try changes.applied(to: current.endpoint)
+            var key: SealedCredential?
+            if case .network = endpoint {
+                guard let sealed = fresh ?? kept else { throw GatewayError.missingField("connectionKey") }
+                key = sealed
+            }
+            // The key is checked apart (it may be kept, sealed): the endpoint is validated with a stand-in.
+            _ = try DestinationSettings(endpoint: endpoint, connectionKey: key == nil ? nil : Secret("sealed")).validated()
+            let columns = Row(endpoint)
+            let updated = try await tx.query(
                 """
-                UPDATE destinations SET kind = \(row.kind), socket_path = \(row.socketPath), host = \(row.host),
-                    port = \(row.port), server_name = \(row.serverName), ca_pem = \(row.caPEM),
-                    connection_key_id = \(sealed?.keyID), connection_key_box = \(sealed?.box),
+                UPDATE destinations SET kind = \(columns.kind), socket_path = \(columns.socketPath), host = \(columns.host),
+                    port = \(columns.port), server_name = \(columns.serverName), ca_pem = \(columns.caPEM),
+                    connection_key_id = \(key?.keyID), connection_key_box = \(key?.box),
                     version = version + 1, updated_at = now()
                 WHERE name = \(name)
                 RETURNING \(unescaped: Self.columns)
                 """)
-            guard let destination = try rows.map(Destination.init(row:)).first else { throw GatewayError.destinationNotFound(name) }
+            guard let destination = try updated.map(Destination.init(row:)).first else { throw GatewayError.destinationNotFound(name) }
             return destination
         }
     }

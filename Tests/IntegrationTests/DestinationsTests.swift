@@ -75,11 +75,22 @@ import Testing
             let inUse = await #expect(throws: GatewayError.self) { try await destinations.delete("eu", precondition: nil) }
             #expect(inUse?.code == "destination_in_use")
 
-            let replaced = try await destinations.replace(
-                "eu", DestinationSettings(endpoint: .socket(path: "/run/utmstack.sock")), precondition: VersionPrecondition([eu.version]))
-            #expect(replaced.version == 2 && !replaced.hasConnectionKey && replaced.endpoint == .socket(path: "/run/utmstack.sock"))
+            // A PATCH keeps what it does not name: the port changes, the key stays.
+            let moved = try await destinations.update("eu", DestinationChanges(port: 9443), precondition: VersionPrecondition([eu.version]))
+            #expect(moved.version == 2 && moved.endpoint == .network(host: "utmstack.example.net", port: 9443, serverName: nil, caPEM: nil))
+            #expect(try await destinations.connectionKey(of: "eu") == Self.key)
+            // To a socket the key goes; back to the network path, a key is needed again.
+            let replaced = try await destinations.update(
+                "eu", DestinationChanges(kind: .socket, socketPath: "/run/utmstack.sock"), precondition: VersionPrecondition([moved.version]))
+            #expect(replaced.version == 3 && !replaced.hasConnectionKey && replaced.endpoint == .socket(path: "/run/utmstack.sock"))
+            let wrongKind = await #expect(throws: GatewayError.self) { try await destinations.update("eu", DestinationChanges(port: 1), precondition: nil) }
+            #expect(wrongKind?.code == "invalid_field" && wrongKind?.message.hasPrefix("port:") == true, "a socket takes no port")
+            let keyless = await #expect(throws: GatewayError.self) {
+                try await destinations.update("eu", DestinationChanges(kind: .network, host: "utm", port: 9000), precondition: nil)
+            }
+            #expect(keyless?.code == "missing_field" && keyless?.message.hasPrefix("connectionKey") == true)
             let stale = await #expect(throws: GatewayError.self) {
-                try await destinations.replace("eu", Self.network, precondition: VersionPrecondition([eu.version]))
+                try await destinations.update("eu", DestinationChanges(port: 1), precondition: VersionPrecondition([eu.version]))
             }
             #expect(stale?.code == "version_mismatch" && stale?.message.contains("destination") == true)
 

@@ -6,7 +6,7 @@ import struct Foundation.Date
 extension Components {
     /// Types generated from the `#/components/headers` section of the OpenAPI document.
     internal enum Headers {
-        /// The tenant's version as a strong entity tag, for `If-Match`.
+        /// The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
         ///
         /// - Remark: Generated from `#/components/headers/ETag`.
         internal typealias ETag = Swift.String

@@ -10,6 +10,10 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/parameters/TenantPathID`.
         internal typealias TenantPathID = Swift.String
+        /// The destination's name (`default` is the configuration's).
+        ///
+        /// - Remark: Generated from `#/components/parameters/DestinationPathName`.
+        internal typealias DestinationPathName = Swift.String
         /// The dead letter's id, as listed.
         ///
         /// - Remark: Generated from `#/components/parameters/DeadLetterPathID`.

@@ -205,14 +205,14 @@ extension Components {
         internal struct PreconditionFailed: Sendable, Hashable {
             /// - Remark: Generated from `#/components/responses/PreconditionFailed/headers`.
             internal struct Headers: Sendable, Hashable {
-                /// The tenant's version as a strong entity tag, for `If-Match`.
+                /// The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
                 ///
                 /// - Remark: Generated from `#/components/responses/PreconditionFailed/headers/ETag`.
                 internal var eTag: Components.Headers.ETag?
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
-                ///   - eTag: The tenant's version as a strong entity tag, for `If-Match`.
+                ///   - eTag: The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
                 internal init(eTag: Components.Headers.ETag? = nil) {
                     self.eTag = eTag
                 }

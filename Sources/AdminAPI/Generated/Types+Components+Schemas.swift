@@ -933,6 +933,436 @@ extension Components {
                 case owner
             }
         }
+        /// 1 to 63 lower-case letters, digits or inner hyphens (a DNS label); `default` is taken.
+        ///
+        /// - Remark: Generated from `#/components/schemas/DestinationName`.
+        internal typealias DestinationName = Swift.String
+        /// `socket`: the engine's Unix socket; `network`: gRPC over TLS with the federation connection key.
+        ///
+        /// - Remark: Generated from `#/components/schemas/DestinationKind`.
+        internal enum DestinationKind: String, Codable, Hashable, Sendable, CaseIterable {
+            case socket = "socket"
+            case network = "network"
+        }
+        /// `socket` takes socketPath; `network` takes host, port and connectionKey, and optionally serverName and caPem.
+        ///
+        /// - Remark: Generated from `#/components/schemas/DestinationCreate`.
+        internal enum DestinationCreate: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/DestinationCreate/NetworkDestinationCreate`.
+            case network(Components.Schemas.NetworkDestinationCreate)
+            /// - Remark: Generated from `#/components/schemas/DestinationCreate/SocketDestinationCreate`.
+            case socket(Components.Schemas.SocketDestinationCreate)
+            internal enum CodingKeys: String, CodingKey {
+                case kind
+            }
+            internal init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                let discriminator = try container.decode(
+                    Swift.String.self,
+                    forKey: .kind
+                )
+                switch discriminator {
+                case "network":
+                    self = .network(try .init(from: decoder))
+                case "socket":
+                    self = .socket(try .init(from: decoder))
+                default:
+                    throw Swift.DecodingError.unknownOneOfDiscriminator(
+                        discriminatorKey: CodingKeys.kind,
+                        discriminatorValue: discriminator,
+                        codingPath: decoder.codingPath
+                    )
+                }
+            }
+            internal func encode(to encoder: any Swift.Encoder) throws {
+                switch self {
+                case let .network(value):
+                    try value.encode(to: encoder)
+                case let .socket(value):
+                    try value.encode(to: encoder)
+                }
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SocketDestinationCreate`.
+        internal struct SocketDestinationCreate: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SocketDestinationCreate/name`.
+            internal var name: Components.Schemas.DestinationName
+            /// - Remark: Generated from `#/components/schemas/SocketDestinationCreate/kind`.
+            internal enum KindPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case socket = "socket"
+            }
+            /// - Remark: Generated from `#/components/schemas/SocketDestinationCreate/kind`.
+            internal var kind: Components.Schemas.SocketDestinationCreate.KindPayload
+            /// - Remark: Generated from `#/components/schemas/SocketDestinationCreate/socketPath`.
+            internal var socketPath: Components.Schemas.SocketPath
+            /// Creates a new `SocketDestinationCreate`.
+            ///
+            /// - Parameters:
+            ///   - name:
+            ///   - kind:
+            ///   - socketPath:
+            internal init(
+                name: Components.Schemas.DestinationName,
+                kind: Components.Schemas.SocketDestinationCreate.KindPayload,
+                socketPath: Components.Schemas.SocketPath
+            ) {
+                self.name = name
+                self.kind = kind
+                self.socketPath = socketPath
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case name
+                case kind
+                case socketPath
+            }
+            internal init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.name = try container.decode(
+                    Components.Schemas.DestinationName.self,
+                    forKey: .name
+                )
+                self.kind = try container.decode(
+                    Components.Schemas.SocketDestinationCreate.KindPayload.self,
+                    forKey: .kind
+                )
+                self.socketPath = try container.decode(
+                    Components.Schemas.SocketPath.self,
+                    forKey: .socketPath
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "name",
+                    "kind",
+                    "socketPath"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/NetworkDestinationCreate`.
+        internal struct NetworkDestinationCreate: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/NetworkDestinationCreate/name`.
+            internal var name: Components.Schemas.DestinationName
+            /// - Remark: Generated from `#/components/schemas/NetworkDestinationCreate/kind`.
+            internal enum KindPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case network = "network"
+            }
+            /// - Remark: Generated from `#/components/schemas/NetworkDestinationCreate/kind`.
+            internal var kind: Components.Schemas.NetworkDestinationCreate.KindPayload
+            /// - Remark: Generated from `#/components/schemas/NetworkDestinationCreate/host`.
+            internal var host: Components.Schemas.DestinationHost
+            /// - Remark: Generated from `#/components/schemas/NetworkDestinationCreate/port`.
+            internal var port: Swift.Int
+            /// The name the server's certificate is checked for; the host when absent.
+            ///
+            /// - Remark: Generated from `#/components/schemas/NetworkDestinationCreate/serverName`.
+            internal var serverName: Components.Schemas.DestinationHost?
+            /// The CA that signed UTMStack's certificate, as PEM; the system's roots when absent.
+            ///
+            /// - Remark: Generated from `#/components/schemas/NetworkDestinationCreate/caPem`.
+            internal var caPem: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/NetworkDestinationCreate/connectionKey`.
+            internal var connectionKey: Components.Schemas.ConnectionKey
+            /// Creates a new `NetworkDestinationCreate`.
+            ///
+            /// - Parameters:
+            ///   - name:
+            ///   - kind:
+            ///   - host:
+            ///   - port:
+            ///   - serverName: The name the server's certificate is checked for; the host when absent.
+            ///   - caPem: The CA that signed UTMStack's certificate, as PEM; the system's roots when absent.
+            ///   - connectionKey:
+            internal init(
+                name: Components.Schemas.DestinationName,
+                kind: Components.Schemas.NetworkDestinationCreate.KindPayload,
+                host: Components.Schemas.DestinationHost,
+                port: Swift.Int,
+                serverName: Components.Schemas.DestinationHost? = nil,
+                caPem: Swift.String? = nil,
+                connectionKey: Components.Schemas.ConnectionKey
+            ) {
+                self.name = name
+                self.kind = kind
+                self.host = host
+                self.port = port
+                self.serverName = serverName
+                self.caPem = caPem
+                self.connectionKey = connectionKey
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case name
+                case kind
+                case host
+                case port
+                case serverName
+                case caPem
+                case connectionKey
+            }
+            internal init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.name = try container.decode(
+                    Components.Schemas.DestinationName.self,
+                    forKey: .name
+                )
+                self.kind = try container.decode(
+                    Components.Schemas.NetworkDestinationCreate.KindPayload.self,
+                    forKey: .kind
+                )
+                self.host = try container.decode(
+                    Components.Schemas.DestinationHost.self,
+                    forKey: .host
+                )
+                self.port = try container.decode(
+                    Swift.Int.self,
+                    forKey: .port
+                )
+                self.serverName = try container.decodeIfPresent(
+                    Components.Schemas.DestinationHost.self,
+                    forKey: .serverName
+                )
+                self.caPem = try container.decodeIfPresent(
+                    Swift.String.self,
+                    forKey: .caPem
+                )
+                self.connectionKey = try container.decode(
+                    Components.Schemas.ConnectionKey.self,
+                    forKey: .connectionKey
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "name",
+                    "kind",
+                    "host",
+                    "port",
+                    "serverName",
+                    "caPem",
+                    "connectionKey"
+                ])
+            }
+        }
+        /// An absolute path, such as `/utmstack/engine.sock`.
+        ///
+        /// - Remark: Generated from `#/components/schemas/SocketPath`.
+        internal typealias SocketPath = Swift.String
+        /// A host name or an IP address, such as `utmstack.example.net`.
+        ///
+        /// - Remark: Generated from `#/components/schemas/DestinationHost`.
+        internal typealias DestinationHost = Swift.String
+        /// UTMStack's federation connection key, never returned.
+        ///
+        /// - Remark: Generated from `#/components/schemas/ConnectionKey`.
+        internal typealias ConnectionKey = Swift.String
+        /// At least one field; absent fields stay as they are. Changing `kind` needs the new kind's fields; the
+        /// connection key is kept unless given.
+        ///
+        ///
+        /// - Remark: Generated from `#/components/schemas/DestinationPatch`.
+        internal struct DestinationPatch: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/DestinationPatch/kind`.
+            internal var kind: Components.Schemas.DestinationKind?
+            /// - Remark: Generated from `#/components/schemas/DestinationPatch/socketPath`.
+            internal var socketPath: Components.Schemas.SocketPath?
+            /// - Remark: Generated from `#/components/schemas/DestinationPatch/host`.
+            internal var host: Components.Schemas.DestinationHost?
+            /// - Remark: Generated from `#/components/schemas/DestinationPatch/port`.
+            internal var port: Swift.Int?
+            /// - Remark: Generated from `#/components/schemas/DestinationPatch/serverName`.
+            internal var serverName: Components.Schemas.DestinationHost?
+            /// - Remark: Generated from `#/components/schemas/DestinationPatch/caPem`.
+            internal var caPem: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/DestinationPatch/connectionKey`.
+            internal var connectionKey: Components.Schemas.ConnectionKey?
+            /// Creates a new `DestinationPatch`.
+            ///
+            /// - Parameters:
+            ///   - kind:
+            ///   - socketPath:
+            ///   - host:
+            ///   - port:
+            ///   - serverName:
+            ///   - caPem:
+            ///   - connectionKey:
+            internal init(
+                kind: Components.Schemas.DestinationKind? = nil,
+                socketPath: Components.Schemas.SocketPath? = nil,
+                host: Components.Schemas.DestinationHost? = nil,
+                port: Swift.Int? = nil,
+                serverName: Components.Schemas.DestinationHost? = nil,
+                caPem: Swift.String? = nil,
+                connectionKey: Components.Schemas.ConnectionKey? = nil
+            ) {
+                self.kind = kind
+                self.socketPath = socketPath
+                self.host = host
+                self.port = port
+                self.serverName = serverName
+                self.caPem = caPem
+                self.connectionKey = connectionKey
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case kind
+                case socketPath
+                case host
+                case port
+                case serverName
+                case caPem
+                case connectionKey
+            }
+            internal init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.kind = try container.decodeIfPresent(
+                    Components.Schemas.DestinationKind.self,
+                    forKey: .kind
+                )
+                self.socketPath = try container.decodeIfPresent(
+                    Components.Schemas.SocketPath.self,
+                    forKey: .socketPath
+                )
+                self.host = try container.decodeIfPresent(
+                    Components.Schemas.DestinationHost.self,
+                    forKey: .host
+                )
+                self.port = try container.decodeIfPresent(
+                    Swift.Int.self,
+                    forKey: .port
+                )
+                self.serverName = try container.decodeIfPresent(
+                    Components.Schemas.DestinationHost.self,
+                    forKey: .serverName
+                )
+                self.caPem = try container.decodeIfPresent(
+                    Swift.String.self,
+                    forKey: .caPem
+                )
+                self.connectionKey = try container.decodeIfPresent(
+                    Components.Schemas.ConnectionKey.self,
+                    forKey: .connectionKey
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "kind",
+                    "socketPath",
+                    "host",
+                    "port",
+                    "serverName",
+                    "caPem",
+                    "connectionKey"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/Destination`.
+        internal struct Destination: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/Destination/name`.
+            internal var name: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Destination/kind`.
+            internal var kind: Components.Schemas.DestinationKind
+            /// `configuration`: `default`, from O365GW_UTMSTACK_*; `api`: stored through this API.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Destination/source`.
+            internal enum SourcePayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case configuration = "configuration"
+                case api = "api"
+            }
+            /// `configuration`: `default`, from O365GW_UTMSTACK_*; `api`: stored through this API.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Destination/source`.
+            internal var source: Components.Schemas.Destination.SourcePayload
+            /// - Remark: Generated from `#/components/schemas/Destination/socketPath`.
+            internal var socketPath: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/Destination/host`.
+            internal var host: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/Destination/port`.
+            internal var port: Swift.Int?
+            /// - Remark: Generated from `#/components/schemas/Destination/serverName`.
+            internal var serverName: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/Destination/caPem`.
+            internal var caPem: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/Destination/hasConnectionKey`.
+            internal var hasConnectionKey: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/Destination/createdAt`.
+            internal var createdAt: Components.Schemas.Timestamp?
+            /// - Remark: Generated from `#/components/schemas/Destination/updatedAt`.
+            internal var updatedAt: Components.Schemas.Timestamp?
+            /// Grows by one on every change; the ETag carries it (stored destinations only).
+            ///
+            /// - Remark: Generated from `#/components/schemas/Destination/version`.
+            internal var version: Swift.Int64?
+            /// The ids of the tenants that send here (GET of one destination only).
+            ///
+            /// - Remark: Generated from `#/components/schemas/Destination/tenants`.
+            internal var tenants: [Swift.String]?
+            /// Creates a new `Destination`.
+            ///
+            /// - Parameters:
+            ///   - name:
+            ///   - kind:
+            ///   - source: `configuration`: `default`, from O365GW_UTMSTACK_*; `api`: stored through this API.
+            ///   - socketPath:
+            ///   - host:
+            ///   - port:
+            ///   - serverName:
+            ///   - caPem:
+            ///   - hasConnectionKey:
+            ///   - createdAt:
+            ///   - updatedAt:
+            ///   - version: Grows by one on every change; the ETag carries it (stored destinations only).
+            ///   - tenants: The ids of the tenants that send here (GET of one destination only).
+            internal init(
+                name: Swift.String,
+                kind: Components.Schemas.DestinationKind,
+                source: Components.Schemas.Destination.SourcePayload,
+                socketPath: Swift.String? = nil,
+                host: Swift.String? = nil,
+                port: Swift.Int? = nil,
+                serverName: Swift.String? = nil,
+                caPem: Swift.String? = nil,
+                hasConnectionKey: Swift.Bool,
+                createdAt: Components.Schemas.Timestamp? = nil,
+                updatedAt: Components.Schemas.Timestamp? = nil,
+                version: Swift.Int64? = nil,
+                tenants: [Swift.String]? = nil
+            ) {
+                self.name = name
+                self.kind = kind
+                self.source = source
+                self.socketPath = socketPath
+                self.host = host
+                self.port = port
+                self.serverName = serverName
+                self.caPem = caPem
+                self.hasConnectionKey = hasConnectionKey
+                self.createdAt = createdAt
+                self.updatedAt = updatedAt
+                self.version = version
+                self.tenants = tenants
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case name
+                case kind
+                case source
+                case socketPath
+                case host
+                case port
+                case serverName
+                case caPem
+                case hasConnectionKey
+                case createdAt
+                case updatedAt
+                case version
+                case tenants
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/DestinationList`.
+        internal struct DestinationList: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/DestinationList/items`.
+            internal var items: [Components.Schemas.Destination]
+            /// Creates a new `DestinationList`.
+            ///
+            /// - Parameters:
+            ///   - items:
+            internal init(items: [Components.Schemas.Destination]) {
+                self.items = items
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case items
+            }
+        }
         /// - Remark: Generated from `#/components/schemas/DeadLetter`.
         internal struct DeadLetter: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/DeadLetter/id`.

@@ -228,7 +228,7 @@ internal enum Operations {
             internal struct Created: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/api/v1/tenants/POST/responses/201/headers`.
                 internal struct Headers: Sendable, Hashable {
-                    /// The tenant's version as a strong entity tag, for `If-Match`.
+                    /// The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
                     ///
                     /// - Remark: Generated from `#/paths/api/v1/tenants/POST/responses/201/headers/ETag`.
                     internal var eTag: Components.Headers.ETag?
@@ -239,7 +239,7 @@ internal enum Operations {
                     /// Creates a new `Headers`.
                     ///
                     /// - Parameters:
-                    ///   - eTag: The tenant's version as a strong entity tag, for `If-Match`.
+                    ///   - eTag: The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
                     ///   - location: The URL of the new tenant.
                     internal init(
                         eTag: Components.Headers.ETag? = nil,
@@ -375,7 +375,10 @@ internal enum Operations {
                     }
                 }
             }
-            /// A tenant with this Microsoft tenant id is already onboarded.
+            /// A tenant with this Microsoft tenant id is already onboarded (`tenant_exists`); a destination has this name
+            /// (`destination_exists`), is still used by tenants (`destination_in_use`) or is the configuration's
+            /// (`destination_from_configuration`).
+            ///
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/post(createTenant)/responses/409`.
             ///
@@ -551,14 +554,14 @@ internal enum Operations {
             internal struct Ok: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/GET/responses/200/headers`.
                 internal struct Headers: Sendable, Hashable {
-                    /// The tenant's version as a strong entity tag, for `If-Match`.
+                    /// The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
                     ///
                     /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/GET/responses/200/headers/ETag`.
                     internal var eTag: Components.Headers.ETag?
                     /// Creates a new `Headers`.
                     ///
                     /// - Parameters:
-                    ///   - eTag: The tenant's version as a strong entity tag, for `If-Match`.
+                    ///   - eTag: The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
                     internal init(eTag: Components.Headers.ETag? = nil) {
                         self.eTag = eTag
                     }
@@ -643,7 +646,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant (or dead letter) has this id.
+            /// No tenant (or dead letter) has this id, or no destination this name.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/get(getTenant)/responses/404`.
             ///
@@ -817,14 +820,14 @@ internal enum Operations {
             internal struct Ok: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/PATCH/responses/200/headers`.
                 internal struct Headers: Sendable, Hashable {
-                    /// The tenant's version as a strong entity tag, for `If-Match`.
+                    /// The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
                     ///
                     /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/PATCH/responses/200/headers/ETag`.
                     internal var eTag: Components.Headers.ETag?
                     /// Creates a new `Headers`.
                     ///
                     /// - Parameters:
-                    ///   - eTag: The tenant's version as a strong entity tag, for `If-Match`.
+                    ///   - eTag: The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
                     internal init(eTag: Components.Headers.ETag? = nil) {
                         self.eTag = eTag
                     }
@@ -932,7 +935,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant (or dead letter) has this id.
+            /// No tenant (or dead letter) has this id, or no destination this name.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/patch(updateTenant)/responses/404`.
             ///
@@ -978,7 +981,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// The tenant changed since the given ETag (or `If-Match` names no current one); read it again.
+            /// It changed since the given ETag (or `If-Match` names no current one); read it again.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/patch(updateTenant)/responses/412`.
             ///
@@ -1221,7 +1224,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant (or dead letter) has this id.
+            /// No tenant (or dead letter) has this id, or no destination this name.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/delete(deleteTenant)/responses/404`.
             ///
@@ -1244,7 +1247,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// The tenant changed since the given ETag (or `If-Match` names no current one); read it again.
+            /// It changed since the given ETag (or `If-Match` names no current one); read it again.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/delete(deleteTenant)/responses/412`.
             ///
@@ -1395,14 +1398,14 @@ internal enum Operations {
             internal struct Ok: Sendable, Hashable {
                 /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/secret/PUT/responses/200/headers`.
                 internal struct Headers: Sendable, Hashable {
-                    /// The tenant's version as a strong entity tag, for `If-Match`.
+                    /// The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
                     ///
                     /// - Remark: Generated from `#/paths/api/v1/tenants/{id}/secret/PUT/responses/200/headers/ETag`.
                     internal var eTag: Components.Headers.ETag?
                     /// Creates a new `Headers`.
                     ///
                     /// - Parameters:
-                    ///   - eTag: The tenant's version as a strong entity tag, for `If-Match`.
+                    ///   - eTag: The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
                     internal init(eTag: Components.Headers.ETag? = nil) {
                         self.eTag = eTag
                     }
@@ -1510,7 +1513,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant (or dead letter) has this id.
+            /// No tenant (or dead letter) has this id, or no destination this name.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)/responses/404`.
             ///
@@ -1556,7 +1559,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// The tenant changed since the given ETag (or `If-Match` names no current one); read it again.
+            /// It changed since the given ETag (or `If-Match` names no current one); read it again.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)/responses/412`.
             ///
@@ -1810,7 +1813,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant (or dead letter) has this id.
+            /// No tenant (or dead letter) has this id, or no destination this name.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)/responses/404`.
             ///
@@ -1912,6 +1915,1379 @@ internal enum Operations {
             ///
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        internal enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            internal init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            internal var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            internal static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// List the UTMStack destinations, `default` (the configuration's) first, then by name.
+    ///
+    /// - Remark: HTTP `GET /api/v1/destinations`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/get(listDestinations)`.
+    internal enum ListDestinations {
+        internal static let id: Swift.String = "listDestinations"
+        internal struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/destinations/GET/header`.
+            internal struct Headers: Sendable, Hashable {
+                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListDestinations.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                internal init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListDestinations.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            internal var headers: Operations.ListDestinations.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - headers:
+            internal init(headers: Operations.ListDestinations.Input.Headers = .init()) {
+                self.headers = headers
+            }
+        }
+        internal enum Output: Sendable, Hashable {
+            internal struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/destinations/GET/responses/200/content`.
+                internal enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/destinations/GET/responses/200/content/application\/json`.
+                    case json(Components.Schemas.DestinationList)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    internal var json: Components.Schemas.DestinationList {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                internal var body: Operations.ListDestinations.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                internal init(body: Operations.ListDestinations.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// The destinations.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/get(listDestinations)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ListDestinations.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            internal var ok: Operations.ListDestinations.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No bearer token, or a wrong one.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/get(listDestinations)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            internal var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/get(listDestinations)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/get(listDestinations)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        internal enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            internal init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            internal var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            internal static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Add a UTMStack destination. Its connection key is stored encrypted and never returned.
+    ///
+    /// - Remark: HTTP `POST /api/v1/destinations`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)`.
+    internal enum CreateDestination {
+        internal static let id: Swift.String = "createDestination"
+        internal struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/destinations/POST/header`.
+            internal struct Headers: Sendable, Hashable {
+                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.CreateDestination.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                internal init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.CreateDestination.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            internal var headers: Operations.CreateDestination.Input.Headers
+            /// - Remark: Generated from `#/paths/api/v1/destinations/POST/requestBody`.
+            internal enum Body: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/destinations/POST/requestBody/content/application\/json`.
+                case json(Components.Schemas.DestinationCreate)
+            }
+            internal var body: Operations.CreateDestination.Input.Body
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - headers:
+            ///   - body:
+            internal init(
+                headers: Operations.CreateDestination.Input.Headers = .init(),
+                body: Operations.CreateDestination.Input.Body
+            ) {
+                self.headers = headers
+                self.body = body
+            }
+        }
+        internal enum Output: Sendable, Hashable {
+            internal struct Created: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/destinations/POST/responses/201/headers`.
+                internal struct Headers: Sendable, Hashable {
+                    /// The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/destinations/POST/responses/201/headers/ETag`.
+                    internal var eTag: Components.Headers.ETag?
+                    /// The URL of the new destination.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/destinations/POST/responses/201/headers/Location`.
+                    internal var location: Swift.String?
+                    /// Creates a new `Headers`.
+                    ///
+                    /// - Parameters:
+                    ///   - eTag: The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
+                    ///   - location: The URL of the new destination.
+                    internal init(
+                        eTag: Components.Headers.ETag? = nil,
+                        location: Swift.String? = nil
+                    ) {
+                        self.eTag = eTag
+                        self.location = location
+                    }
+                }
+                /// Received HTTP response headers
+                internal var headers: Operations.CreateDestination.Output.Created.Headers
+                /// - Remark: Generated from `#/paths/api/v1/destinations/POST/responses/201/content`.
+                internal enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/destinations/POST/responses/201/content/application\/json`.
+                    case json(Components.Schemas.Destination)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    internal var json: Components.Schemas.Destination {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                internal var body: Operations.CreateDestination.Output.Created.Body
+                /// Creates a new `Created`.
+                ///
+                /// - Parameters:
+                ///   - headers: Received HTTP response headers
+                ///   - body: Received HTTP response body
+                internal init(
+                    headers: Operations.CreateDestination.Output.Created.Headers = .init(),
+                    body: Operations.CreateDestination.Output.Created.Body
+                ) {
+                    self.headers = headers
+                    self.body = body
+                }
+            }
+            /// Created.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)/responses/201`.
+            ///
+            /// HTTP response code: `201 created`.
+            case created(Operations.CreateDestination.Output.Created)
+            /// The associated value of the enum case if `self` is `.created`.
+            ///
+            /// - Throws: An error if `self` is not `.created`.
+            /// - SeeAlso: `.created`.
+            internal var created: Operations.CreateDestination.Output.Created {
+                get throws {
+                    switch self {
+                    case let .created(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "created",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// A field is missing or invalid; the message names it.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)/responses/400`.
+            ///
+            /// HTTP response code: `400 badRequest`.
+            case badRequest(Components.Responses.BadRequest)
+            /// The associated value of the enum case if `self` is `.badRequest`.
+            ///
+            /// - Throws: An error if `self` is not `.badRequest`.
+            /// - SeeAlso: `.badRequest`.
+            internal var badRequest: Components.Responses.BadRequest {
+                get throws {
+                    switch self {
+                    case let .badRequest(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "badRequest",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No bearer token, or a wrong one.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            internal var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// A tenant with this Microsoft tenant id is already onboarded (`tenant_exists`); a destination has this name
+            /// (`destination_exists`), is still used by tenants (`destination_in_use`) or is the configuration's
+            /// (`destination_from_configuration`).
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)/responses/409`.
+            ///
+            /// HTTP response code: `409 conflict`.
+            case conflict(Components.Responses.Conflict)
+            /// The associated value of the enum case if `self` is `.conflict`.
+            ///
+            /// - Throws: An error if `self` is not `.conflict`.
+            /// - SeeAlso: `.conflict`.
+            internal var conflict: Components.Responses.Conflict {
+                get throws {
+                    switch self {
+                    case let .conflict(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "conflict",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The request body exceeds the size limit.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)/responses/413`.
+            ///
+            /// HTTP response code: `413 contentTooLarge`.
+            case contentTooLarge(Components.Responses.TooLarge)
+            /// The associated value of the enum case if `self` is `.contentTooLarge`.
+            ///
+            /// - Throws: An error if `self` is not `.contentTooLarge`.
+            /// - SeeAlso: `.contentTooLarge`.
+            internal var contentTooLarge: Components.Responses.TooLarge {
+                get throws {
+                    switch self {
+                    case let .contentTooLarge(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "contentTooLarge",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The body is not `application/json`.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)/responses/415`.
+            ///
+            /// HTTP response code: `415 unsupportedMediaType`.
+            case unsupportedMediaType(Components.Responses.UnsupportedMediaType)
+            /// The associated value of the enum case if `self` is `.unsupportedMediaType`.
+            ///
+            /// - Throws: An error if `self` is not `.unsupportedMediaType`.
+            /// - SeeAlso: `.unsupportedMediaType`.
+            internal var unsupportedMediaType: Components.Responses.UnsupportedMediaType {
+                get throws {
+                    switch self {
+                    case let .unsupportedMediaType(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unsupportedMediaType",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        internal enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            internal init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            internal var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            internal static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// One destination, with the tenants that send to it.
+    ///
+    /// - Remark: HTTP `GET /api/v1/destinations/{name}`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/get(getDestination)`.
+    internal enum GetDestination {
+        internal static let id: Swift.String = "getDestination"
+        internal struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/GET/path`.
+            internal struct Path: Sendable, Hashable {
+                /// The destination's name (`default` is the configuration's).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/GET/path/name`.
+                internal var name: Components.Parameters.DestinationPathName
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - name: The destination's name (`default` is the configuration's).
+                internal init(name: Components.Parameters.DestinationPathName) {
+                    self.name = name
+                }
+            }
+            internal var path: Operations.GetDestination.Input.Path
+            /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/GET/header`.
+            internal struct Headers: Sendable, Hashable {
+                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetDestination.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                internal init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.GetDestination.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            internal var headers: Operations.GetDestination.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - headers:
+            internal init(
+                path: Operations.GetDestination.Input.Path,
+                headers: Operations.GetDestination.Input.Headers = .init()
+            ) {
+                self.path = path
+                self.headers = headers
+            }
+        }
+        internal enum Output: Sendable, Hashable {
+            internal struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/GET/responses/200/headers`.
+                internal struct Headers: Sendable, Hashable {
+                    /// The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/GET/responses/200/headers/ETag`.
+                    internal var eTag: Components.Headers.ETag?
+                    /// Creates a new `Headers`.
+                    ///
+                    /// - Parameters:
+                    ///   - eTag: The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
+                    internal init(eTag: Components.Headers.ETag? = nil) {
+                        self.eTag = eTag
+                    }
+                }
+                /// Received HTTP response headers
+                internal var headers: Operations.GetDestination.Output.Ok.Headers
+                /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/GET/responses/200/content`.
+                internal enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/GET/responses/200/content/application\/json`.
+                    case json(Components.Schemas.Destination)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    internal var json: Components.Schemas.Destination {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                internal var body: Operations.GetDestination.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - headers: Received HTTP response headers
+                ///   - body: Received HTTP response body
+                internal init(
+                    headers: Operations.GetDestination.Output.Ok.Headers = .init(),
+                    body: Operations.GetDestination.Output.Ok.Body
+                ) {
+                    self.headers = headers
+                    self.body = body
+                }
+            }
+            /// The destination.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/get(getDestination)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.GetDestination.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            internal var ok: Operations.GetDestination.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No bearer token, or a wrong one.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/get(getDestination)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            internal var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No tenant (or dead letter) has this id, or no destination this name.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/get(getDestination)/responses/404`.
+            ///
+            /// HTTP response code: `404 notFound`.
+            case notFound(Components.Responses.NotFound)
+            /// The associated value of the enum case if `self` is `.notFound`.
+            ///
+            /// - Throws: An error if `self` is not `.notFound`.
+            /// - SeeAlso: `.notFound`.
+            internal var notFound: Components.Responses.NotFound {
+                get throws {
+                    switch self {
+                    case let .notFound(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/get(getDestination)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/get(getDestination)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        internal enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            internal init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            internal var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            internal static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Change a stored destination. Absent fields stay as they are; `default` is changed in the configuration.
+    ///
+    /// - Remark: HTTP `PATCH /api/v1/destinations/{name}`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)`.
+    internal enum UpdateDestination {
+        internal static let id: Swift.String = "updateDestination"
+        internal struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/path`.
+            internal struct Path: Sendable, Hashable {
+                /// The destination's name (`default` is the configuration's).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/path/name`.
+                internal var name: Components.Parameters.DestinationPathName
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - name: The destination's name (`default` is the configuration's).
+                internal init(name: Components.Parameters.DestinationPathName) {
+                    self.name = name
+                }
+            }
+            internal var path: Operations.UpdateDestination.Input.Path
+            /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/header`.
+            internal struct Headers: Sendable, Hashable {
+                /// Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
+                /// or a list of entity tags compared strongly. One that names no current ETag, weak tags included, is answered
+                /// 412 with the current ETag. Empty, it sets no precondition.
+                ///
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/header/If-Match`.
+                internal var ifMatch: Components.Parameters.IfMatch?
+                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.UpdateDestination.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - ifMatch: Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
+                ///   - accept:
+                internal init(
+                    ifMatch: Components.Parameters.IfMatch? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.UpdateDestination.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.ifMatch = ifMatch
+                    self.accept = accept
+                }
+            }
+            internal var headers: Operations.UpdateDestination.Input.Headers
+            /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/requestBody`.
+            internal enum Body: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/requestBody/content/application\/json`.
+                case json(Components.Schemas.DestinationPatch)
+            }
+            internal var body: Operations.UpdateDestination.Input.Body
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - headers:
+            ///   - body:
+            internal init(
+                path: Operations.UpdateDestination.Input.Path,
+                headers: Operations.UpdateDestination.Input.Headers = .init(),
+                body: Operations.UpdateDestination.Input.Body
+            ) {
+                self.path = path
+                self.headers = headers
+                self.body = body
+            }
+        }
+        internal enum Output: Sendable, Hashable {
+            internal struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/responses/200/headers`.
+                internal struct Headers: Sendable, Hashable {
+                    /// The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/responses/200/headers/ETag`.
+                    internal var eTag: Components.Headers.ETag?
+                    /// Creates a new `Headers`.
+                    ///
+                    /// - Parameters:
+                    ///   - eTag: The tenant's (or destination's) version as a strong entity tag, for `If-Match`.
+                    internal init(eTag: Components.Headers.ETag? = nil) {
+                        self.eTag = eTag
+                    }
+                }
+                /// Received HTTP response headers
+                internal var headers: Operations.UpdateDestination.Output.Ok.Headers
+                /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/responses/200/content`.
+                internal enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/responses/200/content/application\/json`.
+                    case json(Components.Schemas.Destination)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    internal var json: Components.Schemas.Destination {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                internal var body: Operations.UpdateDestination.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - headers: Received HTTP response headers
+                ///   - body: Received HTTP response body
+                internal init(
+                    headers: Operations.UpdateDestination.Output.Ok.Headers = .init(),
+                    body: Operations.UpdateDestination.Output.Ok.Body
+                ) {
+                    self.headers = headers
+                    self.body = body
+                }
+            }
+            /// The changed destination.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.UpdateDestination.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            internal var ok: Operations.UpdateDestination.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// A field is missing or invalid; the message names it.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)/responses/400`.
+            ///
+            /// HTTP response code: `400 badRequest`.
+            case badRequest(Components.Responses.BadRequest)
+            /// The associated value of the enum case if `self` is `.badRequest`.
+            ///
+            /// - Throws: An error if `self` is not `.badRequest`.
+            /// - SeeAlso: `.badRequest`.
+            internal var badRequest: Components.Responses.BadRequest {
+                get throws {
+                    switch self {
+                    case let .badRequest(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "badRequest",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No bearer token, or a wrong one.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            internal var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No tenant (or dead letter) has this id, or no destination this name.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)/responses/404`.
+            ///
+            /// HTTP response code: `404 notFound`.
+            case notFound(Components.Responses.NotFound)
+            /// The associated value of the enum case if `self` is `.notFound`.
+            ///
+            /// - Throws: An error if `self` is not `.notFound`.
+            /// - SeeAlso: `.notFound`.
+            internal var notFound: Components.Responses.NotFound {
+                get throws {
+                    switch self {
+                    case let .notFound(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The `Accept` header names no media type this operation answers in.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)/responses/406`.
+            ///
+            /// HTTP response code: `406 notAcceptable`.
+            case notAcceptable(Components.Responses.NotAcceptable)
+            /// The associated value of the enum case if `self` is `.notAcceptable`.
+            ///
+            /// - Throws: An error if `self` is not `.notAcceptable`.
+            /// - SeeAlso: `.notAcceptable`.
+            internal var notAcceptable: Components.Responses.NotAcceptable {
+                get throws {
+                    switch self {
+                    case let .notAcceptable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notAcceptable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// A tenant with this Microsoft tenant id is already onboarded (`tenant_exists`); a destination has this name
+            /// (`destination_exists`), is still used by tenants (`destination_in_use`) or is the configuration's
+            /// (`destination_from_configuration`).
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)/responses/409`.
+            ///
+            /// HTTP response code: `409 conflict`.
+            case conflict(Components.Responses.Conflict)
+            /// The associated value of the enum case if `self` is `.conflict`.
+            ///
+            /// - Throws: An error if `self` is not `.conflict`.
+            /// - SeeAlso: `.conflict`.
+            internal var conflict: Components.Responses.Conflict {
+                get throws {
+                    switch self {
+                    case let .conflict(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "conflict",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// It changed since the given ETag (or `If-Match` names no current one); read it again.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)/responses/412`.
+            ///
+            /// HTTP response code: `412 preconditionFailed`.
+            case preconditionFailed(Components.Responses.PreconditionFailed)
+            /// The associated value of the enum case if `self` is `.preconditionFailed`.
+            ///
+            /// - Throws: An error if `self` is not `.preconditionFailed`.
+            /// - SeeAlso: `.preconditionFailed`.
+            internal var preconditionFailed: Components.Responses.PreconditionFailed {
+                get throws {
+                    switch self {
+                    case let .preconditionFailed(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "preconditionFailed",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The request body exceeds the size limit.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)/responses/413`.
+            ///
+            /// HTTP response code: `413 contentTooLarge`.
+            case contentTooLarge(Components.Responses.TooLarge)
+            /// The associated value of the enum case if `self` is `.contentTooLarge`.
+            ///
+            /// - Throws: An error if `self` is not `.contentTooLarge`.
+            /// - SeeAlso: `.contentTooLarge`.
+            internal var contentTooLarge: Components.Responses.TooLarge {
+                get throws {
+                    switch self {
+                    case let .contentTooLarge(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "contentTooLarge",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The body is not `application/json`.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)/responses/415`.
+            ///
+            /// HTTP response code: `415 unsupportedMediaType`.
+            case unsupportedMediaType(Components.Responses.UnsupportedMediaType)
+            /// The associated value of the enum case if `self` is `.unsupportedMediaType`.
+            ///
+            /// - Throws: An error if `self` is not `.unsupportedMediaType`.
+            /// - SeeAlso: `.unsupportedMediaType`.
+            internal var unsupportedMediaType: Components.Responses.UnsupportedMediaType {
+                get throws {
+                    switch self {
+                    case let .unsupportedMediaType(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unsupportedMediaType",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)/responses/503`.
+            ///
+            /// HTTP response code: `503 serviceUnavailable`.
+            case serviceUnavailable(Components.Responses.Unavailable)
+            /// The associated value of the enum case if `self` is `.serviceUnavailable`.
+            ///
+            /// - Throws: An error if `self` is not `.serviceUnavailable`.
+            /// - SeeAlso: `.serviceUnavailable`.
+            internal var serviceUnavailable: Components.Responses.Unavailable {
+                get throws {
+                    switch self {
+                    case let .serviceUnavailable(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "serviceUnavailable",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Undocumented response.
+            ///
+            /// A response with a code that is not documented in the OpenAPI document.
+            case undocumented(statusCode: Swift.Int, OpenAPIRuntime.UndocumentedPayload)
+        }
+        internal enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            internal init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            internal var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            internal static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Remove a stored destination; refused (409 `destination_in_use`) while a tenant sends to it.
+    ///
+    /// - Remark: HTTP `DELETE /api/v1/destinations/{name}`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/delete(deleteDestination)`.
+    internal enum DeleteDestination {
+        internal static let id: Swift.String = "deleteDestination"
+        internal struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/DELETE/path`.
+            internal struct Path: Sendable, Hashable {
+                /// The destination's name (`default` is the configuration's).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/DELETE/path/name`.
+                internal var name: Components.Parameters.DestinationPathName
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - name: The destination's name (`default` is the configuration's).
+                internal init(name: Components.Parameters.DestinationPathName) {
+                    self.name = name
+                }
+            }
+            internal var path: Operations.DeleteDestination.Input.Path
+            /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/DELETE/header`.
+            internal struct Headers: Sendable, Hashable {
+                /// Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
+                /// or a list of entity tags compared strongly. One that names no current ETag, weak tags included, is answered
+                /// 412 with the current ETag. Empty, it sets no precondition.
+                ///
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/DELETE/header/If-Match`.
+                internal var ifMatch: Components.Parameters.IfMatch?
+                internal var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.DeleteDestination.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - ifMatch: Apply the change only if the tenant's ETag is one of these (optimistic concurrency, RFC 9110 §13.1.1): `*`,
+                ///   - accept:
+                internal init(
+                    ifMatch: Components.Parameters.IfMatch? = nil,
+                    accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.DeleteDestination.AcceptableContentType>] = .defaultValues()
+                ) {
+                    self.ifMatch = ifMatch
+                    self.accept = accept
+                }
+            }
+            internal var headers: Operations.DeleteDestination.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - headers:
+            internal init(
+                path: Operations.DeleteDestination.Input.Path,
+                headers: Operations.DeleteDestination.Input.Headers = .init()
+            ) {
+                self.path = path
+                self.headers = headers
+            }
+        }
+        internal enum Output: Sendable, Hashable {
+            internal struct NoContent: Sendable, Hashable {
+                /// Creates a new `NoContent`.
+                internal init() {}
+            }
+            /// Deleted.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/delete(deleteDestination)/responses/204`.
+            ///
+            /// HTTP response code: `204 noContent`.
+            case noContent(Operations.DeleteDestination.Output.NoContent)
+            /// Deleted.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/delete(deleteDestination)/responses/204`.
+            ///
+            /// HTTP response code: `204 noContent`.
+            internal static var noContent: Self {
+                .noContent(.init())
+            }
+            /// The associated value of the enum case if `self` is `.noContent`.
+            ///
+            /// - Throws: An error if `self` is not `.noContent`.
+            /// - SeeAlso: `.noContent`.
+            internal var noContent: Operations.DeleteDestination.Output.NoContent {
+                get throws {
+                    switch self {
+                    case let .noContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "noContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No bearer token, or a wrong one.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/delete(deleteDestination)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            internal var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No tenant (or dead letter) has this id, or no destination this name.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/delete(deleteDestination)/responses/404`.
+            ///
+            /// HTTP response code: `404 notFound`.
+            case notFound(Components.Responses.NotFound)
+            /// The associated value of the enum case if `self` is `.notFound`.
+            ///
+            /// - Throws: An error if `self` is not `.notFound`.
+            /// - SeeAlso: `.notFound`.
+            internal var notFound: Components.Responses.NotFound {
+                get throws {
+                    switch self {
+                    case let .notFound(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "notFound",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// A tenant with this Microsoft tenant id is already onboarded (`tenant_exists`); a destination has this name
+            /// (`destination_exists`), is still used by tenants (`destination_in_use`) or is the configuration's
+            /// (`destination_from_configuration`).
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/delete(deleteDestination)/responses/409`.
+            ///
+            /// HTTP response code: `409 conflict`.
+            case conflict(Components.Responses.Conflict)
+            /// The associated value of the enum case if `self` is `.conflict`.
+            ///
+            /// - Throws: An error if `self` is not `.conflict`.
+            /// - SeeAlso: `.conflict`.
+            internal var conflict: Components.Responses.Conflict {
+                get throws {
+                    switch self {
+                    case let .conflict(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "conflict",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// It changed since the given ETag (or `If-Match` names no current one); read it again.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/delete(deleteDestination)/responses/412`.
+            ///
+            /// HTTP response code: `412 preconditionFailed`.
+            case preconditionFailed(Components.Responses.PreconditionFailed)
+            /// The associated value of the enum case if `self` is `.preconditionFailed`.
+            ///
+            /// - Throws: An error if `self` is not `.preconditionFailed`.
+            /// - SeeAlso: `.preconditionFailed`.
+            internal var preconditionFailed: Components.Responses.PreconditionFailed {
+                get throws {
+                    switch self {
+                    case let .preconditionFailed(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "preconditionFailed",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// PostgreSQL did not answer in time (`database_timeout`), or a stored credential cannot be opened
+            /// (`encryption_key_missing`, `credential_unreadable`); retry, or see the gateway's log.
+            ///
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/delete(deleteDestination)/responses/503`.
             ///
             /// HTTP response code: `503 serviceUnavailable`.
             case serviceUnavailable(Components.Responses.Unavailable)
@@ -2323,7 +3699,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant (or dead letter) has this id.
+            /// No tenant (or dead letter) has this id, or no destination this name.
             ///
             /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/get(getDeadLetter)/responses/404`.
             ///
@@ -2531,7 +3907,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant (or dead letter) has this id.
+            /// No tenant (or dead letter) has this id, or no destination this name.
             ///
             /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/delete(deleteDeadLetter)/responses/404`.
             ///
@@ -2732,7 +4108,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// No tenant (or dead letter) has this id.
+            /// No tenant (or dead letter) has this id, or no destination this name.
             ///
             /// - Remark: Generated from `#/paths//api/v1/dead-letters/{id}/retry/post(retryDeadLetter)/responses/404`.
             ///

@@ -47,6 +47,31 @@ internal protocol APIProtocol: Sendable {
     /// - Remark: HTTP `POST /api/v1/tenants/{id}/validate`.
     /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/validate/post(validateTenant)`.
     func validateTenant(_ input: Operations.ValidateTenant.Input) async throws -> Operations.ValidateTenant.Output
+    /// List the UTMStack destinations, `default` (the configuration's) first, then by name.
+    ///
+    /// - Remark: HTTP `GET /api/v1/destinations`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/get(listDestinations)`.
+    func listDestinations(_ input: Operations.ListDestinations.Input) async throws -> Operations.ListDestinations.Output
+    /// Add a UTMStack destination. Its connection key is stored encrypted and never returned.
+    ///
+    /// - Remark: HTTP `POST /api/v1/destinations`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)`.
+    func createDestination(_ input: Operations.CreateDestination.Input) async throws -> Operations.CreateDestination.Output
+    /// One destination, with the tenants that send to it.
+    ///
+    /// - Remark: HTTP `GET /api/v1/destinations/{name}`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/get(getDestination)`.
+    func getDestination(_ input: Operations.GetDestination.Input) async throws -> Operations.GetDestination.Output
+    /// Change a stored destination. Absent fields stay as they are; `default` is changed in the configuration.
+    ///
+    /// - Remark: HTTP `PATCH /api/v1/destinations/{name}`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)`.
+    func updateDestination(_ input: Operations.UpdateDestination.Input) async throws -> Operations.UpdateDestination.Output
+    /// Remove a stored destination; refused (409 `destination_in_use`) while a tenant sends to it.
+    ///
+    /// - Remark: HTTP `DELETE /api/v1/destinations/{name}`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/delete(deleteDestination)`.
+    func deleteDestination(_ input: Operations.DeleteDestination.Input) async throws -> Operations.DeleteDestination.Output
     /// Logs UTMStack refused for good, set aside with their reason; oldest first.
     ///
     /// A log is set aside when it is larger than the engine takes (`message_too_large`) or when the engine ended the
@@ -180,6 +205,67 @@ extension APIProtocol {
         headers: Operations.ValidateTenant.Input.Headers = .init()
     ) async throws -> Operations.ValidateTenant.Output {
         try await validateTenant(Operations.ValidateTenant.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// List the UTMStack destinations, `default` (the configuration's) first, then by name.
+    ///
+    /// - Remark: HTTP `GET /api/v1/destinations`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/get(listDestinations)`.
+    internal func listDestinations(headers: Operations.ListDestinations.Input.Headers = .init()) async throws -> Operations.ListDestinations.Output {
+        try await listDestinations(Operations.ListDestinations.Input(headers: headers))
+    }
+    /// Add a UTMStack destination. Its connection key is stored encrypted and never returned.
+    ///
+    /// - Remark: HTTP `POST /api/v1/destinations`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)`.
+    internal func createDestination(
+        headers: Operations.CreateDestination.Input.Headers = .init(),
+        body: Operations.CreateDestination.Input.Body
+    ) async throws -> Operations.CreateDestination.Output {
+        try await createDestination(Operations.CreateDestination.Input(
+            headers: headers,
+            body: body
+        ))
+    }
+    /// One destination, with the tenants that send to it.
+    ///
+    /// - Remark: HTTP `GET /api/v1/destinations/{name}`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/get(getDestination)`.
+    internal func getDestination(
+        path: Operations.GetDestination.Input.Path,
+        headers: Operations.GetDestination.Input.Headers = .init()
+    ) async throws -> Operations.GetDestination.Output {
+        try await getDestination(Operations.GetDestination.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Change a stored destination. Absent fields stay as they are; `default` is changed in the configuration.
+    ///
+    /// - Remark: HTTP `PATCH /api/v1/destinations/{name}`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)`.
+    internal func updateDestination(
+        path: Operations.UpdateDestination.Input.Path,
+        headers: Operations.UpdateDestination.Input.Headers = .init(),
+        body: Operations.UpdateDestination.Input.Body
+    ) async throws -> Operations.UpdateDestination.Output {
+        try await updateDestination(Operations.UpdateDestination.Input(
+            path: path,
+            headers: headers,
+            body: body
+        ))
+    }
+    /// Remove a stored destination; refused (409 `destination_in_use`) while a tenant sends to it.
+    ///
+    /// - Remark: HTTP `DELETE /api/v1/destinations/{name}`.
+    /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/delete(deleteDestination)`.
+    internal func deleteDestination(
+        path: Operations.DeleteDestination.Input.Path,
+        headers: Operations.DeleteDestination.Input.Headers = .init()
+    ) async throws -> Operations.DeleteDestination.Output {
+        try await deleteDestination(Operations.DeleteDestination.Input(
             path: path,
             headers: headers
         ))

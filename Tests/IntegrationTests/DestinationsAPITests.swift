@@ -1,0 +1,84 @@
+import Foundation
+import NIOHTTP1
+import GatewayApp
+import GatewayCore
+import PostgresStorage
+import Testing
+
+/// `/api/v1/destinations` over the real server (docs/destinations.md, docs/admin-api.md).
+@Suite(.timeLimit(.minutes(2))) struct DestinationsAPITests {
+    static let network = #"{"name": "eu-west", "kind": "network", "host": "utm.example.net", "port": 9000, "connectionKey": "federation-key-0123456789"}"#
+
+    @Test func createListGetPatchDelete() async throws {
+        try await GatewayHarness.run { gw in
+            let created = try await gw.request(.POST, "/api/v1/destinations", json: Self.network)
+            #expect(created.status == 201)
+            #expect(created.headers["ETag"].first == "\"1\"")
+            #expect(created.headers["Location"].first == "/api/v1/destinations/eu-west")
+            #expect(created.json["source"] as? String == "api" && created.json["hasConnectionKey"] as? Bool == true)
+            #expect(created.json["port"] as? Int == 9000)
+
+            let list = try await gw.request(.GET, "/api/v1/destinations")
+            let items = try #require(list.json["items"] as? [[String: Any]])
+            #expect(items.map { $0["name"] as? String } == ["default", "eu-west"], "default, from the configuration, first")
+            #expect(items.first?["source"] as? String == "configuration")
+
+            let patched = try await gw.request(
+                .PATCH, "/api/v1/destinations/eu-west", json: #"{"port": 9443}"#, headers: [("If-Match", "\"1\"")])
+            #expect(patched.status == 200 && patched.json["port"] as? Int == 9443 && patched.json["version"] as? Int == 2)
+            #expect(patched.json["hasConnectionKey"] as? Bool == true, "the key stays unless given")
+            let stale = try await gw.request(
+                .PATCH, "/api/v1/destinations/eu-west", json: #"{"port": 9000}"#, headers: [("If-Match", "\"1\"")])
+            #expect(stale.status == 412 && stale.errorCode == "version_mismatch" && stale.headers["ETag"].first == "\"2\"")
+
+            // A tenant that sends there keeps it (moving tenants through the API comes with the router).
+            let tenant = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody(tenantId: UUID().uuidString))
+            let id = try #require(tenant.json["id"] as? String)
+            try await TestDatabase.withClient(gw.database) { database in
+                try await database.query("UPDATE tenants SET destination = 'eu-west' WHERE id = \(UUID(uuidString: id)!)")
+            }
+            let got = try await gw.request(.GET, "/api/v1/destinations/eu-west")
+            #expect(got.status == 200 && got.json["tenants"] as? [String] == [id] && got.headers["ETag"].first == "\"2\"")
+            let inUse = try await gw.request(.DELETE, "/api/v1/destinations/eu-west")
+            #expect(inUse.status == 409 && inUse.errorCode == "destination_in_use")
+
+            for response in [created, list, patched, got] {
+                #expect(!response.body.contains("federation-key"), "the key is never returned")
+            }
+            try await TestDatabase.withClient(gw.database) { database in
+                try await database.query("UPDATE tenants SET destination = 'default'")
+            }
+            #expect(try await gw.request(.DELETE, "/api/v1/destinations/eu-west").status == 204)
+            let gone = try await gw.request(.GET, "/api/v1/destinations/eu-west")
+            #expect(gone.status == 404 && gone.errorCode == "destination_not_found")
+        }
+    }
+
+    @Test func defaultIsTheConfigurationsAndBadInputIsAClear4xx() async throws {
+        try await GatewayHarness.run { gw in
+            let configured = try await gw.request(.GET, "/api/v1/destinations/default")
+            #expect(configured.status == 200 && configured.json["source"] as? String == "configuration")
+            #expect(configured.json["kind"] as? String == "socket" && configured.json["socketPath"] is String)
+            for (method, body) in [(HTTPMethod.PATCH, #"{"port": 1}"#), (.DELETE, nil)] {
+                let refused = try await gw.request(method, "/api/v1/destinations/default", json: body)
+                #expect(refused.status == 409 && refused.errorCode == "destination_from_configuration", "\(method)")
+            }
+            let cases: [(String, String, String)] = [
+                (#"{"name": "default", "kind": "socket", "socketPath": "/engine.sock"}"#, "invalid_field", "name"),
+                (#"{"name": "eu", "kind": "network", "host": "utm", "port": 9000}"#, "missing_field", "connectionKey"),
+                (#"{"name": "eu", "kind": "network", "host": "utm one", "port": 9000, "connectionKey": "k"}"#, "invalid_field", "host"),
+                (#"{"name": "eu", "kind": "socket"}"#, "missing_field", "socketPath"),
+                (#"{"name": "eu", "kind": "socket", "socketPath": "/engine.sock", "port": 9000}"#, "unknown_field", "port"),
+                (#"{"name": "eu", "kind": "socket", "socketPath": "engine.sock"}"#, "invalid_field", "socketPath"),
+            ]
+            for (body, code, field) in cases {
+                let response = try await gw.request(.POST, "/api/v1/destinations", json: body)
+                #expect(response.status == 400 && response.errorCode == code, "\(body): \(response.body)")
+                #expect(response.body.contains(field), "\(body): \(response.body)")
+            }
+            #expect(try await gw.request(.POST, "/api/v1/destinations", json: #"{"name": "eu", "kind": "socket", "socketPath": "/e.sock"}"#).status == 201)
+            let duplicate = try await gw.request(.POST, "/api/v1/destinations", json: #"{"name": "eu", "kind": "socket", "socketPath": "/e.sock"}"#)
+            #expect(duplicate.status == 409 && duplicate.errorCode == "destination_exists")
+        }
+    }
+}
