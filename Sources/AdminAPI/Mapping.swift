@@ -21,7 +21,8 @@ extension Components.Schemas.Tenant {
             secretExpirySource: tenant.secretExpirySource.flatMap { .init(rawValue: $0.rawValue) },
             createdAt: RFC3339.format(tenant.createdAt),
             updatedAt: RFC3339.format(tenant.updatedAt),
-            version: tenant.version
+            version: tenant.version,
+            destination: tenant.destination
         )
     }
 }
@@ -133,7 +134,9 @@ extension NewTenant {
             cloud: try body.cloud.map { try Validation.cloud($0.rawValue) } ?? .commercial,
             utmTenantID: try body.utmTenantId.map { try Validation.text($0, field: "utmTenantId") }
                 ?? defaultUTMStackTenantID,
-            dataSource: try body.dataSource.map { try Validation.text($0, field: "dataSource") } ?? name
+            dataSource: try body.dataSource.map { try Validation.text($0, field: "dataSource") } ?? name,
+            destination: try body.destination.map { try Validation.destinationName($0, field: "destination") }
+                ?? Destination.defaultName
         )
     }
 }
@@ -146,13 +149,14 @@ extension TenantChanges {
             enabled: body.enabled,
             publisherID: try body.publisherId.map { try Validation.guid($0, field: "publisherId") },
             utmTenantID: try body.utmTenantId.map { try Validation.text($0, field: "utmTenantId") },
-            dataSource: try body.dataSource.map { try Validation.text($0, field: "dataSource") }
+            dataSource: try body.dataSource.map { try Validation.text($0, field: "dataSource") },
+            destination: try body.destination.map { try Validation.destinationName($0, field: "destination") }
         )
         if isEmpty {
             throw GatewayError(
                 .invalidInput, code: "empty_patch",
                 "The body changes nothing; give at least one of name, contentTypes, enabled, publisherId, "
-                    + "utmTenantId, dataSource.")
+                    + "utmTenantId, dataSource, destination.")
         }
     }
 }

@@ -687,6 +687,12 @@ components:
         dataSource:
           $ref: '#/components/schemas/DisplayText'
           description: The data source name shown in UTMStack; the tenant's name when absent.
+        destination:
+          $ref: '#/components/schemas/DestinationRef'
+    DestinationRef:
+      type: string
+      pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
+      description: The UTMStack destination the tenant's records go to (`default` when absent); see /api/v1/destinations.
     TenantPatch:
       type: object
       additionalProperties: false
@@ -702,6 +708,7 @@ components:
         publisherId: {$ref: '#/components/schemas/Guid'}
         utmTenantId: {$ref: '#/components/schemas/DisplayText'}
         dataSource: {$ref: '#/components/schemas/DisplayText'}
+        destination: {$ref: '#/components/schemas/DestinationRef'}
     SecretRotation:
       description: Give exactly one of clientSecret and clientCertificate.
       allOf:
@@ -717,7 +724,7 @@ components:
     Tenant:
       type: object
       required: [id, name, tenantId, clientId, cloud, contentTypes, utmTenantId, dataSource, enabled,
-                 credentialType, createdAt, updatedAt, version]
+                 credentialType, createdAt, updatedAt, version, destination]
       properties:
         id:
           type: string
@@ -745,6 +752,9 @@ components:
           type: integer
           format: int64
           description: Grows by one on every change; the ETag carries it.
+        destination:
+          type: string
+          description: The UTMStack destination its records go to.
         status:
           type: array
           description: Collection per content type (GET of one tenant only).

@@ -98,12 +98,14 @@ public struct Tenant: Sendable, Equatable {
     public var updatedAt: Date
     /// Grows by one on every change; used for optimistic concurrency (ETag / If-Match).
     public var version: Int64
+    /// The UTMStack destination its records go to (docs/destinations.md).
+    public var destination: String
 
     public init(
         id: TenantID, name: String, microsoftTenantID: UUID, clientID: UUID, cloud: Cloud,
         contentTypes: [ContentType], publisherID: UUID?, utmTenantID: String, dataSource: String, enabled: Bool,
         credentialKind: CredentialKind, secretExpiry: SecretExpiryEvidence, credentialGeneration: Int64 = 1,
-        createdAt: Date, updatedAt: Date, version: Int64
+        createdAt: Date, updatedAt: Date, version: Int64, destination: String = Destination.defaultName
     ) {
         self.id = id
         self.name = name
@@ -121,6 +123,7 @@ public struct Tenant: Sendable, Equatable {
         self.createdAt = createdAt
         self.updatedAt = updatedAt
         self.version = version
+        self.destination = destination
     }
 }
 
@@ -142,10 +145,12 @@ public struct NewTenant: Sendable {
     public var cloud: Cloud
     public var utmTenantID: String
     public var dataSource: String
+    public var destination: String
 
     public init(
         name: String, microsoftTenantID: UUID, clientID: UUID, credential: Credential, secretExpiresAt: Date?,
-        publisherID: UUID?, contentTypes: [ContentType], cloud: Cloud, utmTenantID: String, dataSource: String
+        publisherID: UUID?, contentTypes: [ContentType], cloud: Cloud, utmTenantID: String, dataSource: String,
+        destination: String = Destination.defaultName
     ) {
         self.name = name
         self.microsoftTenantID = microsoftTenantID
@@ -157,6 +162,7 @@ public struct NewTenant: Sendable {
         self.cloud = cloud
         self.utmTenantID = utmTenantID
         self.dataSource = dataSource
+        self.destination = destination
     }
 }
 
@@ -168,10 +174,11 @@ public struct TenantChanges: Sendable, Equatable {
     public var publisherID: UUID?
     public var utmTenantID: String?
     public var dataSource: String?
+    public var destination: String?
 
     public init(
         name: String? = nil, contentTypes: [ContentType]? = nil, enabled: Bool? = nil, publisherID: UUID? = nil,
-        utmTenantID: String? = nil, dataSource: String? = nil
+        utmTenantID: String? = nil, dataSource: String? = nil, destination: String? = nil
     ) {
         self.name = name
         self.contentTypes = contentTypes
@@ -179,6 +186,7 @@ public struct TenantChanges: Sendable, Equatable {
         self.publisherID = publisherID
         self.utmTenantID = utmTenantID
         self.dataSource = dataSource
+        self.destination = destination
     }
 
     public var isEmpty: Bool { self == TenantChanges() }

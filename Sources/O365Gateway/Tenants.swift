@@ -54,7 +54,7 @@ struct Tenants: AsyncParsableCommand {
                 api.print(tenant) {
                     let keys = [
                         "id", "name", "tenantId", "clientId", "cloud", "enabled", "credentialType", "secretExpiresAt",
-                        "secretExpirySource", "utmTenantId", "dataSource", "publisherId", "version",
+                        "secretExpirySource", "utmTenantId", "dataSource", "publisherId", "destination", "version",
                     ]
                     var text = TextTable.fields(keys.map { ($0, tenant.text($0)) })
                     let status = tenant["status"] as? [[String: Any]] ?? []
@@ -91,6 +91,7 @@ struct Tenants: AsyncParsableCommand {
         @Option(name: .customLong("publisher-id"), help: "PublisherIdentifier GUID for this tenant.") var publisherID: String?
         @Option(name: .customLong("utm-tenant-id"), help: "The UTMStack tenant the events belong to.") var utmTenantID: String?
         @Option(name: .customLong("data-source"), help: "The data source name shown in UTMStack (default: the name).") var dataSource: String?
+        @Option(help: "The UTMStack destination its records go to (default: default).") var destination: String?
 
         func run() async throws {
             var body: [String: Any] = ["name": name, "tenantId": tenantID, "clientId": clientID]
@@ -100,6 +101,7 @@ struct Tenants: AsyncParsableCommand {
             body["publisherId"] = publisherID
             body["utmTenantId"] = utmTenantID
             body["dataSource"] = dataSource
+            body["destination"] = destination
             try await api.run { client in
                 let tenant = try await client.send(.POST, "/api/v1/tenants", body: body).object
                 api.print(tenant) { "onboarded \(tenant.text("name")) as \(tenant.text("id"))\n" }
@@ -117,6 +119,7 @@ struct Tenants: AsyncParsableCommand {
         @Option(name: .customLong("publisher-id")) var publisherID: String?
         @Option(name: .customLong("utm-tenant-id")) var utmTenantID: String?
         @Option(name: .customLong("data-source")) var dataSource: String?
+        @Option(help: "Another UTMStack destination for its records from the next poll on.") var destination: String?
         @Option(name: .customLong("if-match"), help: "Only if the tenant's ETag still is this (e.g. '\"3\"').") var ifMatch: String?
 
         func run() async throws {
@@ -127,6 +130,7 @@ struct Tenants: AsyncParsableCommand {
             body["publisherId"] = publisherID
             body["utmTenantId"] = utmTenantID
             body["dataSource"] = dataSource
+            body["destination"] = destination
             guard !body.isEmpty else { throw ValidationError("Give at least one setting to change.") }
             try await api.run { client in
                 let tenant = try await client.send(

@@ -19,7 +19,7 @@ public struct PostgresTenantStore: TenantStore {
     static let columns = """
         id, name, ms_tenant_id, client_id, cloud, content_types, publisher_id, utm_tenant_id, data_source, enabled,
         credential_kind, secret_expires_at, graph_outcome, graph_expires_at, graph_checked_at, secret_refused_at,
-        credential_generation, created_at, updated_at, version
+        credential_generation, created_at, updated_at, version, destination
         """
 
     public func create(_ new: NewTenant) async throws -> Tenant {
@@ -29,15 +29,25 @@ public struct PostgresTenantStore: TenantStore {
         let query: PostgresQuery = try """
             INSERT INTO tenants (id, name, ms_tenant_id, client_id, cloud, content_types, publisher_id, utm_tenant_id,
                 data_source, credential_kind, credential_key_id, credential_box, secret_expires_at,
-                secret_expiry_source)
+                secret_expiry_source, destination)
             VALUES (\(id.uuid), \(new.name), \(new.microsoftTenantID), \(new.clientID), \(new.cloud.rawValue),
                 \(contentTypes), \(new.publisherID), \(new.utmTenantID), \(new.dataSource),
                 \(new.credential.kind.rawValue), \(sealed.keyID), \(sealed.box), \(new.secretExpiresAt),
-                \(new.secretExpiresAt == nil ? nil : SecretExpirySource.onboarding.rawValue))
+                \(new.secretExpiresAt == nil ? nil : SecretExpirySource.onboarding.rawValue), \(new.destination))
             ON CONFLICT (ms_tenant_id) DO NOTHING
             RETURNING \(unescaped: Self.columns)
             """
-        guard let tenant = try await database.query(query).map(Tenant.init(row:)).first else {
+        let rows: [PostgresRow]
+        if new.destination == Destination.defaultName {
+            rows = try await database.query(query)
+        } else {
+            // The destination is locked until the tenant exists, so that it cannot be deleted meanwhile.
+            rows = try await database.transaction { [destination = new.destination] tx in
+                try await PostgresDestinationStore.requireExisting(tx, destination)
+                return try await tx.query(query)
+            }
+        }
+        guard let tenant = try rows.map(Tenant.init(row:)).first else {
             throw GatewayError(
                 .conflict, code: "tenant_exists",
                 "The Microsoft tenant \(new.microsoftTenantID.uuidString.lowercased()) is already onboarded; "
@@ -65,7 +75,8 @@ public struct PostgresTenantStore: TenantStore {
     public func update(_ id: TenantID, _ changes: TenantChanges, precondition: VersionPrecondition?) async throws -> Tenant {
         let contentTypes = changes.contentTypes?.map(\.rawValue)
         return try await writeExisting(id, precondition: precondition) { tx in
-            try await tx.query(
+            if let destination = changes.destination { try await PostgresDestinationStore.requireExisting(tx, destination) }
+            return try await tx.query(
                 """
                 UPDATE tenants SET
                     name = COALESCE(\(changes.name), name),
@@ -74,6 +85,7 @@ public struct PostgresTenantStore: TenantStore {
                     publisher_id = COALESCE(\(changes.publisherID), publisher_id),
                     utm_tenant_id = COALESCE(\(changes.utmTenantID), utm_tenant_id),
                     data_source = COALESCE(\(changes.dataSource), data_source),
+                    destination = COALESCE(\(changes.destination), destination),
                     version = version + 1,
                     updated_at = now()
                 WHERE id = \(id.uuid)
@@ -191,7 +203,8 @@ extension Tenant {
             credentialGeneration: try r["credential_generation"].decode(Int64.self),
             createdAt: try r["created_at"].decode(Date.self),
             updatedAt: try r["updated_at"].decode(Date.self),
-            version: try r["version"].decode(Int64.self)
+            version: try r["version"].decode(Int64.self),
+            destination: try r["destination"].decode(String.self)
         )
     }
 }

@@ -31,12 +31,15 @@ import Testing
                 .PATCH, "/api/v1/destinations/eu-west", json: #"{"port": 9000}"#, headers: [("If-Match", "\"1\"")])
             #expect(stale.status == 412 && stale.errorCode == "version_mismatch" && stale.headers["ETag"].first == "\"2\"")
 
-            // A tenant that sends there keeps it (moving tenants through the API comes with the router).
-            let tenant = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody(tenantId: UUID().uuidString))
+            // Tenants choose a destination when onboarded and by PATCH; one that does not exist is refused.
+            let tenant = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody(tenantId: UUID().uuidString, ["destination": "eu-west"]))
+            #expect(tenant.status == 201 && tenant.json["destination"] as? String == "eu-west")
             let id = try #require(tenant.json["id"] as? String)
-            try await TestDatabase.withClient(gw.database) { database in
-                try await database.query("UPDATE tenants SET destination = 'eu-west' WHERE id = \(UUID(uuidString: id)!)")
-            }
+            let unknown = try await gw.request(.PATCH, "/api/v1/tenants/\(id)", json: #"{"destination": "nowhere"}"#)
+            #expect(unknown.status == 400 && unknown.errorCode == "destination_unknown")
+            let unknownAtOnboarding = try await gw.request(
+                .POST, "/api/v1/tenants", json: tenantBody(tenantId: UUID().uuidString, ["destination": "nowhere"]))
+            #expect(unknownAtOnboarding.status == 400 && unknownAtOnboarding.errorCode == "destination_unknown")
             let got = try await gw.request(.GET, "/api/v1/destinations/eu-west")
             #expect(got.status == 200 && got.json["tenants"] as? [String] == [id] && got.headers["ETag"].first == "\"2\"")
             let inUse = try await gw.request(.DELETE, "/api/v1/destinations/eu-west")
@@ -45,9 +48,8 @@ import Testing
             for response in [created, list, patched, got] {
                 #expect(!response.body.contains("federation-key"), "the key is never returned")
             }
-            try await TestDatabase.withClient(gw.database) { database in
-                try await database.query("UPDATE tenants SET destination = 'default'")
-            }
+            let moved = try await gw.request(.PATCH, "/api/v1/tenants/\(id)", json: #"{"destination": "default"}"#)
+            #expect(moved.status == 200 && moved.json["destination"] as? String == "default")
             #expect(try await gw.request(.DELETE, "/api/v1/destinations/eu-west").status == 204)
             let gone = try await gw.request(.GET, "/api/v1/destinations/eu-west")
             #expect(gone.status == 404 && gone.errorCode == "destination_not_found")

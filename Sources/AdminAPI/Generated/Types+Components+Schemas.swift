@@ -258,6 +258,8 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/TenantFields/dataSource`.
             internal var dataSource: Components.Schemas.DisplayText?
+            /// - Remark: Generated from `#/components/schemas/TenantFields/destination`.
+            internal var destination: Components.Schemas.DestinationRef?
             /// Creates a new `TenantFields`.
             ///
             /// - Parameters:
@@ -272,6 +274,7 @@ extension Components {
             ///   - cloud:
             ///   - utmTenantId: The UTMStack tenant the events belong to; the UTMStack default tenant when absent.
             ///   - dataSource: The data source name shown in UTMStack; the tenant's name when absent.
+            ///   - destination:
             internal init(
                 name: Components.Schemas.TenantName,
                 tenantId: Components.Schemas.Guid,
@@ -283,7 +286,8 @@ extension Components {
                 contentTypes: [Components.Schemas.ContentType]? = nil,
                 cloud: Components.Schemas.Cloud? = nil,
                 utmTenantId: Components.Schemas.DisplayText? = nil,
-                dataSource: Components.Schemas.DisplayText? = nil
+                dataSource: Components.Schemas.DisplayText? = nil,
+                destination: Components.Schemas.DestinationRef? = nil
             ) {
                 self.name = name
                 self.tenantId = tenantId
@@ -296,6 +300,7 @@ extension Components {
                 self.cloud = cloud
                 self.utmTenantId = utmTenantId
                 self.dataSource = dataSource
+                self.destination = destination
             }
             internal enum CodingKeys: String, CodingKey {
                 case name
@@ -309,6 +314,7 @@ extension Components {
                 case cloud
                 case utmTenantId
                 case dataSource
+                case destination
             }
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -356,6 +362,10 @@ extension Components {
                     Components.Schemas.DisplayText.self,
                     forKey: .dataSource
                 )
+                self.destination = try container.decodeIfPresent(
+                    Components.Schemas.DestinationRef.self,
+                    forKey: .destination
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "name",
                     "tenantId",
@@ -367,10 +377,15 @@ extension Components {
                     "contentTypes",
                     "cloud",
                     "utmTenantId",
-                    "dataSource"
+                    "dataSource",
+                    "destination"
                 ])
             }
         }
+        /// The UTMStack destination the tenant's records go to (`default` when absent); see /api/v1/destinations.
+        ///
+        /// - Remark: Generated from `#/components/schemas/DestinationRef`.
+        internal typealias DestinationRef = Swift.String
         /// At least one field; absent fields stay as they are (`{}` is refused with `empty_patch`).
         ///
         /// - Remark: Generated from `#/components/schemas/TenantPatch`.
@@ -387,6 +402,8 @@ extension Components {
             internal var utmTenantId: Components.Schemas.DisplayText?
             /// - Remark: Generated from `#/components/schemas/TenantPatch/dataSource`.
             internal var dataSource: Components.Schemas.DisplayText?
+            /// - Remark: Generated from `#/components/schemas/TenantPatch/destination`.
+            internal var destination: Components.Schemas.DestinationRef?
             /// Creates a new `TenantPatch`.
             ///
             /// - Parameters:
@@ -396,13 +413,15 @@ extension Components {
             ///   - publisherId:
             ///   - utmTenantId:
             ///   - dataSource:
+            ///   - destination:
             internal init(
                 name: Components.Schemas.TenantName? = nil,
                 contentTypes: [Components.Schemas.ContentType]? = nil,
                 enabled: Swift.Bool? = nil,
                 publisherId: Components.Schemas.Guid? = nil,
                 utmTenantId: Components.Schemas.DisplayText? = nil,
-                dataSource: Components.Schemas.DisplayText? = nil
+                dataSource: Components.Schemas.DisplayText? = nil,
+                destination: Components.Schemas.DestinationRef? = nil
             ) {
                 self.name = name
                 self.contentTypes = contentTypes
@@ -410,6 +429,7 @@ extension Components {
                 self.publisherId = publisherId
                 self.utmTenantId = utmTenantId
                 self.dataSource = dataSource
+                self.destination = destination
             }
             internal enum CodingKeys: String, CodingKey {
                 case name
@@ -418,6 +438,7 @@ extension Components {
                 case publisherId
                 case utmTenantId
                 case dataSource
+                case destination
             }
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -445,13 +466,18 @@ extension Components {
                     Components.Schemas.DisplayText.self,
                     forKey: .dataSource
                 )
+                self.destination = try container.decodeIfPresent(
+                    Components.Schemas.DestinationRef.self,
+                    forKey: .destination
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "name",
                     "contentTypes",
                     "enabled",
                     "publisherId",
                     "utmTenantId",
-                    "dataSource"
+                    "dataSource",
+                    "destination"
                 ])
             }
         }
@@ -580,6 +606,10 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/Tenant/version`.
             internal var version: Swift.Int64
+            /// The UTMStack destination its records go to.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Tenant/destination`.
+            internal var destination: Swift.String
             /// Collection per content type (GET of one tenant only).
             ///
             /// - Remark: Generated from `#/components/schemas/Tenant/status`.
@@ -603,6 +633,7 @@ extension Components {
             ///   - createdAt:
             ///   - updatedAt:
             ///   - version: Grows by one on every change; the ETag carries it.
+            ///   - destination: The UTMStack destination its records go to.
             ///   - status: Collection per content type (GET of one tenant only).
             internal init(
                 id: Swift.String,
@@ -621,6 +652,7 @@ extension Components {
                 createdAt: Components.Schemas.Timestamp,
                 updatedAt: Components.Schemas.Timestamp,
                 version: Swift.Int64,
+                destination: Swift.String,
                 status: [Components.Schemas.ContentTypeStatus]? = nil
             ) {
                 self.id = id
@@ -639,6 +671,7 @@ extension Components {
                 self.createdAt = createdAt
                 self.updatedAt = updatedAt
                 self.version = version
+                self.destination = destination
                 self.status = status
             }
             internal enum CodingKeys: String, CodingKey {
@@ -658,6 +691,7 @@ extension Components {
                 case createdAt
                 case updatedAt
                 case version
+                case destination
                 case status
             }
         }
