@@ -73,6 +73,9 @@ struct Collector: Sendable {
     func poll(checkpoint: Date?) async throws -> (Outcome, checkpoint: Date?) {
         guard let tenant = try await tenants.tenant(unit.tenant), tenant.enabled, tenant.contentTypes.contains(unit.contentType)
         else { return (.tenantGone, checkpoint) }
+        // Only `default` has a forwarder yet (docs/destinations.md): a tenant routed elsewhere is not collected, so
+        // that its records never reach another UTMStack than the one it names; its units say why.
+        guard tenant.destination == Destination.defaultName else { throw GatewayError.destinationNotConnected(tenant.destination) }
         let auth = validator.auth(tenant, credential: try await tenants.credential(of: unit.tenant))
         let route = TenantRoute(tenant)
         // One start round per tenant covers all its selected types (the 15-minute rule applies per tenant).

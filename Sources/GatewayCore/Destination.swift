@@ -156,6 +156,14 @@ extension Validation {
 }
 
 extension GatewayError {
+    public static func destinationNotConnected(_ name: String) -> GatewayError {
+        GatewayError(
+            .unavailable, code: "destination_unavailable",
+            "The tenant sends to destination \(name), and this gateway forwards only to default so far; its records wait "
+                + "at Microsoft (up to 7 days) and are collected from the checkpoint once it is routed to default "
+                + "(PATCH destination).")
+    }
+
     public static func destinationNotFound(_ name: String) -> GatewayError {
         GatewayError(.notFound, code: "destination_not_found", "No destination is named \(name). List them with GET /api/v1/destinations.")
     }

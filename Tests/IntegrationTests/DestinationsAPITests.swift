@@ -1,7 +1,9 @@
 import Foundation
 import NIOHTTP1
 import GatewayApp
+import Collection
 import GatewayCore
+import MicrosoftSimulator
 import PostgresStorage
 import Testing
 
@@ -53,6 +55,33 @@ import Testing
             #expect(try await gw.request(.DELETE, "/api/v1/destinations/eu-west").status == 204)
             let gone = try await gw.request(.GET, "/api/v1/destinations/eu-west")
             #expect(gone.status == 404 && gone.errorCode == "destination_not_found")
+        }
+    }
+
+    /// Until each destination has its forwarder, a tenant routed elsewhere is not collected (its records must
+    /// never reach another UTMStack); its status says so, and routed back to default it is collected.
+    @Test func aTenantRoutedToADestinationWithoutForwarderIsNotCollected() async throws {
+        var quiet = SimulatorConfiguration.generated(tenants: 1, seed: 31)
+        quiet.historyHours = 0  // nothing to forward: a poll routed to default then succeeds without a receiver
+        quiet.live = false
+        try await withSimulator(quiet) { simulator, url in
+            try await GatewayHarness.run(microsoft: url, collection: CollectionSettings(pollInterval: .seconds(1))) { gw in
+                #expect(try await gw.request(.POST, "/api/v1/destinations", json: #"{"name": "eu", "kind": "socket", "socketPath": "/e.sock"}"#).status == 201)
+                let tenant = try #require(simulator.configuration.tenants.first)
+                let created = try await gw.request(
+                    .POST, "/api/v1/tenants",
+                    json: tenantBody(tenantId: tenant.tenantId.uuidString, secret: tenant.clientSecret!, [
+                        "clientId": tenant.clientId.uuidString, "name": tenant.name, "destination": "eu", "contentTypes": ["Audit.General"],
+                    ]))
+                let id = try #require(created.json["id"] as? String)
+                @Sendable func lastError() async throws -> String? {
+                    let status = try await gw.request(.GET, "/api/v1/tenants/\(id)").json["status"] as? [[String: Any]]
+                    return (status?.first?["lastError"] as? [String: Any])?["code"] as? String
+                }
+                #expect(try await eventually { try await lastError() == "destination_unavailable" })
+                #expect(try await gw.request(.PATCH, "/api/v1/tenants/\(id)", json: #"{"destination": "default"}"#).status == 200)
+                #expect(try await eventually { try await lastError() != "destination_unavailable" }, "collected again once routed to default")
+            }
         }
     }
 
