@@ -90,7 +90,7 @@ struct AdminAPIHandler: APIProtocol {
 
     func createDestination(_ input: Operations.CreateDestination.Input) async throws -> Operations.CreateDestination.Output {
         guard case .json(let body) = input.body else { throw unsupportedMediaType }
-        let (name, settings) = try DestinationSettings.validating(body)
+        let (name, settings) = DestinationSettings.requested(body)
         let destination = try await destinationStore().create(name, settings)
         return .created(
             .init(

@@ -54,14 +54,14 @@ extension Components.Schemas.Destination {
 }
 
 extension DestinationSettings {
-    /// The name asked for, and the settings, validated.
-    static func validating(_ create: Components.Schemas.DestinationCreate) throws -> (name: String, settings: DestinationSettings) {
+    /// The name asked for, and the settings (the store validates both).
+    static func requested(_ create: Components.Schemas.DestinationCreate) -> (name: String, settings: DestinationSettings) {
         switch create {
         case .socket(let body):
-            return (body.name, try DestinationSettings(endpoint: .socket(path: body.socketPath)).validated())
+            return (body.name, DestinationSettings(endpoint: .socket(path: body.socketPath)))
         case .network(let body):
             let endpoint = Destination.Endpoint.network(host: body.host, port: body.port, serverName: body.serverName, caPEM: body.caPem)
-            return (body.name, try DestinationSettings(endpoint: endpoint, connectionKey: Secret(body.connectionKey)).validated())
+            return (body.name, DestinationSettings(endpoint: endpoint, connectionKey: Secret(body.connectionKey)))
         }
     }
 }

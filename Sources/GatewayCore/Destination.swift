@@ -44,13 +44,40 @@ public struct DestinationSettings: Sendable {
     /// Checks what no store should hold: a network destination without its key, a socket one with a key, a port
     /// out of range, a relative socket path.
     public func validated() throws -> DestinationSettings {
+        _ = try endpoint.validated()
         switch endpoint {
+        case .socket:
+            guard connectionKey == nil else {
+                throw GatewayError.invalidField("connectionKey", "is for the network path only; a socket needs none.")
+            }
+        case .network:
+            guard let connectionKey else {
+                throw GatewayError.invalidField("connectionKey", "is required on the network path (UTMStack's federation connection key).")
+            }
+            try Self.checkKey(connectionKey)
+        }
+        return self
+    }
+
+    /// A connection key as the forwarder sends it: 1 to `Validation.maxSecretLength` characters.
+    public static func checkKey(_ key: Secret) throws {
+        guard !key.unredacted.isEmpty else {
+            throw GatewayError.invalidField("connectionKey", "is required on the network path (UTMStack's federation connection key).")
+        }
+        guard key.unredacted.count <= Validation.maxSecretLength else {
+            throw GatewayError.invalidField("connectionKey", "must be at most \(Validation.maxSecretLength) characters.")
+        }
+    }
+}
+
+extension Destination.Endpoint {
+    /// Checks what no store should hold: a relative socket path, a host that is no host, a port out of range, a CA
+    /// that PostgreSQL cannot store as text.
+    public func validated() throws -> Destination.Endpoint {
+        switch self {
         case .socket(let path):
             guard path.hasPrefix("/"), path.utf8.count >= 2, path.utf8.count <= 1024, !path.contains("\0") else {
                 throw GatewayError.invalidField("socketPath", "must be an absolute path such as /utmstack/engine.sock (at most 1024 bytes).")
-            }
-            guard connectionKey == nil else {
-                throw GatewayError.invalidField("connectionKey", "is for the network path only; a socket needs none.")
             }
         case .network(let host, let port, let serverName, let caPEM):
             try Self.checkHost(host, field: "host")
@@ -61,14 +88,15 @@ public struct DestinationSettings: Sendable {
             if let caPEM, caPEM.utf8.count > 65536 || caPEM.contains("\0") {
                 throw GatewayError.invalidField("caPem", "must be PEM text of at most 65536 bytes.")
             }
-            guard let key = connectionKey, !key.unredacted.isEmpty else {
-                throw GatewayError.invalidField("connectionKey", "is required on the network path (UTMStack's federation connection key).")
-            }
-            guard key.unredacted.count <= Validation.maxSecretLength else {
-                throw GatewayError.invalidField("connectionKey", "must be at most \(Validation.maxSecretLength) characters.")
-            }
         }
         return self
+    }
+
+    static func checkHost(_ host: String, field: String) throws {
+        let refused = { (c: Character) in c.isWhitespace || c == "/" || c.unicodeScalars.contains { $0.properties.generalCategory == .control } }
+        guard (1...253).contains(host.utf8.count), !host.contains(where: refused) else {
+            throw GatewayError.invalidField(field, "must be a host name or an IP address such as utmstack.example.net.")
+        }
     }
 }
 
@@ -120,15 +148,6 @@ public struct DestinationChanges: Sendable {
                 return .socket(path: socketPath)
             }
             return .network(host: host ?? oldHost, port: port ?? oldPort, serverName: serverName ?? oldServerName, caPEM: caPEM ?? oldCA)
-        }
-    }
-}
-
-extension DestinationSettings {
-    static func checkHost(_ host: String, field: String) throws {
-        let refused = { (c: Character) in c.isWhitespace || c == "/" || c.unicodeScalars.contains { $0.properties.generalCategory == .control } }
-        guard (1...253).contains(host.utf8.count), !host.contains(where: refused) else {
-            throw GatewayError.invalidField(field, "must be a host name or an IP address such as utmstack.example.net.")
         }
     }
 }

@@ -56,6 +56,7 @@ public struct PostgresDestinationStore: DestinationStore {
     /// Applies `changes` under the row's lock; a network destination keeps its sealed key unless a new one is given.
     public func update(_ name: String, _ changes: DestinationChanges, precondition: VersionPrecondition?) async throws -> Destination {
         let sealer = sealer
+        if let key = changes.connectionKey { try DestinationSettings.checkKey(key) }
         let fresh = try changes.connectionKey.map { try sealer.sealConnectionKey($0, destination: name) }
         return try await database.transaction { tx in
             try await Self.lockAndCheck(tx, name, precondition: precondition)
@@ -67,14 +68,12 @@ public struct PostgresDestinationStore: DestinationStore {
             let kept = try r["connection_key_id"].decode(String?.self).flatMap { id in
                 try r["connection_key_box"].decode(Data?.self).map { SealedCredential(keyID: id, box: $0) }
             }
-            let endpoint = try changes.applied(to: current.endpoint)
+            let endpoint = try changes.applied(to: current.endpoint).validated()
             var key: SealedCredential?
             if case .network = endpoint {
                 guard let sealed = fresh ?? kept else { throw GatewayError.missingField("connectionKey") }
                 key = sealed
             }
-            // The key is checked apart (it may be kept, sealed): the endpoint is validated with a stand-in.
-            _ = try DestinationSettings(endpoint: endpoint, connectionKey: key == nil ? nil : Secret("sealed")).validated()
             let columns = Row(endpoint)
             let updated = try await tx.query(
                 """
