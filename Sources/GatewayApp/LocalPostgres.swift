@@ -71,11 +71,13 @@ public final class LocalPostgres: Sendable {
     public func thaw() { signalAll(SIGCONT) }
 
     /// The postmaster (first line of postmaster.pid) and its children.
+    /// Signals the postmaster first, then its children: the postmaster stopped forks no more, so no backend
+    /// started meanwhile escapes the signal (one that did kept answering through a "freeze").
     private func signalAll(_ signal: Int32) {
         guard let text = try? String(contentsOf: directory.appendingPathComponent("data/postmaster.pid"), encoding: .utf8),
             let line = text.split(separator: "\n").first, let postmaster = Int32(line)
         else { return }
-        var pids = [postmaster]
+        kill(postmaster, signal)
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = Int32(entry),
                 let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -83,9 +85,8 @@ public final class LocalPostgres: Sendable {
             else { continue }
             // pid (comm) state ppid ...
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 1, Int32(fields[1]) == postmaster { pids.append(pid) }
+            if fields.count > 1, Int32(fields[1]) == postmaster { kill(pid, signal) }
         }
-        for pid in pids { kill(pid, signal) }
     }
 
     static func findBinaries() -> String? {
