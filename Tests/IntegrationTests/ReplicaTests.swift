@@ -43,6 +43,7 @@ extension EndToEndTests {
                         }
                         // B stopped gracefully and released its leases: A takes all of them well within 30 s.
                         let stoppedAt = ContinuousClock.now
+                        let receivedWhenBStopped = received.total
                         let tookOver = try await eventually(timeout: .seconds(30)) {
                             let owners = (try? await unitOwners(a, tenants: tenants)) ?? [:]
                             return owners.count == 1 && owners.values.first == 15 && owners["none"] == nil
@@ -57,7 +58,9 @@ extension EndToEndTests {
                         let complete = try await eventually(timeout: .seconds(60)) { expected.isSubset(of: Set(received.recordIDs)) }
                         #expect(complete, "every simulated record arrived")
                         let ids = received.recordIDs
-                        #expect(ids.count == Set(ids).count, "no record forwarded twice (\(ids.count - Set(ids).count) duplicates)")
+                        #expect(
+                            ids.count == Set(ids).count,
+                            "no record forwarded twice (\(ids.count - Set(ids).count) duplicates, B stopped at log \(receivedWhenBStopped)): \(received.duplicateReport)")
                         #expect(Set(ids).isSubset(of: expectedRecordIDs(simulator)))
                     }
                 }
@@ -104,7 +107,7 @@ extension EndToEndTests {
                         let caughtUp = try await eventually(timeout: .seconds(20)) { exchange.isSubset(of: Set(received.recordIDs)) }
                         #expect(caughtUp)
                         let ids = received.recordIDs
-                        #expect(ids.count == Set(ids).count, "no record forwarded twice")
+                        #expect(ids.count == Set(ids).count, "no record forwarded twice: \(received.duplicateReport)")
                     }
                 }
             }

@@ -34,6 +34,16 @@ func recordID(_ raw: String) -> String {
 extension ReceivedLogs {
     /// Record ids received so far, in arrival order (duplicates kept).
     var recordIDs: [String] { snapshot.logs.map { recordID($0.raw) } }
+
+    /// The records received more than once, each with its arrival positions and data source: enough to tell a
+    /// resend on one stream (positions close together) from a unit collected twice (far apart, across a hand-over).
+    var duplicateReport: String {
+        let logs = snapshot.logs
+        var positions: [String: [Int]] = [:]
+        for (index, log) in logs.enumerated() { positions[recordID(log.raw), default: []].append(index) }
+        let repeated = positions.filter { $0.value.count > 1 }.sorted { $0.value[0] < $1.value[0] }
+        return repeated.prefix(20).map { id, at in "\(id) at \(at) of \(logs.count) (\(logs[at[0]].dataSource))" }.joined(separator: "; ")
+    }
 }
 
 /// How many units each replica holds now, by owner, read from the status API.
