@@ -156,7 +156,7 @@ extension ForwarderConfiguration {
             throw GatewayError(.invalidInput, code: "invalid_ca_file", "O365GW_UTMSTACK_CA_FILE \(caFile) is not a readable file.")
         }
         configuration.endpoint = .network(
-            .init(host: listen.host, port: listen.port, caFile: caFile, serverName: serverName, connectionKey: connectionKey))
+            .init(host: listen.host, port: listen.port, ca: caFile.map { .file($0) }, serverName: serverName, connectionKey: connectionKey))
         return configuration
     }
 }

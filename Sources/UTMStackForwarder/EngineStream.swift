@@ -217,7 +217,11 @@ extension ForwarderConfiguration.Endpoint {
         guard case .network(let network) = self else { return nil }
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.applicationProtocols = ["h2"]
-        if let caFile = network.caFile { configuration.trustRoots = .file(caFile) }
+        switch network.ca {
+        case .file(let path): configuration.trustRoots = .file(path)
+        case .pem(let pem): configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)))
+        case nil: break
+        }
         let name = network.serverName ?? network.host
         // SNI carries names only; a certificate for an address is verified against the connected address.
         let isAddress = (try? SocketAddress(ipAddress: name, port: 0)) != nil

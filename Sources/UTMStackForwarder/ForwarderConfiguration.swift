@@ -9,20 +9,27 @@ public struct ForwarderConfiguration: Sendable {
         case network(NetworkEndpoint)
     }
 
+    /// The CA that signed UTMStack's certificate: a PEM file (read at each connection, so a CA rotated in place is
+    /// picked up) or the PEM itself (a stored destination's).
+    public enum CertificateAuthority: Sendable, Equatable {
+        case file(String)
+        case pem(String)
+    }
+
     public struct NetworkEndpoint: Sendable {
         public var host: String
         public var port: Int
-        /// PEM file with the CA that signed UTMStack's certificate; nil trusts the system store.
-        public var caFile: String?
+        /// Nil trusts the system store.
+        public var ca: CertificateAuthority?
         /// Name to verify the certificate against (and send as SNI) when it differs from `host`.
         public var serverName: String?
         /// Sent as the `connection-key` metadata.
         public var connectionKey: Secret
 
-        public init(host: String, port: Int = 50051, caFile: String? = nil, serverName: String? = nil, connectionKey: Secret) {
+        public init(host: String, port: Int = 50051, ca: CertificateAuthority? = nil, serverName: String? = nil, connectionKey: Secret) {
             self.host = host
             self.port = port
-            self.caFile = caFile
+            self.ca = ca
             self.serverName = serverName
             self.connectionKey = connectionKey
         }
@@ -30,6 +37,8 @@ public struct ForwarderConfiguration: Sendable {
 
     public static let defaultSocketPath = "/workdir/sockets/engine_server.sock"
 
+    /// The destination's name (docs/destinations.md): the `destination` label of every metric of this forwarder.
+    public var destination: String
     public var endpoint: Endpoint
     /// Bytes of logs held at most (queued and in flight); collectors wait when it is full.
     public var inFlightByteBudget: Int
@@ -57,11 +66,12 @@ public struct ForwarderConfiguration: Sendable {
     public static let grpcDefaultMaxMessageBytes = 4 << 20
 
     public init(
-        endpoint: Endpoint = .engineSocket(path: defaultSocketPath), inFlightByteBudget: Int = 16 << 20,
+        destination: String = Destination.defaultName, endpoint: Endpoint = .engineSocket(path: defaultSocketPath), inFlightByteBudget: Int = 16 << 20,
         maxInFlightLogs: Int = 4096, initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(10),
         drainTimeout: Duration = .seconds(15), ackTimeout: Duration = .seconds(30), keepaliveInterval: Duration = .seconds(10),
         keepaliveTimeout: Duration = .seconds(10), maxMessageBytes: Int = grpcDefaultMaxMessageBytes, maxAttempts: Int = 3
     ) {
+        self.destination = destination
         self.endpoint = endpoint
         self.inFlightByteBudget = inFlightByteBudget
         self.maxInFlightLogs = maxInFlightLogs

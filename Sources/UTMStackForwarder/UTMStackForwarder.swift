@@ -45,14 +45,14 @@ public actor UTMStackForwarder: Service {
     private var goingAwaySince: ContinuousClock.Instant?
     private var lastPingAt: ContinuousClock.Instant?
 
-    private let sentCounter = Counter(label: "o365gw_utmstack_logs_sent_total")
-    private let deliveredCounter = Counter(label: "o365gw_utmstack_logs_delivered_total")
-    private let resentCounter = Counter(label: "o365gw_utmstack_logs_resent_total")
-    private let reconnectCounter = Counter(label: "o365gw_utmstack_stream_failures_total")
-    private let goAwayCounter = Counter(label: "o365gw_utmstack_goaways_total")
-    private let heldBytesGauge = Gauge(label: "o365gw_utmstack_held_bytes")
-    private let oldestGauge = Gauge(label: "o365gw_utmstack_oldest_unacknowledged_seconds")
-    private let connectedGauge = Gauge(label: "o365gw_utmstack_connected")
+    private let sentCounter: Counter
+    private let deliveredCounter: Counter
+    private let resentCounter: Counter
+    private let reconnectCounter: Counter
+    private let goAwayCounter: Counter
+    private let heldBytesGauge: Gauge
+    private let oldestGauge: Gauge
+    private let connectedGauge: Gauge
 
     public init(configuration: ForwarderConfiguration, deadLetters: any DeadLetterStore, logger: Logger) {
         self.configuration = configuration
@@ -62,6 +62,16 @@ public actor UTMStackForwarder: Service {
             byteBudget: configuration.inFlightByteBudget, maxInFlight: configuration.maxInFlightLogs,
             maxMessageBytes: configuration.maxMessageBytes, maxAttempts: configuration.maxAttempts)
         self.refusals = AsyncStream.makeStream(of: DeliveryWindow.Refusal.self)
+        // Every series carries the destination (docs/destinations.md).
+        let destination = [("destination", configuration.destination)]
+        self.sentCounter = Counter(label: "o365gw_utmstack_logs_sent_total", dimensions: destination)
+        self.deliveredCounter = Counter(label: "o365gw_utmstack_logs_delivered_total", dimensions: destination)
+        self.resentCounter = Counter(label: "o365gw_utmstack_logs_resent_total", dimensions: destination)
+        self.reconnectCounter = Counter(label: "o365gw_utmstack_stream_failures_total", dimensions: destination)
+        self.goAwayCounter = Counter(label: "o365gw_utmstack_goaways_total", dimensions: destination)
+        self.heldBytesGauge = Gauge(label: "o365gw_utmstack_held_bytes", dimensions: destination)
+        self.oldestGauge = Gauge(label: "o365gw_utmstack_oldest_unacknowledged_seconds", dimensions: destination)
+        self.connectedGauge = Gauge(label: "o365gw_utmstack_connected", dimensions: destination)
     }
 
     // MARK: Collectors' side
@@ -329,7 +339,10 @@ public actor UTMStackForwarder: Service {
                     return
                 }
             }
-            Counter(label: "o365gw_utmstack_logs_dead_lettered_total", dimensions: [("reason", letter.reason)]).increment()
+            Counter(
+                label: "o365gw_utmstack_logs_dead_lettered_total",
+                dimensions: [("destination", configuration.destination), ("reason", letter.reason)]
+            ).increment()
             logger.warning(
                 "log set aside: UTMStack refused it",
                 metadata: [

@@ -201,7 +201,7 @@ import UTMStackForwarder
         ] {
             let capture = LogCapture()
             var settings = ForwarderConfiguration(
-                endpoint: .network(.init(host: "127.0.0.1", port: server.localAddress!.port!, caFile: caFile,
+                endpoint: .network(.init(host: "127.0.0.1", port: server.localAddress!.port!, ca: .file(caFile),
                                          serverName: "utmstack.test", connectionKey: Secret("federation-key-0123456789"))),
                 initialBackoff: .milliseconds(100), maxBackoff: .milliseconds(200))
             settings.connectTimeout = .seconds(1)

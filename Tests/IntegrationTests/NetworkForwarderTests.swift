@@ -98,14 +98,18 @@ struct TestPKI {
             defer { group.cancelAll() }
             let port = try #require(try await server.listeningAddress?.ipv4?.port)
             let key = Secret("federation-key-0123456789")
-            func endpoint(caFile: String?) -> ForwarderConfiguration {
+            func endpoint(_ ca: ForwarderConfiguration.CertificateAuthority?) -> ForwarderConfiguration {
                 ForwarderConfiguration(
-                    endpoint: .network(.init(host: "127.0.0.1", port: port, caFile: caFile, serverName: "utmstack.test",
+                    endpoint: .network(.init(host: "127.0.0.1", port: port, ca: ca, serverName: "utmstack.test",
                                              connectionKey: key)),
                     initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(200))
             }
-            try await withForwarder(endpoint(caFile: caFile)) { forwarder in
-                try await forwarder.deliver(logs)
+            try await withForwarder(endpoint(.file(caFile))) { forwarder in
+                try await forwarder.deliver(Array(logs.prefix(100)))
+            }
+            // The CA as PEM, as a stored destination holds it.
+            try await withForwarder(endpoint(.pem(pki.caPEM))) { forwarder in
+                try await forwarder.deliver(Array(logs.dropFirst(100)))
             }
             #expect(service.ids.withLock { $0 } == logs.map(\.id))
             #expect(service.keys.withLock { $0 }.allSatisfy { $0 == key.unredacted })
@@ -113,7 +117,7 @@ struct TestPKI {
 
             // A gateway that does not trust the CA delivers nothing.
             let before = service.ids.withLock { $0.count }
-            try await withForwarder(endpoint(caFile: nil)) { forwarder in
+            try await withForwarder(endpoint(nil)) { forwarder in
                 _ = try await forwarder.submit(syntheticLogs(200..<210))
                 try await Task.sleep(for: .milliseconds(700))
             }
