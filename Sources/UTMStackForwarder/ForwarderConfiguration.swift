@@ -66,8 +66,8 @@ public struct ForwarderConfiguration: Sendable {
     public static let grpcDefaultMaxMessageBytes = 4 << 20
 
     public init(
-        destination: String = Destination.defaultName, endpoint: Endpoint = .engineSocket(path: defaultSocketPath), inFlightByteBudget: Int = 16 << 20,
-        maxInFlightLogs: Int = 4096, initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(10),
+        destination: String = Destination.defaultName, endpoint: Endpoint = .engineSocket(path: defaultSocketPath),
+        inFlightByteBudget: Int = 16 << 20, maxInFlightLogs: Int = 4096, initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(10),
         drainTimeout: Duration = .seconds(15), ackTimeout: Duration = .seconds(30), keepaliveInterval: Duration = .seconds(10),
         keepaliveTimeout: Duration = .seconds(10), maxMessageBytes: Int = grpcDefaultMaxMessageBytes, maxAttempts: Int = 3
     ) {
