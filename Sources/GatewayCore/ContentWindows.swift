@@ -20,9 +20,11 @@ public enum ContentWindows {
     /// Microsoft rejects starts older than 7 days; clients keep 5 minutes away from the edge (167 h 55 min).
     public static let oldestStart: TimeInterval = 7 * 24 * 3600 - 5 * 60
 
-    /// Windows from `from` up to `now - endLag`, each at most `maxSpan` long.
+    /// Windows from `from` up to `now - endLag` cut to a whole second (Microsoft's precision: an end within the
+    /// second of its start would be sent as an empty window, which Microsoft refuses with AF20055), each at most
+    /// `maxSpan` long.
     public static func plan(from: Date, now: Date, endLag: TimeInterval = 60, maxSpan: TimeInterval = maxSpan) -> [ContentWindow] {
-        let end = now.addingTimeInterval(-endLag)
+        let end = Date(timeIntervalSince1970: now.addingTimeInterval(-endLag).timeIntervalSince1970.rounded(.down))
         var start = max(from, now.addingTimeInterval(-oldestStart))
         var windows: [ContentWindow] = []
         while start < end {

@@ -426,6 +426,11 @@ func client(_ exchange: CannedExchange, sleeps: SleepRecorder = SleepRecorder(),
         #expect(windows.allSatisfy { $0.end.timeIntervalSince($0.start) <= 86_400 && $0.start < $0.end })
         #expect(zip(windows, windows.dropFirst()).allSatisfy { $0.end == $1.start })
         #expect(ContentWindows.plan(from: now, now: now).isEmpty)
+        // Ends are whole seconds, so a poll within the second of the last window's end lists nothing (sent, the
+        // window would be empty at Microsoft's precision: AF20055).
+        let fractional = ContentWindows.plan(from: now.addingTimeInterval(-120), now: now.addingTimeInterval(0.75), endLag: 60)
+        #expect(fractional.last!.end == now.addingTimeInterval(-60))
+        #expect(ContentWindows.plan(from: now.addingTimeInterval(-60), now: now.addingTimeInterval(0.9), endLag: 60).isEmpty)
         #expect(ContentWindows.format(Date(timeIntervalSince1970: 1_432_402_500.75)) == "2015-05-23T17:35:00")
     }
 
