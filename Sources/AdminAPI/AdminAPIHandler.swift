@@ -13,6 +13,8 @@ struct AdminAPIHandler: APIProtocol {
     let deadLetters: (any DeadLetterStore)?
     let retrier: (any DeadLetterRetrier)?
     let destinations: (any DestinationStore)?
+    /// The forwarders' state per destination (this replica's).
+    let monitor: (any DestinationMonitor)?
     /// `default`: the UTMStack the configuration defines (not stored).
     let defaultDestination: Destination.Endpoint?
     let logger: Logger
@@ -105,11 +107,13 @@ struct AdminAPIHandler: APIProtocol {
         if name == Destination.defaultName, let defaultDestination {
             var body = Components.Schemas.Destination(configured: defaultDestination)
             body.tenants = tenants
+            body.state = await monitor?.health(of: name).map(Components.Schemas.DestinationState.init)
             return .ok(.init(headers: .init(), body: .json(body)))
         }
         guard let destination = try await store.get(name) else { throw GatewayError.destinationNotFound(name) }
         var body = Components.Schemas.Destination(destination)
         body.tenants = tenants
+        body.state = await monitor?.health(of: name).map(Components.Schemas.DestinationState.init)
         return .ok(.init(headers: .init(eTag: ETag.make(destination.version)), body: .json(body)))
     }
 

@@ -17,6 +17,7 @@ public enum AdminRouter {
         deadLetters: (any DeadLetterStore)? = nil,
         retrier: (any DeadLetterRetrier)? = nil,
         destinations: (any DestinationStore)? = nil,
+        monitor: (any DestinationMonitor)? = nil,
         defaultDestination: Destination.Endpoint? = nil,
         adminToken: Secret,
         metrics: PrometheusCollectorRegistry,
@@ -32,7 +33,7 @@ public enum AdminRouter {
         Probes.register(on: router, readiness: readiness, metrics: metrics)
         let handler = AdminAPIHandler(
             store: store, validator: validator, status: status, deadLetters: deadLetters, retrier: retrier,
-            destinations: destinations, defaultDestination: defaultDestination, logger: logger)
+            destinations: destinations, monitor: monitor, defaultDestination: defaultDestination, logger: logger)
         try handler.registerHandlers(
             on: router, middlewares: [DeclaredHeadersMiddleware()])
         routes.load(router.routes)

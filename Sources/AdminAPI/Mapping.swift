@@ -53,6 +53,14 @@ extension Components.Schemas.Destination {
     }
 }
 
+extension Components.Schemas.DestinationState {
+    init(_ health: DestinationHealth) {
+        self.init(
+            connection: .init(rawValue: health.connection.rawValue) ?? .unavailable, heldBytes: health.heldBytes,
+            oldestUnacknowledgedSeconds: health.oldestUnacknowledgedSeconds, lastFailure: health.lastFailure)
+    }
+}
+
 extension DestinationSettings {
     /// The name asked for, and the settings (the store validates both).
     static func requested(_ create: Components.Schemas.DestinationCreate) -> (name: String, settings: DestinationSettings) {
@@ -207,7 +215,7 @@ extension Components.Schemas.DeadLetter {
         self.init(
             id: "\(stored.id)", tenantId: letter.tenant.map { "\($0)" },
             contentType: letter.contentType.flatMap { .init(rawValue: $0.rawValue) }, contentId: letter.contentID,
-            recordId: letter.recordID, logId: letter.logID, reason: .init(rawValue: letter.reason) ?? .refusedByEngine,
+            destination: letter.destination, recordId: letter.recordID, logId: letter.logID, reason: .init(rawValue: letter.reason) ?? .refusedByEngine,
             detail: letter.detail, attempts: stored.attempts, bytes: stored.bytes,
             firstRefusedAt: RFC3339.format(stored.firstRefusedAt), lastRefusedAt: RFC3339.format(stored.lastRefusedAt))
     }

@@ -937,6 +937,32 @@ components:
           type: array
           description: The ids of the tenants that send here (GET of one destination only).
           items: {type: string}
+        state: {$ref: '#/components/schemas/DestinationState'}
+    DestinationState:
+      type: object
+      description: >-
+        The destination's forwarder as the replica that answered sees it (GET of one destination only; each replica
+        has its own forwarder per destination). Absent while this replica has not started one yet (a destination
+        created within the last few seconds).
+      required: [connection, heldBytes, oldestUnacknowledgedSeconds]
+      properties:
+        connection:
+          type: string
+          enum: [idle, connected, unavailable]
+          description: >-
+            `idle`: nothing to deliver, so not connected (it connects when it has logs). `unavailable`: its connection
+            fails, or it acknowledged nothing for the acknowledgement timeout while holding logs; its tenants' units
+            are `degraded` with `utmstack_unavailable` and polled one at a time until it answers. Other destinations
+            are not affected.
+        heldBytes:
+          type: integer
+          description: Bytes of logs held for it (queued or awaiting acknowledgement), within its own byte budget.
+        oldestUnacknowledgedSeconds:
+          type: number
+          description: How long the oldest log held has waited.
+        lastFailure:
+          type: string
+          description: The last connection failure while unavailable, in words.
     DestinationList:
       type: object
       required: [items]
@@ -956,6 +982,9 @@ components:
         contentId:
           type: string
           description: The blob the record came from.
+        destination:
+          type: string
+          description: The destination that refused it (a retry goes to the tenant's destination now).
         recordId:
           type: string
           description: The audit record's `Id`.

@@ -20,7 +20,7 @@ public final class CollectionScheduler: Service, Sendable {
     let store: PostgresCollectionStore
     let microsoft: ActivityClient
     let validator: TenantValidator
-    let forwarder: UTMStackForwarder
+    let destinations: DestinationRouter
     let memory: ResponseMemoryBudget
     let reporter: any ProblemReporter
     let settings: CollectionSettings
@@ -34,7 +34,7 @@ public final class CollectionScheduler: Service, Sendable {
 
     public init(
         owner: String, tenants: any TenantStore, store: PostgresCollectionStore, microsoft: ActivityClient,
-        validator: TenantValidator, forwarder: UTMStackForwarder, memory: ResponseMemoryBudget,
+        validator: TenantValidator, destinations: DestinationRouter, memory: ResponseMemoryBudget,
         reporter: any ProblemReporter, settings: CollectionSettings, logger: Logger
     ) {
         self.owner = owner
@@ -42,7 +42,7 @@ public final class CollectionScheduler: Service, Sendable {
         self.store = store
         self.microsoft = microsoft
         self.validator = validator
-        self.forwarder = forwarder
+        self.destinations = destinations
         self.memory = memory
         self.reporter = reporter
         self.settings = settings
@@ -232,7 +232,7 @@ public final class CollectionScheduler: Service, Sendable {
         let (attempt, known) = state.withLock { ($0.units[unit]?.attempt ?? 0, $0.units[unit]?.checkpoint) }
         let collector = Collector(
             unit: unit, fencing: fencing, tenants: tenants, store: store, microsoft: microsoft, validator: validator,
-            forwarder: forwarder, memory: memory, checkpoints: checkpoints, settings: settings,
+            destinations: destinations, memory: memory, checkpoints: checkpoints, settings: settings,
             logger: logger, shouldContinue: { self.state.withLock { $0.shouldContinue(unit, fencing: fencing) } })
         do {
             let checkpoint = if let known { known.date } else {

@@ -55,7 +55,8 @@ struct Collector: Sendable {
     let store: PostgresCollectionStore
     let microsoft: ActivityClient
     let validator: TenantValidator
-    let forwarder: UTMStackForwarder
+    /// Where each tenant's records go: its destination's forwarder.
+    let destinations: DestinationRouter
     /// Fetched blobs count here until they are handed to the forwarder.
     let memory: ResponseMemoryBudget
     /// Where checkpoints of windows without blobs go (written for all units together).
@@ -68,14 +69,26 @@ struct Collector: Sendable {
 
     enum Outcome: Equatable { case done, leaseLost, tenantGone, stopped }
 
-    /// Collects from `checkpoint` (the unit's stored one) up to now. Returns how it ended and the checkpoint it
-    /// committed last (the next poll of this lease starts there without reading it again).
+    /// Collects from `checkpoint` (the unit's stored one) up to now, to the tenant's destination. Returns how it
+    /// ended and the checkpoint it committed last (the next poll of this lease starts there without reading it
+    /// again). A destination that does not take logs admits one poll at a time (docs/destinations.md): the others
+    /// fail at once with `utmstack_unavailable`, before asking Microsoft anything.
     func poll(checkpoint: Date?) async throws -> (Outcome, checkpoint: Date?) {
         guard let tenant = try await tenants.tenant(unit.tenant), tenant.enabled, tenant.contentTypes.contains(unit.contentType)
         else { return (.tenantGone, checkpoint) }
-        // Only `default` has a forwarder yet (docs/destinations.md): a tenant routed elsewhere is not collected, so
-        // that its records never reach another UTMStack than the one it names; its units say why.
-        guard tenant.destination == Destination.defaultName else { throw GatewayError.destinationNotConnected(tenant.destination) }
+        let forwarder = try await destinations.forwarder(for: tenant.destination)
+        guard let admission = await forwarder.admitPoll() else { throw await forwarder.unavailableError }
+        do {
+            let result = try await poll(tenant, checkpoint: checkpoint, forwarder: forwarder)
+            await forwarder.pollEnded(admission)
+            return result
+        } catch {
+            await forwarder.pollEnded(admission)
+            throw error
+        }
+    }
+
+    private func poll(_ tenant: Tenant, checkpoint: Date?, forwarder: UTMStackForwarder) async throws -> (Outcome, checkpoint: Date?) {
         let auth = validator.auth(tenant, credential: try await tenants.credential(of: unit.tenant))
         let route = TenantRoute(tenant)
         // One start round per tenant covers all its selected types (the 15-minute rule applies per tenant).
@@ -93,12 +106,13 @@ struct Collector: Sendable {
         let outcome: Outcome
         do {
             outcome = try await collect(plan.windows, auth: auth, route: route, into: &pipeline)
+            guard try await pipeline.commitDelivered(keepingAtMost: 0) else { return (.leaseLost, pipeline.committedCheckpoint ?? checkpoint) }
         } catch {
-            // What was submitted is first waited for and remembered, so a retry never forwards it again.
-            _ = try? await pipeline.commitDelivered(keepingAtMost: 0)
+            // What was submitted is first waited for (while the destination makes progress) and remembered, so a
+            // retry never forwards it again; what the destination does not take is withdrawn, to be collected again.
+            if (try? await pipeline.commitDelivered(keepingAtMost: 0)) == nil { await pipeline.abandon() }
             throw error
         }
-        guard try await pipeline.commitDelivered(keepingAtMost: 0) else { return (.leaseLost, pipeline.committedCheckpoint ?? checkpoint) }
         return (outcome, pipeline.committedCheckpoint ?? checkpoint)
     }
 
@@ -195,6 +209,8 @@ struct DeliveryPipeline {
     private var seen = Set<Int64>()
     /// A blob, or a window's end (no blob), in submission order, with the ticket that must be delivered first.
     private var awaiting: [(blob: PostgresCollectionStore.DeliveredBlob?, checkpoint: Date?, ticket: DeliveryTicket)] = []
+    /// The tickets of this pipeline's own batches not yet committed (what ``abandon()`` withdraws).
+    private var submitted: [DeliveryTicket] = []
     /// The ticket of the last logs submitted. Tickets are cumulative: what forwards nothing itself (a skipped
     /// blob, a blob of repeats, a window's end) is delivered when everything before it is.
     private var lastTicket = DeliveryTicket.alreadyDelivered
@@ -229,7 +245,10 @@ struct DeliveryPipeline {
             }
             Metrics.records.increment(by: logs.count)
             Metrics.duplicates.increment(by: records.count - logs.count)
-            if !logs.isEmpty { lastTicket = try await forwarder.submit(logs) }
+            if !logs.isEmpty {
+                lastTicket = try await forwarder.submitUnlessStalled(logs)
+                submitted.append(lastTicket)
+            }
             let delivered = PostgresCollectionStore.DeliveredBlob(
                 contentID: blob.contentID, contentCreated: created, recordHashes: kept, forwarded: logs.count, skipped: false)
             awaiting.append((delivered, nil, lastTicket))
@@ -249,10 +268,10 @@ struct DeliveryPipeline {
     mutating func commitDelivered(keepingAtMost limit: Int) async throws -> Bool {
         guard let last = awaiting.last else { return true }
         if limit == 0 {
-            try await forwarder.waitDelivered(last.ticket)
+            try await forwarder.waitDeliveredUnlessStalled(last.ticket)
         } else {
             let blobs = awaiting.indices.filter { awaiting[$0].blob != nil }
-            if blobs.count > limit { try await forwarder.waitDelivered(awaiting[blobs[blobs.count - limit - 1]].ticket) }
+            if blobs.count > limit { try await forwarder.waitDeliveredUnlessStalled(awaiting[blobs[blobs.count - limit - 1]].ticket) }
         }
         var count = 0
         for index in awaiting.indices.reversed() where await forwarder.isDelivered(awaiting[index].ticket) {
@@ -275,6 +294,16 @@ struct DeliveryPipeline {
         if let checkpoint { committedCheckpoint = checkpoint }
         awaiting.removeFirst(count)
         return true
+    }
+
+    /// The poll gave up: remembers what was delivered (without waiting), then takes the rest back from the
+    /// forwarder, unsent, so that the next poll collects it again and UTMStack does not get it twice. Nothing after
+    /// this may be committed (withdrawn batches count as done in the forwarder).
+    mutating func abandon() async {
+        _ = try? await commitDelivered(keepingAtMost: .max)
+        await forwarder.withdraw(submitted)
+        submitted.removeAll()
+        awaiting.removeAll()
     }
 }
 

@@ -70,8 +70,9 @@ public enum Gateway {
         }
     }
 
-    /// The services of `serve`, in dependency order (shutdown runs in reverse): database, Microsoft client, UTMStack forwarder,
-    /// secret expiry watcher, collection scheduler, admin API. Collectors stop before the forwarder drains.
+    /// The services of `serve`, in dependency order (shutdown runs in reverse): database, Microsoft client, the
+    /// destinations' forwarders (``DestinationRouter``), secret expiry watcher, collection scheduler, admin API.
+    /// Collectors stop before the forwarders drain.
     public static func services(
         _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
@@ -106,16 +107,18 @@ public enum Gateway {
         let owner = replicaName()
         let collectionStore = PostgresCollectionStore(database: database, logger: logger)
         let deadLetters = PostgresDeadLetterStore(database: database, logger: logger)
-        let forwarder = UTMStackForwarder(configuration: configuration.forwarder, deadLetters: deadLetters, logger: logger)
-        let notifier = EngineNotifier(endpoint: configuration.forwarder.endpoint, logger: logger)
+        let destinationStore = PostgresDestinationStore(
+            database: database, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger)
+        let destinations = DestinationRouter(
+            base: configuration.forwarder, store: destinationStore, tenants: store, deadLetters: deadLetters, logger: logger)
         let watcher = SecretExpiryWatcher(
-            owner: owner, tenants: store, store: expiry, validator: validator, notifier: notifier,
+            owner: owner, tenants: store, store: expiry, validator: validator, notifier: destinations,
             webhook: configuration.alertWebhook, policy: configuration.alertPolicy, interval: configuration.expiryRound,
             logger: logger)
         let scheduler = CollectionScheduler(
             owner: owner, tenants: store, store: collectionStore,
-            microsoft: microsoft, validator: validator, forwarder: forwarder,
-            memory: ResponseMemoryBudget(limit: configuration.collection.blobBufferBytes), reporter: notifier,
+            microsoft: microsoft, validator: validator, destinations: destinations,
+            memory: ResponseMemoryBudget(limit: configuration.collection.blobBufferBytes), reporter: destinations,
             settings: configuration.collection, logger: logger)
         let router = try AdminRouter.build(
             store: store,
@@ -123,9 +126,8 @@ public enum Gateway {
             validator: validator,
             status: CollectionStatusReader(
                 store: collectionStore, deadLetters: deadLetters, pollInterval: configuration.collection.pollInterval),
-            deadLetters: deadLetters, retrier: DeadLetterResender(store: deadLetters, forwarder: forwarder),
-            destinations: PostgresDestinationStore(
-                database: database, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger),
+            deadLetters: deadLetters, retrier: DeadLetterResender(store: deadLetters, destinations: destinations),
+            destinations: destinationStore, monitor: destinations,
             defaultDestination: configuration.forwarder.endpoint.destinationEndpoint,
             adminToken: configuration.adminToken, metrics: metrics,
             maxBodyBytes: configuration.maxRequestBodyBytes, logger: logger)
@@ -151,7 +153,7 @@ public enum Gateway {
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
         return [
-            client, HTTPClientShutdown(client: http), forwarder, watcher, scheduler,
+            client, HTTPClientShutdown(client: http), destinations, watcher, scheduler,
             AdminService(database: database, app: app, logger: logger),
         ]
     }

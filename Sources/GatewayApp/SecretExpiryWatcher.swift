@@ -22,7 +22,7 @@ struct SecretExpiryWatcher: Service {
     let tenants: any TenantStore
     let store: PostgresSecretExpiryStore
     let validator: TenantValidator
-    let notifier: EngineNotifier
+    let notifier: any ProblemNotifier
     let webhook: AlertWebhook?
     let policy: ExpiryAlertPolicy
     let interval: Duration

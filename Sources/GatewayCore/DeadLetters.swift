@@ -19,11 +19,14 @@ public struct DeadLetter: Sendable, Equatable {
     public var detail: String
     /// The encoded, length-prefixed `plugins.Log` message, sent again as it is on retry.
     public var message: [UInt8]
+    /// The destination that refused it (a retry goes to the tenant's destination at the time).
+    public var destination: String
 
     public init(
         tenant: TenantID?, contentType: ContentType?, contentID: String?, logID: String, recordID: String?,
-        reason: String, detail: String, message: [UInt8]
+        reason: String, detail: String, message: [UInt8], destination: String = Destination.defaultName
     ) {
+        self.destination = destination
         self.tenant = tenant
         self.contentType = contentType
         self.contentID = contentID

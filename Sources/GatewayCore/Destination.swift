@@ -175,15 +175,48 @@ extension Validation {
 }
 
 extension GatewayError {
-    public static func destinationNotConnected(_ name: String) -> GatewayError {
+    /// A poll gave up on the tenant's destination, or did not start: nothing was lost (collection resumes from the
+    /// checkpoint once the destination takes logs again), and the other destinations' tenants are not held back.
+    public static func destinationUnavailable(_ name: String, _ why: String) -> GatewayError {
         GatewayError(
-            .unavailable, code: "destination_unavailable",
-            "The tenant sends to destination \(name), and this gateway forwards only to default so far; its records wait "
-                + "at Microsoft (up to 7 days) and are collected from the checkpoint once it is routed to default "
-                + "(PATCH destination).")
+            .unavailable, code: "utmstack_unavailable",
+            "UTMStack destination \(name) does not take logs: \(why). This tenant's records wait at Microsoft (up to 7 "
+                + "days) and are collected from the checkpoint once it answers; other destinations are not affected.")
     }
 
     public static func destinationNotFound(_ name: String) -> GatewayError {
         GatewayError(.notFound, code: "destination_not_found", "No destination is named \(name). List them with GET /api/v1/destinations.")
     }
+}
+
+/// A destination's forwarder as one replica sees it (`GET /api/v1/destinations/{name}`).
+public struct DestinationHealth: Sendable, Equatable {
+    public enum Connection: String, Sendable {
+        /// Nothing to deliver, so not connected (the forwarder connects when it has logs).
+        case idle
+        case connected
+        /// Its connection fails, or it acknowledged nothing for the acknowledgement timeout while holding logs:
+        /// its tenants' polls do not start (one at a time probes it).
+        case unavailable
+    }
+
+    public var connection: Connection
+    /// Bytes of logs held (queued or awaiting acknowledgement).
+    public var heldBytes: Int
+    public var oldestUnacknowledgedSeconds: Double
+    /// The last connection failure while unavailable (never a secret).
+    public var lastFailure: String?
+
+    public init(connection: Connection, heldBytes: Int, oldestUnacknowledgedSeconds: Double, lastFailure: String?) {
+        self.connection = connection
+        self.heldBytes = heldBytes
+        self.oldestUnacknowledgedSeconds = oldestUnacknowledgedSeconds
+        self.lastFailure = lastFailure
+    }
+}
+
+/// The forwarders' state per destination (the router's).
+public protocol DestinationMonitor: Sendable {
+    /// Nil when this replica has no forwarder for it (yet).
+    func health(of name: String) async -> DestinationHealth?
 }

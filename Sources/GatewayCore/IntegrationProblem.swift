@@ -22,3 +22,9 @@ public struct IntegrationProblem: Sendable, Equatable {
 public protocol ProblemReporter: Sendable {
     func report(_ problem: IntegrationProblem) async
 }
+
+/// Where integration problems go: reported (de-duplicated) or delivered now.
+public protocol ProblemNotifier: ProblemReporter {
+    /// Sends `problem` now and returns once UTMStack acknowledged it; throws when it did not.
+    func deliver(_ problem: IntegrationProblem) async throws
+}

@@ -33,6 +33,8 @@ public protocol DestinationStore: Sendable {
     func delete(_ name: String, precondition: VersionPrecondition?) async throws
     /// The tenants that send to the destination (`default` included).
     func tenants(of name: String) async throws -> [TenantID]
+    /// The destination's connection key, unsealed, for its forwarder only (nil: a socket destination).
+    func connectionKey(of name: String) async throws -> Secret?
 }
 
 /// The registry's state in three numbers: how many tenants, which ones (a sum of hashes of their ids: a create or

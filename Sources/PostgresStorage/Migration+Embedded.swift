@@ -200,5 +200,11 @@ ALTER TABLE tenants ADD COLUMN destination text NOT NULL DEFAULT 'default';
 CREATE INDEX tenants_destination_idx ON tenants (destination);
 
 """#),
+        Migration(version: 8, name: "dead_letter_destination", sql: #"""
+-- Which UTMStack destination refused each dead letter (docs/destinations.md). Letters set aside before destinations
+-- existed were refused by the one UTMStack there was: `default`.
+ALTER TABLE dead_letters ADD COLUMN destination text NOT NULL DEFAULT 'default';
+
+"""#),
     ]
 }

@@ -16,11 +16,12 @@ public struct PostgresDeadLetterStore: DeadLetterStore {
     public func setAside(_ letter: DeadLetter) async throws {
         try await database.query(
             """
-            INSERT INTO dead_letters (tenant_id, content_type, content_id, log_id, record_id, reason, detail, message)
+            INSERT INTO dead_letters (tenant_id, content_type, content_id, log_id, record_id, reason, detail, message, destination)
             VALUES (\(letter.tenant?.uuid), \(letter.contentType?.rawValue), \(letter.contentID), \(letter.logID),
-                \(letter.recordID), \(letter.reason), \(letter.detail), \(Data(letter.message)))
+                \(letter.recordID), \(letter.reason), \(letter.detail), \(Data(letter.message)), \(letter.destination))
             ON CONFLICT (tenant_id, log_id) DO UPDATE SET
-                reason = EXCLUDED.reason, detail = EXCLUDED.detail, attempts = dead_letters.attempts + 1,
+                reason = EXCLUDED.reason, detail = EXCLUDED.detail, destination = EXCLUDED.destination,
+                attempts = dead_letters.attempts + 1,
                 last_refused_at = now()
             """)
     }
@@ -56,7 +57,7 @@ public struct PostgresDeadLetterStore: DeadLetterStore {
 
     static let columns = """
         id, tenant_id, content_type, content_id, log_id, record_id, reason, detail, attempts, first_refused_at,
-        last_refused_at, octet_length(message) AS bytes
+        last_refused_at, octet_length(message) AS bytes, destination
         """
 
     static func letter(_ row: PostgresRow) throws -> StoredDeadLetter {
@@ -68,7 +69,8 @@ public struct PostgresDeadLetterStore: DeadLetterStore {
                 contentType: try r["content_type"].decode(String?.self).flatMap(ContentType.init(rawValue:)),
                 contentID: try r["content_id"].decode(String?.self), logID: try r["log_id"].decode(String.self),
                 recordID: try r["record_id"].decode(String?.self), reason: try r["reason"].decode(String.self),
-                detail: try r["detail"].decode(String.self), message: Array(try r["message"].decode(Data.self))),
+                detail: try r["detail"].decode(String.self), message: Array(try r["message"].decode(Data.self)),
+                destination: try r["destination"].decode(String.self)),
             attempts: try r["attempts"].decode(Int.self), firstRefusedAt: try r["first_refused_at"].decode(Date.self),
             lastRefusedAt: try r["last_refused_at"].decode(Date.self), bytes: try r["bytes"].decode(Int.self))
     }

@@ -1,16 +1,16 @@
 import GatewayCore
 
-/// Sends a dead letter to UTMStack again through the forwarder (the admin API's retry): the stored message as it
-/// is, so the log keeps its id. Delivered, the dead letter is removed; refused again, the forwarder has set it aside
+/// Sends a dead letter to UTMStack again (the admin API's retry), through the forwarder of its tenant's destination
+/// now (a tenant moved since goes to its new destination): the stored message as it is, so the log keeps its id. Delivered, the dead letter is removed; refused again, the forwarder has set it aside
 /// once more (its attempts grew) before the batch counted as done.
 public struct DeadLetterResender: DeadLetterRetrier {
     let store: any DeadLetterStore
-    let forwarder: UTMStackForwarder
+    let destinations: DestinationRouter
     let timeout: Duration
 
-    public init(store: any DeadLetterStore, forwarder: UTMStackForwarder, timeout: Duration = .seconds(60)) {
+    public init(store: any DeadLetterStore, destinations: DestinationRouter, timeout: Duration = .seconds(60)) {
         self.store = store
-        self.forwarder = forwarder
+        self.destinations = destinations
         self.timeout = timeout
     }
 
@@ -20,6 +20,7 @@ public struct DeadLetterResender: DeadLetterRetrier {
         let batch = OutboundBatch(
             encodedMessage: letter.message, id: letter.logID,
             origin: letter.tenant.map { LogOrigin(tenant: $0, contentType: letter.contentType, contentID: letter.contentID) })
+        let forwarder = try await destinations.forwarder(of: letter.tenant)
         do {
             try await withTimeout(timeout) { [forwarder] in
                 try await forwarder.waitDelivered(try await forwarder.submit(batch))

@@ -229,6 +229,27 @@ struct DeliveryWindow {
         advanceDelivered()
     }
 
+    /// Takes the queued logs of `withdrawn` out of delivery, unsent: a poll that gave up on its destination takes
+    /// them back, to collect them again later (its checkpoint did not pass them), so they are not sent twice. Logs
+    /// already in flight stay (they may have arrived). The withdrawn logs count as done for their batches, as a
+    /// settled refusal does; the caller must not take those batches for delivered. Returns how many were withdrawn.
+    mutating func withdraw(_ withdrawn: Set<BatchID>) -> Int {
+        guard !withdrawn.isEmpty else { return 0 }
+        var kept = Deque<Entry>()
+        var taken: [Entry] = []
+        for entry in queued {
+            if withdrawn.contains(entry.batch) { taken.append(entry) } else { kept.append(entry) }
+        }
+        guard !taken.isEmpty else { return 0 }
+        queued = kept
+        for entry in taken {
+            if entry.id == suspect?.id { suspect = nil }
+            _ = finish(entry)
+        }
+        advanceDelivered()
+        return taken.count
+    }
+
     /// One log of a batch is done; frees its bytes (and the batch's slack with its last log).
     private mutating func finish(_ entry: Entry) -> Int {
         var freed = entry.bytes

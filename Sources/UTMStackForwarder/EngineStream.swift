@@ -41,6 +41,7 @@ final class EngineStream: Sendable {
         }
         let (events, continuation) = AsyncThrowingStream.makeStream(of: CallEvent.self)
         let handshake = group.any().makePromise(of: String?.self)
+        let ready = group.any().makePromise(of: Void.self)
         let initializer: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
             channel.eventLoop.makeCompletedFuture {
                 let pipeline = channel.pipeline.syncOperations
@@ -50,7 +51,7 @@ final class EngineStream: Sendable {
                 } else {
                     handshake.succeed(nil)
                 }
-                try pipeline.addHandler(GRPCCallHandler(headerBlock: headerBlock, continuation: continuation))
+                try pipeline.addHandler(GRPCCallHandler(headerBlock: headerBlock, continuation: continuation, ready: ready))
                 return channel
             }
         }
@@ -68,10 +69,39 @@ final class EngineStream: Sendable {
         } catch {
             continuation.finish(throwing: error)
             handshake.fail(error)
+            ready.fail(error)
             throw EngineStreamError(description: "could not connect to UTMStack at \(endpoint.address): \(error)")
         }
         let stream = EngineStream(channel: channel, events: events)
-        guard tls != nil else { return stream }
+        if tls != nil { try await handshaken(stream, handshake, endpoint: endpoint, connectTimeout: connectTimeout) }
+        // Open once the engine's HTTP/2 preface arrived: nothing is written to an engine that accepts connections
+        // and answers nothing (frozen), where it would be read, and acknowledged to no one, when it thaws.
+        let timeout = channel.eventLoop.scheduleTask(in: connectTimeout) {
+            ready.fail(EngineStreamError(
+                description: "UTMStack at \(endpoint.address) accepted the connection but did not start HTTP/2 within "
+                    + "\(connectTimeout.nanoseconds / 1_000_000_000) s"))
+        }
+        do {
+            try await withTaskCancellationHandler {
+                try await ready.futureResult.get()
+            } onCancel: {
+                ready.fail(CancellationError())
+            }
+            timeout.cancel()
+            return stream
+        } catch {
+            timeout.cancel()
+            stream.close()
+            throw error
+        }
+    }
+
+    /// Waits for the TLS handshake: bounded, cancellable, and it must choose HTTP/2.
+    private static func handshaken(
+        _ stream: EngineStream, _ handshake: EventLoopPromise<String?>, endpoint: ForwarderConfiguration.Endpoint,
+        connectTimeout: TimeAmount
+    ) async throws {
+        let channel = stream.channel
         // The handshake: bounded, cancellable, and it must choose HTTP/2.
         let timeout = channel.eventLoop.scheduleTask(in: connectTimeout) {
             handshake.fail(EngineStreamError(description: "the TLS handshake with UTMStack at \(endpoint.address) did not finish within \(connectTimeout.nanoseconds / 1_000_000_000) s"))
@@ -89,7 +119,6 @@ final class EngineStream: Sendable {
                         + "\(protocolName ?? "none")); gRPC needs HTTP/2 end to end, so a proxy or load balancer in the way "
                         + "must pass HTTP/2 through (or terminate TLS with h2 and speak HTTP/2 to UTMStack)")
             }
-            return stream
         } catch {
             timeout.cancel()
             stream.close()

@@ -61,6 +61,9 @@ final class GRPCCallHandler: ChannelDuplexHandler {
 
     private let requestHeaderBlock: ByteBuffer
     private let continuation: AsyncThrowingStream<CallEvent, any Error>.Continuation
+    /// Succeeded by the server's SETTINGS preface: the engine speaks HTTP/2 (a frozen one accepts the connection
+    /// and says nothing).
+    private var ready: EventLoopPromise<Void>?
 
     // Inbound.
     private var unread: ByteBuffer?
@@ -89,10 +92,14 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     private var sentEndStream = false
 
     /// - Parameter headerBlock: the request headers (``encodeHeaderBlock(_:)``), at most 16,384 bytes.
-    init(headerBlock: ByteBuffer, continuation: AsyncThrowingStream<CallEvent, any Error>.Continuation) {
+    init(
+        headerBlock: ByteBuffer, continuation: AsyncThrowingStream<CallEvent, any Error>.Continuation,
+        ready: EventLoopPromise<Void>? = nil
+    ) {
         precondition(headerBlock.readableBytes <= Self.defaultMaxFrame, "the request headers must fit one frame")
         requestHeaderBlock = headerBlock
         self.continuation = continuation
+        self.ready = ready
     }
 
     // MARK: Connection start
@@ -255,6 +262,8 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             // The server's connection preface is a SETTINGS frame (RFC 9113, 3.4).
             guard type == .settings, flags & Flag.ack == 0 else { throw protocolError("a server preface without SETTINGS") }
             sawSettings = true
+            ready?.succeed(())
+            ready = nil
         }
         if let partial = partialHeaderBlock {
             guard type == .continuation, stream == Self.streamID else { throw protocolError("a header block without its CONTINUATION") }
@@ -449,6 +458,8 @@ final class GRPCCallHandler: ChannelDuplexHandler {
         pingTimeout = nil
         continuation.finish(throwing: error)
         let reason = error ?? EngineStreamError(description: "the call to UTMStack has ended")
+        ready?.fail(reason)
+        ready = nil
         while let write = pending.popFirst() { write.promise?.fail(reason) }
     }
 

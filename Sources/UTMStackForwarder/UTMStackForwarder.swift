@@ -44,6 +44,16 @@ public actor UTMStackForwarder: Service {
     /// The current stream: whether the engine sent a GOAWAY (since when), and when this side last sent a PING.
     private var goingAwaySince: ContinuousClock.Instant?
     private var lastPingAt: ContinuousClock.Instant?
+    /// When UTMStack last acknowledged (or a refused log was settled): the destination's progress.
+    private var lastProgressAt: ContinuousClock.Instant?
+    /// Since when streams have failed with nothing acknowledged after (nil: the last stream worked, or none yet).
+    private var failingSince: ContinuousClock.Instant?
+    /// The last stream failure, in words (never a secret), for the destination's state.
+    private var lastFailure: String?
+    /// Whether a probe poll is admitted while the destination is unavailable (``admitPoll()``).
+    private var probing = false
+    /// Finished by ``retire()`` or graceful shutdown: the forwarder drains and stops.
+    private let retirement = AsyncStream.makeStream(of: Void.self)
 
     private let sentCounter: Counter
     private let deliveredCounter: Counter
@@ -57,6 +67,9 @@ public actor UTMStackForwarder: Service {
     public init(configuration: ForwarderConfiguration, deadLetters: any DeadLetterStore, logger: Logger) {
         self.configuration = configuration
         self.deadLetters = deadLetters
+        var logger = logger
+        // Every line names the destination: with several UTMStack instances, which one failed matters.
+        logger[metadataKey: "destination"] = "\(configuration.destination)"
         self.logger = logger
         self.window = DeliveryWindow(
             byteBudget: configuration.inFlightByteBudget, maxInFlight: configuration.maxInFlightLogs,
@@ -139,6 +152,108 @@ public actor UTMStackForwarder: Service {
 
     /// How long the oldest log held (queued or awaiting its acknowledgement) has waited; zero when none is held.
     public var oldestUnacknowledgedAge: Duration { window.oldestHeldSince.map { .now - $0 } ?? .zero }
+
+    // MARK: Isolation (docs/destinations.md)
+
+    /// How long the destination has held logs without any progress: since the later of the last acknowledgement
+    /// and the oldest batch still held; zero when nothing is held.
+    public var stalledFor: Duration {
+        guard let oldest = window.oldestHeldSince else { return .zero }
+        return .now - max(oldest, lastProgressAt ?? oldest)
+    }
+
+    /// Whether the destination takes logs: no stream failure since its last acknowledgement, and no stall of
+    /// `ackTimeout`.
+    public var isAvailable: Bool { failingSince == nil && stalledFor < configuration.ackTimeout }
+
+    /// What a poll was admitted as (``admitPoll()``).
+    public enum PollAdmission: Sendable { case normal, probe }
+
+    /// Whether a poll of one of this destination's tenants may start: always while it is available; while it is
+    /// not, one poll at a time, the probe (its logs are what reconnects, and its acknowledgement what shows the
+    /// destination is back). Nil: the poll must not start (its unit is degraded and retried with backoff), so a
+    /// destination that is down holds at most one worker. End an admitted poll with ``pollEnded(_:)``.
+    public func admitPoll() -> PollAdmission? {
+        if isAvailable { return .normal }
+        guard !probing else { return nil }
+        probing = true
+        return .probe
+    }
+
+    public func pollEnded(_ admission: PollAdmission) {
+        if admission == .probe { probing = false }
+    }
+
+    /// The error a poll gives up with when this destination does not take its logs.
+    public var unavailableError: GatewayError {
+        let stalled = stalledFor
+        let why = if stalled >= configuration.ackTimeout {
+            "it acknowledged nothing for \(stalled.components.seconds) s"
+        } else if let lastFailure {
+            "its connection fails (\(lastFailure))"
+        } else {
+            "it does not answer"
+        }
+        return .destinationUnavailable(configuration.destination, why)
+    }
+
+    /// Submits, giving up with ``unavailableError`` once the destination stalls (``stalledFor`` reaches
+    /// `ackTimeout`) while the budget is full; the batch is then withdrawn.
+    public func submitUnlessStalled(_ batch: OutboundBatch) async throws -> DeliveryTicket {
+        if admissionQueue.isEmpty && window.canAdmit(bytes: batch.byteCost) || batch.isEmpty || stopped {
+            return try await submit(batch)
+        }
+        return try await unlessStalled { try await self.submit(batch) }
+    }
+
+    /// Waits for the ticket, giving up with ``unavailableError`` once the destination stalls; the logs stay
+    /// queued (``withdraw(_:)`` takes them back).
+    public func waitDeliveredUnlessStalled(_ ticket: DeliveryTicket) async throws {
+        if ticket.batch <= deliveredThrough || stopped { return try await waitDelivered(ticket) }
+        try await unlessStalled { try await self.waitDelivered(ticket) }
+    }
+
+    private func unlessStalled<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let bound = configuration.ackTimeout
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .milliseconds(250))
+                    if await self.stalledFor >= bound { throw await self.unavailableError }
+                }
+            }
+            defer { group.cancelAll() }
+            guard let result = try await group.next() else { throw CancellationError() }
+            return result!
+        }
+    }
+
+    /// Takes back the queued logs of these tickets' batches (a poll that gave up on this destination collects
+    /// them again later); logs in flight stay. Their batches then count as done: the caller must not commit them.
+    public func withdraw(_ tickets: [DeliveryTicket]) {
+        let batches = Set(tickets.map(\.batch).filter { $0 > deliveredThrough })
+        let count = window.withdraw(batches)
+        guard count > 0 else { return }
+        logger.info(
+            "logs withdrawn: UTMStack did not take them; they are collected again", metadata: ["count": "\(count)"])
+        completeThrough(window.deliveredThrough)
+        admitWaiting()
+        heldBytesGauge.record(window.heldBytes)
+    }
+
+    /// Drains what it holds (within the drain timeout) and stops: the destination was changed or deleted.
+    public nonisolated func retire() { retirement.continuation.finish() }
+
+    /// The destination's state now (this replica's view).
+    public var health: DestinationHealth {
+        let connection: DestinationHealth.Connection = if !isAvailable { .unavailable } else if connected { .connected } else { .idle }
+        return DestinationHealth(
+            connection: connection, heldBytes: window.heldBytes, oldestUnacknowledgedSeconds: oldestUnacknowledgedAge.seconds,
+            lastFailure: failingSince == nil ? nil : lastFailure)
+    }
+
+    private var connected = false
 
     private func admit(_ batch: OutboundBatch) -> DeliveryTicket {
         let (id, refused) = window.enqueue(batch, now: .now)
@@ -248,6 +363,8 @@ public actor UTMStackForwarder: Service {
             delivered += ack.delivered
         }
         guard delivered > 0 else { return (false, isDrained) }
+        lastProgressAt = now
+        failingSince = nil
         deliveredCounter.increment(by: delivered)
         completeThrough(window.deliveredThrough)
         admitWaiting()
@@ -302,7 +419,13 @@ public actor UTMStackForwarder: Service {
         closeWakeups()
         goingAwaySince = nil
         lastPingAt = nil
+        connected = false
         connectedGauge.record(0)
+        // A stream lost while it carried nothing (an idle connection closed) makes no destination unavailable.
+        if let error, window.needsStream {
+            if failingSince == nil { failingSince = .now }
+            lastFailure = "\(error)"
+        }
         let blame = (error as? EngineStreamError).flatMap { $0.blamesALog ? $0.description : nil }
         let (requeued, refused) = window.streamLost(blame: blame)
         if requeued > 0 { resentCounter.increment(by: requeued) }
@@ -325,7 +448,7 @@ public actor UTMStackForwarder: Service {
     /// a refused log count as done for its batch (so a collector never commits past a log that is nowhere).
     private func setAsideRefusals() async {
         for await refusal in refusals.stream {
-            let letter = Self.deadLetter(refusal)
+            let letter = deadLetter(refusal)
             var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
             while true {
                 do {
@@ -355,12 +478,13 @@ public actor UTMStackForwarder: Service {
     }
 
     private func settle(_ refusal: DeliveryWindow.Refusal) {
+        lastProgressAt = .now
         window.settle(refusal)
         completeThrough(window.deliveredThrough)
         admitWaiting()
     }
 
-    static func deadLetter(_ refusal: DeliveryWindow.Refusal) -> DeadLetter {
+    func deadLetter(_ refusal: DeliveryWindow.Refusal) -> DeadLetter {
         let message = Array(refusal.message.readableBytesView)
         let recordID = GRPCWire.logFields(message)?.raw.flatMap { raw -> String? in
             let object = try? JSONSerialization.jsonObject(with: Data(raw.utf8), options: [.fragmentsAllowed])
@@ -368,7 +492,8 @@ public actor UTMStackForwarder: Service {
         }
         return DeadLetter(
             tenant: refusal.origin?.tenant, contentType: refusal.origin?.contentType, contentID: refusal.origin?.contentID,
-            logID: refusal.entry.id, recordID: recordID, reason: refusal.reason, detail: refusal.detail, message: message)
+            logID: refusal.entry.id, recordID: recordID, reason: refusal.reason, detail: refusal.detail, message: message,
+            destination: configuration.destination)
     }
 
     // MARK: Service
@@ -384,8 +509,13 @@ public actor UTMStackForwarder: Service {
                 while (try? await Task.sleep(for: .seconds(1))) != nil { await self.recordAge() }
             }
             group.addTask {
-                // Waits for graceful shutdown (or cancellation), then bounds the drain.
-                guard (try? await gracefulShutdown()) != nil else { return }
+                // Waits for graceful shutdown or retirement (or cancellation), then bounds the drain.
+                await withGracefulShutdownHandler {
+                    for await _ in self.retirement.stream {}
+                } onGracefulShutdown: {
+                    self.retirement.continuation.finish()
+                }
+                guard !Task.isCancelled else { return }
                 self.beginDraining()
                 guard (try? await Task.sleep(for: drainTimeout)) != nil else { return }
                 self.logger.warning("UTMStack drain timed out; unacknowledged logs will be collected again")
@@ -393,6 +523,11 @@ public actor UTMStackForwarder: Service {
             await group.next()
             group.cancelAll()
         }
+    }
+
+    private func markConnected() {
+        connected = true
+        connectedGauge.record(1)
     }
 
     private func recordAge() {
@@ -440,7 +575,7 @@ public actor UTMStackForwarder: Service {
         let stream = try await EngineStream.open(
             configuration.endpoint, method: configuration.endpoint.logMethod, connectTimeout: configuration.connectTimeout)
         defer { stream.close() }
-        connectedGauge.record(1)
+        markConnected()
         let keepaliveTimeout = configuration.keepaliveTimeout
         return try await withThrowingTaskGroup(of: Bool?.self) { group in
             group.addTask {

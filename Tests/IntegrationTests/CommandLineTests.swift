@@ -164,8 +164,9 @@ enum Executable {
         #expect(wrong.status != 0 && wrong.stderr.contains("pdf"))
     }
 
-    /// `serve` exports each tenant's expiry as the one per-tenant gauge, for a one-line alert rule.
-    @Test func serveExportsTheExpiryTimestampPerTenant() async throws {
+    /// `serve` exports each tenant's expiry as the one per-tenant gauge, for a one-line alert rule, and the
+    /// UTMStack series per destination (`default`, and a stored one once the router has started its forwarder).
+    @Test func serveExportsTheExpiryTimestampPerTenantAndTheForwardersPerDestination() async throws {
         let db = try await TestDatabase.create("gauge")
         _ = try await Gateway.migrate(db, logger: quietLogger)
         let keySpec = "k1:\(Data(repeating: 9, count: 32).base64EncodedString())"
@@ -186,14 +187,26 @@ enum Executable {
                 "O365GW_LOG_LEVEL": "warning",
             ])
             defer { running.terminate() }
-            let line = #"o365gw_secret_expiry_timestamp_seconds{tenant="\#(id)"} 1900000000"#
-            let exported = try await eventually(timeout: .seconds(30)) {
-                guard let response = try? await HTTPClient.shared.get(url: "http://127.0.0.1:\(port)/metrics").get(),
-                    let body = response.body
-                else { return false }
-                return String(buffer: body).contains(line)
+            @Sendable func exported(_ lines: [String]) async throws -> Bool {
+                try await eventually(timeout: .seconds(30)) {
+                    guard let response = try? await HTTPClient.shared.get(url: "http://127.0.0.1:\(port)/metrics").get(),
+                        let body = response.body
+                    else { return false }
+                    let text = String(buffer: body)
+                    return lines.allSatisfy { text.contains($0) }
+                }
             }
-            #expect(exported, "\(running.outputTail)")
+            let expiry = #"o365gw_secret_expiry_timestamp_seconds{tenant="\#(id)"} 1900000000"#
+            #expect(try await exported([expiry, #"o365gw_utmstack_logs_delivered_total{destination="default"}"#]), "\(running.outputTail)")
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/v1/destinations")
+            request.method = .POST
+            request.headers.add(name: "Authorization", value: "Bearer gauge-probe-admin-token-0123456789")
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: #"{"name": "eu", "kind": "socket", "socketPath": "/tmp/o365gw-none/eu.sock"}"#))
+            #expect(try await HTTPClient.shared.execute(request, timeout: .seconds(10)).status == .created)
+            let perDestination = ["sent", "delivered", "resent"].map { #"o365gw_utmstack_logs_\#($0)_total{destination="eu"}"# }
+                + [#"o365gw_utmstack_held_bytes{destination="eu"}"#, #"o365gw_utmstack_connected{destination="eu"}"#]
+            #expect(try await exported(perDestination), "the eu forwarder's series: \(running.outputTail)")
         }
     }
 }

@@ -6,6 +6,7 @@ import GatewayCore
 import MicrosoftSimulator
 import PostgresStorage
 import Testing
+import UTMStackReceiver
 
 /// `/api/v1/destinations` over the real server (docs/destinations.md, docs/admin-api.md).
 @Suite(.timeLimit(.minutes(2))) struct DestinationsAPITests {
@@ -58,29 +59,55 @@ import Testing
         }
     }
 
-    /// Until each destination has its forwarder, a tenant routed elsewhere is not collected (its records must
-    /// never reach another UTMStack); its status says so, and routed back to default it is collected.
-    @Test func aTenantRoutedToADestinationWithoutForwarderIsNotCollected() async throws {
-        var quiet = SimulatorConfiguration.generated(tenants: 1, seed: 31)
-        quiet.historyHours = 0  // nothing to forward: a poll routed to default then succeeds without a receiver
-        quiet.live = false
-        try await withSimulator(quiet) { simulator, url in
-            try await GatewayHarness.run(microsoft: url, collection: CollectionSettings(pollInterval: .seconds(1))) { gw in
-                #expect(try await gw.request(.POST, "/api/v1/destinations", json: #"{"name": "eu", "kind": "socket", "socketPath": "/e.sock"}"#).status == 201)
-                let tenant = try #require(simulator.configuration.tenants.first)
-                let created = try await gw.request(
-                    .POST, "/api/v1/tenants",
-                    json: tenantBody(tenantId: tenant.tenantId.uuidString, secret: tenant.clientSecret!, [
-                        "clientId": tenant.clientId.uuidString, "name": tenant.name, "destination": "eu", "contentTypes": ["Audit.General"],
-                    ]))
-                let id = try #require(created.json["id"] as? String)
-                @Sendable func lastError() async throws -> String? {
-                    let status = try await gw.request(.GET, "/api/v1/tenants/\(id)").json["status"] as? [[String: Any]]
-                    return (status?.first?["lastError"] as? [String: Any])?["code"] as? String
+    /// A tenant on destination eu is collected there; moved to default (PATCH), its later records go to default:
+    /// between the two, every record once (the checkpoint and the de-duplication state are the tenant's).
+    @Test func aTenantMovedToAnotherDestinationSendsItsLaterRecordsThere() async throws {
+        let simulated = SimulatorConfiguration.steady(tenants: 1, seed: 31, history: 65.0 / 3600, interval: 2, records: 3, live: true)
+        let settings = CollectionSettings(
+            pollInterval: .milliseconds(500), backfill: 70, trailingRelist: 0, leaseTTL: 20, tick: .milliseconds(200))
+        let socketEU = temporarySocketPath()
+        let socketDefault = temporarySocketPath()
+        let atEU = ReceivedLogs(keepLogs: true)
+        let atDefault = ReceivedLogs(keepLogs: true)
+        try await withSimulator(simulated) { simulator, url in
+            try await withReceiver(path: socketEU, received: atEU) {
+                try await withReceiver(path: socketDefault, received: atDefault) {
+                    try await GatewayHarness.run(microsoft: url, utmstackSocket: socketDefault, collection: settings) { gw in
+                        let created = try await gw.request(
+                            .POST, "/api/v1/destinations", json: #"{"name": "eu", "kind": "socket", "socketPath": "\#(socketEU)"}"#)
+                        try #require(created.status == 201)
+                        let tenant = try #require(simulator.configuration.tenants.first)
+                        let onboarded = try await gw.request(
+                            .POST, "/api/v1/tenants",
+                            json: tenantBody(tenantId: tenant.tenantId.uuidString, secret: tenant.clientSecret!, [
+                                "clientId": tenant.clientId.uuidString, "name": tenant.name, "destination": "eu",
+                            ]))
+                        let id = try #require(onboarded.json["id"] as? String)
+                        let atFirst = try await eventually(timeout: .seconds(60)) {
+                            Set(atEU.recordIDs).isSuperset(of: expectedRecordIDs(simulator, now: Date() - 62))
+                        }
+                        let missing = expectedRecordIDs(simulator, now: Date() - 62).subtracting(atEU.recordIDs)
+                        try #require(atFirst, "collected to eu: \(missing.count) missing, \(atEU.total) received, \(atDefault.total) at default")
+                        #expect(atDefault.total == 0, "nothing reaches default while the tenant names eu")
+                        let destination = try await gw.request(.GET, "/api/v1/destinations/eu").json
+                        #expect(destination["tenants"] as? [String] == [id])
+                        #expect((destination["state"] as? [String: Any])?["connection"] as? String == "connected")
+                        #expect(try await gw.request(.PATCH, "/api/v1/tenants/\(id)", json: #"{"destination": "default"}"#).status == 200)
+                        let moved = try await eventually(timeout: .seconds(60)) { atDefault.total > 0 }
+                        #expect(moved, "later records go to default")
+                        let complete = try await eventually(timeout: .seconds(60)) {
+                            Set(atEU.recordIDs + atDefault.recordIDs).isSuperset(of: expectedRecordIDs(simulator, now: Date() - 62))
+                        }
+                        #expect(complete, "nothing lost in the move")
+                        let euCount = atEU.total
+                        try await Task.sleep(for: .seconds(3))
+                        #expect(atEU.total == euCount, "nothing more reaches eu")
+                        let all = atEU.recordIDs + atDefault.recordIDs
+                        #expect(all.count == Set(all).count, "nothing twice across the move: \(atEU.duplicateReport) \(atDefault.duplicateReport)")
+                        // No tenant names it any more: it can be deleted (its forwarder drains and stops).
+                        #expect(try await gw.request(.DELETE, "/api/v1/destinations/eu").status == 204)
+                    }
                 }
-                #expect(try await eventually { try await lastError() == "destination_unavailable" })
-                #expect(try await gw.request(.PATCH, "/api/v1/tenants/\(id)", json: #"{"destination": "default"}"#).status == 200)
-                #expect(try await eventually { try await lastError() != "destination_unavailable" }, "collected again once routed to default")
             }
         }
     }

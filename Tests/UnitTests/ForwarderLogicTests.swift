@@ -132,6 +132,27 @@ import UTMStackProtocol
         #expect(window.deliveredThrough == 1)
     }
 
+    /// A poll that gives up on its destination takes back its unsent logs: the queued ones of its batches leave
+    /// (their bytes freed, their batches done without counting as acknowledged), in-flight ones and other polls'
+    /// stay, and the order of what stays is kept.
+    @Test func withdrawnBatchesLeaveTheQueueButNotTheStream() throws {
+        var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 2)
+        let (mine, _) = window.enqueue(batch(["a", "b", "c"]), now: t0)
+        let (theirs, _) = window.enqueue(batch(["x", "y"]), now: t0)
+        let (mineToo, _) = window.enqueue(batch(["d"]), now: t0)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["a", "b"])
+        let held = window.heldBytes
+        #expect(window.withdraw([mine, mineToo]) == 2, "c and d were queued; a and b are in flight")
+        #expect(window.heldBytes < held)
+        #expect(window.deliveredThrough == 0, "a and b still wait for their acknowledgement")
+        _ = window.acknowledge("b", now: t0)
+        #expect(window.deliveredThrough == mine)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["x", "y"], "the other poll's logs go on, in order")
+        _ = window.acknowledge("y", now: t0)
+        #expect(window.deliveredThrough == mineToo && window.isIdle && window.heldBytes == 0)
+        #expect(theirs < mineToo && window.withdraw([theirs]) == 0, "nothing left to withdraw")
+    }
+
     @Test func theByteBudgetBoundsWhatIsHeld() {
         var window = DeliveryWindow(byteBudget: 1000, maxInFlight: 100)
         let three = batch(["a", "b", "c"], size: 200)

@@ -1321,6 +1321,8 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/Destination/tenants`.
             internal var tenants: [Swift.String]?
+            /// - Remark: Generated from `#/components/schemas/Destination/state`.
+            internal var state: Components.Schemas.DestinationState?
             /// Creates a new `Destination`.
             ///
             /// - Parameters:
@@ -1337,6 +1339,7 @@ extension Components {
             ///   - updatedAt:
             ///   - version: Grows by one on every change; the ETag carries it (stored destinations only).
             ///   - tenants: The ids of the tenants that send here (GET of one destination only).
+            ///   - state:
             internal init(
                 name: Swift.String,
                 kind: Components.Schemas.DestinationKind,
@@ -1350,7 +1353,8 @@ extension Components {
                 createdAt: Components.Schemas.Timestamp? = nil,
                 updatedAt: Components.Schemas.Timestamp? = nil,
                 version: Swift.Int64? = nil,
-                tenants: [Swift.String]? = nil
+                tenants: [Swift.String]? = nil,
+                state: Components.Schemas.DestinationState? = nil
             ) {
                 self.name = name
                 self.kind = kind
@@ -1365,6 +1369,7 @@ extension Components {
                 self.updatedAt = updatedAt
                 self.version = version
                 self.tenants = tenants
+                self.state = state
             }
             internal enum CodingKeys: String, CodingKey {
                 case name
@@ -1380,6 +1385,60 @@ extension Components {
                 case updatedAt
                 case version
                 case tenants
+                case state
+            }
+        }
+        /// The destination's forwarder as the replica that answered sees it (GET of one destination only; each replica has its own forwarder per destination). Absent while this replica has not started one yet (a destination created within the last few seconds).
+        ///
+        /// - Remark: Generated from `#/components/schemas/DestinationState`.
+        internal struct DestinationState: Codable, Hashable, Sendable {
+            /// `idle`: nothing to deliver, so not connected (it connects when it has logs). `unavailable`: its connection fails, or it acknowledged nothing for the acknowledgement timeout while holding logs; its tenants' units are `degraded` with `utmstack_unavailable` and polled one at a time until it answers. Other destinations are not affected.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DestinationState/connection`.
+            internal enum ConnectionPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case idle = "idle"
+                case connected = "connected"
+                case unavailable = "unavailable"
+            }
+            /// `idle`: nothing to deliver, so not connected (it connects when it has logs). `unavailable`: its connection fails, or it acknowledged nothing for the acknowledgement timeout while holding logs; its tenants' units are `degraded` with `utmstack_unavailable` and polled one at a time until it answers. Other destinations are not affected.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DestinationState/connection`.
+            internal var connection: Components.Schemas.DestinationState.ConnectionPayload
+            /// Bytes of logs held for it (queued or awaiting acknowledgement), within its own byte budget.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DestinationState/heldBytes`.
+            internal var heldBytes: Swift.Int
+            /// How long the oldest log held has waited.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DestinationState/oldestUnacknowledgedSeconds`.
+            internal var oldestUnacknowledgedSeconds: Swift.Double
+            /// The last connection failure while unavailable, in words.
+            ///
+            /// - Remark: Generated from `#/components/schemas/DestinationState/lastFailure`.
+            internal var lastFailure: Swift.String?
+            /// Creates a new `DestinationState`.
+            ///
+            /// - Parameters:
+            ///   - connection: `idle`: nothing to deliver, so not connected (it connects when it has logs). `unavailable`: its connection fails, or it acknowledged nothing for the acknowledgement timeout while holding logs; its tenants' units are `degraded` with `utmstack_unavailable` and polled one at a time until it answers. Other destinations are not affected.
+            ///   - heldBytes: Bytes of logs held for it (queued or awaiting acknowledgement), within its own byte budget.
+            ///   - oldestUnacknowledgedSeconds: How long the oldest log held has waited.
+            ///   - lastFailure: The last connection failure while unavailable, in words.
+            internal init(
+                connection: Components.Schemas.DestinationState.ConnectionPayload,
+                heldBytes: Swift.Int,
+                oldestUnacknowledgedSeconds: Swift.Double,
+                lastFailure: Swift.String? = nil
+            ) {
+                self.connection = connection
+                self.heldBytes = heldBytes
+                self.oldestUnacknowledgedSeconds = oldestUnacknowledgedSeconds
+                self.lastFailure = lastFailure
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case connection
+                case heldBytes
+                case oldestUnacknowledgedSeconds
+                case lastFailure
             }
         }
         /// - Remark: Generated from `#/components/schemas/DestinationList`.
@@ -1411,6 +1470,10 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/DeadLetter/contentId`.
             internal var contentId: Swift.String?
+            /// The destination that refused it (a retry goes to the tenant's destination now).
+            ///
+            /// - Remark: Generated from `#/components/schemas/DeadLetter/destination`.
+            internal var destination: Swift.String?
             /// The audit record's `Id`.
             ///
             /// - Remark: Generated from `#/components/schemas/DeadLetter/recordId`.
@@ -1449,6 +1512,7 @@ extension Components {
             ///   - tenantId: The gateway id of the tenant the record belongs to.
             ///   - contentType:
             ///   - contentId: The blob the record came from.
+            ///   - destination: The destination that refused it (a retry goes to the tenant's destination now).
             ///   - recordId: The audit record's `Id`.
             ///   - logId: The id of the `plugins.Log` (the same on every retry).
             ///   - reason:
@@ -1462,6 +1526,7 @@ extension Components {
                 tenantId: Swift.String? = nil,
                 contentType: Components.Schemas.ContentType? = nil,
                 contentId: Swift.String? = nil,
+                destination: Swift.String? = nil,
                 recordId: Swift.String? = nil,
                 logId: Swift.String,
                 reason: Components.Schemas.DeadLetter.ReasonPayload,
@@ -1475,6 +1540,7 @@ extension Components {
                 self.tenantId = tenantId
                 self.contentType = contentType
                 self.contentId = contentId
+                self.destination = destination
                 self.recordId = recordId
                 self.logId = logId
                 self.reason = reason
@@ -1489,6 +1555,7 @@ extension Components {
                 case tenantId
                 case contentType
                 case contentId
+                case destination
                 case recordId
                 case logId
                 case reason
