@@ -12,7 +12,7 @@ import UTMStackReceiver
 
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run everything on this machine and print a live status table with no Microsoft account: a private PostgreSQL, the Microsoft API simulator with three customer tenants, a local UTMStack receiver and the gateway.")
+        abstract: "Run everything on this machine and print a live status table with no Microsoft account: a private PostgreSQL, the Microsoft API simulator with three customer tenants, two local UTMStack receivers (destinations default and eu, the tenants split between them) and the gateway.")
 
     @Option(name: .customLong("listen"), help: "Admin API address host:port (default 127.0.0.1:8080).")
     var listen: String = "127.0.0.1:8080"
@@ -38,9 +38,13 @@ struct Demo: AsyncParsableCommand {
             let databasePort = postgres.port
             _ = try await Gateway.migrate(database, logger: logger)
             let token = Secret(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))
+            // Two UTMStack instances (destinations default and eu), as an MSSP with one per region has.
             let socket = postgres.directory.appendingPathComponent("engine.sock").path
             let received = ReceivedLogs(keepLogs: false)
             let receiver = EngineReceiver(socketPath: socket, received: received, logger: logger)
+            let euSocket = postgres.directory.appendingPathComponent("engine-eu.sock").path
+            let receivedEU = ReceivedLogs(keepLogs: false)
+            let receiverEU = EngineReceiver(socketPath: euSocket, received: receivedEU, logger: logger)
             // The Microsoft side: a simulator with three customer tenants producing live data.
             let simulatorPort = LocalPostgres.freePort()
             let simulatorURL = URL(string: "http://127.0.0.1:\(simulatorPort)")!
@@ -48,7 +52,11 @@ struct Demo: AsyncParsableCommand {
             let simulator = MicrosoftSimulator(
                 configuration: simulated, port: simulatorPort, logger: logger)
             let keyRing = KeyRing.random()
-            try await Gateway.onboard(simulated.tenants, database: database, keyRing: keyRing, logger: logger)
+            try await Gateway.addSocketDestination("eu", socketPath: euSocket, database: database, keyRing: keyRing, logger: logger)
+            // The second tenant sends to eu, the others to default.
+            try await Gateway.onboard(
+                simulated.tenants, database: database, keyRing: keyRing, destination: { $0 == 1 ? "eu" : Destination.defaultName },
+                logger: logger)
             let configuration = try GatewayConfiguration(
                 database: database, keyRing: keyRing, adminToken: token, listen: try ListenAddress(parsing: listen),
                 forwarder: .init(endpoint: .engineSocket(path: socket)),
@@ -62,7 +70,10 @@ struct Demo: AsyncParsableCommand {
                     kill(getpid(), SIGTERM)
                 }
             }
-            try await Gateway.serve(configuration, metrics: metrics, logger: logger, companions: [receiver, simulator, DemoStatusTable(received: received, database: database, logger: logger)]) { port in
+            try await Gateway.serve(configuration, metrics: metrics, logger: logger, companions: [
+                receiver, receiverEU, simulator,
+                DemoStatusTable(receivers: [(Destination.defaultName, received), ("eu", receivedEU)], database: database, logger: logger),
+            ]) { port in
                 printBanner(port: port, token: token, database: databasePort)
             }
         }
@@ -74,11 +85,13 @@ private func printBanner(port: Int, token: Secret, database: Int) {
     let text = """
         o365-gateway demo is running (private PostgreSQL on 127.0.0.1:\(database); stops with Ctrl-C).
         Admin API: \(base)   (OpenAPI document: \(base)/api/v1/openapi.yaml)
-        Three simulated customer tenants are onboarded; a status table follows every 5 s. Try:
+        Three simulated customer tenants are onboarded, one sending to destination eu and two to default (two local
+        UTMStack receivers); a status table follows every 5 s. Try:
           export TOKEN=\(token.unredacted)
           curl -s -H "Authorization: Bearer $TOKEN" \(base)/api/v1/tenants
           ID=$(curl -s -H "Authorization: Bearer $TOKEN" \(base)/api/v1/tenants | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
           curl -s -X POST -H "Authorization: Bearer $TOKEN" \(base)/api/v1/tenants/$ID/validate
+          curl -s -H "Authorization: Bearer $TOKEN" \(base)/api/v1/destinations/eu
 
         """
     FileHandle.standardOutput.write(Data(text.utf8))
