@@ -14,8 +14,9 @@ extension EndToEndTests {
 
         /// Two workers for ten units: without isolation, the polls of the tenant whose engine is down take both and
         /// wait for acknowledgements that never come, and the other tenant is not polled at all.
+        // A backfill well beyond the 65 s of history: a first poll delayed by a loaded machine still lists its start.
         static let settings = CollectionSettings(
-            pollInterval: .milliseconds(500), backfill: 70, trailingRelist: 0, workers: 2, leaseTTL: 20, tick: .milliseconds(200))
+            pollInterval: .milliseconds(500), backfill: 600, trailingRelist: 0, workers: 2, leaseTTL: 20, tick: .milliseconds(200))
 
         /// A destination that acknowledges nothing for 2 s is unavailable; a PING unanswered for a second gives a
         /// frozen connection up.

@@ -63,8 +63,9 @@ import UTMStackReceiver
     /// between the two, every record once (the checkpoint and the de-duplication state are the tenant's).
     @Test func aTenantMovedToAnotherDestinationSendsItsLaterRecordsThere() async throws {
         let simulated = SimulatorConfiguration.steady(tenants: 1, seed: 31, history: 65.0 / 3600, interval: 2, records: 3, live: true)
+        // A backfill well beyond the 65 s of history: a first poll delayed by a loaded machine still lists its start.
         let settings = CollectionSettings(
-            pollInterval: .milliseconds(500), backfill: 70, trailingRelist: 0, leaseTTL: 20, tick: .milliseconds(200))
+            pollInterval: .milliseconds(500), backfill: 600, trailingRelist: 0, leaseTTL: 20, tick: .milliseconds(200))
         let socketEU = temporarySocketPath()
         let socketDefault = temporarySocketPath()
         let atEU = ReceivedLogs(keepLogs: true)
