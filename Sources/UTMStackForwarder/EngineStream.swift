@@ -102,7 +102,6 @@ final class EngineStream: Sendable {
         connectTimeout: TimeAmount
     ) async throws {
         let channel = stream.channel
-        // The handshake: bounded, cancellable, and it must choose HTTP/2.
         let timeout = channel.eventLoop.scheduleTask(in: connectTimeout) {
             handshake.fail(EngineStreamError(description: "the TLS handshake with UTMStack at \(endpoint.address) did not finish within \(connectTimeout.nanoseconds / 1_000_000_000) s"))
         }
