@@ -3,6 +3,7 @@ import GatewayCore
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import OpenAPIRuntime
 import Prometheus
 
@@ -72,45 +73,30 @@ struct ObserveAndMapErrorsMiddleware<Context: RequestContext>: RouterMiddleware 
     }
 }
 
-/// Requires `Authorization: Bearer <admin token>` on everything under /api except the OpenAPI document.
-/// The comparison takes the same time wherever the tokens differ.
-struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
-    let adminToken: Secret
-    static var publicPaths: Set<String> { ["/api/v1/openapi.yaml"] }
-
-    func handle(
-        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
-    ) async throws -> Response {
-        let path = request.uri.path
-        guard path.hasPrefix("/api/"), !Self.publicPaths.contains(path) else {
-            return try await next(request, context)
-        }
-        guard let header = request.headers[.authorization] else {
-            throw GatewayError(
-                .unauthorized, code: "missing_token",
-                "Send the admin token as Authorization: Bearer <O365GW_ADMIN_TOKEN>.")
-        }
-        let prefix = "Bearer "
-        guard header.count > prefix.count, header.prefix(prefix.count).lowercased() == prefix.lowercased(),
-            adminToken.constantTimeEquals(String(header.dropFirst(prefix.count)))
-        else {
-            throw GatewayError(
-                .unauthorized, code: "invalid_token",
-                "The bearer token is wrong; use the value of O365GW_ADMIN_TOKEN that the gateway runs with.")
-        }
-        return try await next(request, context)
-    }
-}
-
-/// Reads the body up to a limit before anything parses it, so an oversized request costs nothing more; refuses a
-/// JSON body that holds `null` anywhere: no field of this API takes null (the generated decoder would read it as
-/// absent, and a PATCH with `"dataSource": null` would succeed changing nothing).
-struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
+/// Decides about a request's body before anything reads it, then reads it up to a limit, so an oversized or
+/// unwanted body costs nothing more:
+/// - a GET, HEAD or DELETE with a body is refused (`unexpected_body`): no operation takes one;
+/// - a body from a caller that sent no credentials is refused (`missing_token`) unread: no public operation takes one
+///   (`AccessPolicy`), so the caller needs a token anyway;
+/// - a body is JSON (`application/json`, or 415), at most `maxBytes` (413, declared or streamed), one value per key
+///   (`duplicate_key`) and without `null` anywhere (`JSONBodyCheck`).
+struct RequestBodyMiddleware<Context: RequestContext>: RouterMiddleware {
     let maxBytes: Int
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
+        guard Self.declaresBody(request.headers) else { return try await next(request, context) }
+        if [.get, .head, .delete, .options, .trace].contains(request.method) {
+            throw GatewayError(
+                .invalidInput, code: "unexpected_body", "\(request.method) takes no body here; send the request without one.")
+        }
+        guard Principal.current != nil else { throw GatewayError.missingToken }
+        guard let contentType = request.headers[.contentType], Self.isJSON(contentType) else {
+            throw GatewayError(
+                .unsupportedMediaType, code: "unsupported_media_type",
+                "Send the body as JSON with Content-Type: application/json.")
+        }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBytes {
             throw tooLarge
         }
@@ -118,37 +104,34 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: maxBytes)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw tooLarge
         }
-        if body.readableBytes > 0, request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true,
-            let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView), options: [.fragmentsAllowed]),
-            let field = Self.firstNull(in: object, at: "")
-        {
+        switch JSONBodyCheck.firstProblem(in: body.readableBytesView) {
+        case .null(let field):
             throw GatewayError.invalidField(
                 field.isEmpty ? "body" : field, "must not be null; leave the field out to keep it as it is.")
+        case .duplicateKey(let field):
+            throw GatewayError(
+                .invalidInput, code: "duplicate_key", "\(field) appears more than once in the body; send each field once.")
+        case nil:
+            break
         }
         return try await next(request, context)
     }
 
-    /// The path (`a.b[2]`) of the first null in a parsed JSON value, or nil.
-    static func firstNull(in value: Any, at path: String) -> String? {
-        switch value {
-        case is NSNull:
-            return path
-        case let object as [String: Any]:
-            for key in object.keys.sorted() {
-                if let found = firstNull(in: object[key]!, at: path.isEmpty ? key : "\(path).\(key)") { return found }
-            }
-            return nil
-        case let array as [Any]:
-            for (index, element) in array.enumerated() {
-                if let found = firstNull(in: element, at: "\(path)[\(index)]") { return found }
-            }
-            return nil
-        default:
-            return nil
-        }
+    /// A body is coming when its length is declared above zero or it is sent in chunks.
+    static func declaresBody(_ headers: HTTPFields) -> Bool {
+        if let length = headers[.contentLength] { return length != "0" }
+        return headers[.transferEncoding] != nil
+    }
+
+    /// `application/json`, with or without parameters (`; charset=utf-8`), in any case.
+    static func isJSON(_ contentType: String) -> Bool {
+        let type = contentType.split(separator: ";", maxSplits: 1).first ?? ""
+        return type.trimmingCharacters(in: .whitespaces).lowercased() == "application/json"
     }
 
     private var tooLarge: GatewayError {

@@ -11,7 +11,7 @@ import Synchronization
 /// `Accept` a client sends (a probe configured for JSON, Prometheus asking for OpenMetrics first), and HEAD like GET.
 enum Probes {
     static func register(
-        on router: Router<BasicRequestContext>, readiness: any ReadinessCheck, metrics: PrometheusCollectorRegistry
+        on router: RouterGroup<BasicRequestContext>, readiness: any ReadinessCheck, metrics: PrometheusCollectorRegistry
     ) {
         router.get("/healthz") { _, _ in text(.ok, "ok\n") }
         router.get("/readyz") { _, _ in

@@ -114,7 +114,7 @@ public enum Gateway {
         let watcher = SecretExpiryWatcher(
             owner: owner, tenants: store, store: expiry, validator: validator, notifier: destinations,
             webhook: configuration.alertWebhook, policy: configuration.alertPolicy, interval: configuration.expiryRound,
-            logger: logger)
+            logger: logger, gauges: ExpiryGauges(perTenant: configuration.metricsPerTenant))
         let scheduler = CollectionScheduler(
             owner: owner, tenants: store, store: collectionStore,
             microsoft: microsoft, validator: validator, destinations: destinations,
@@ -135,9 +135,9 @@ public enum Gateway {
         // beyond this machine is worth a warning (docs/configuration.md: put it behind TLS).
         let server: HTTPServerBuilder
         if let tls = configuration.adminTLS {
-            server = try .tls(.http1(), tlsConfiguration: tls.serverConfiguration)
+            server = try .tls(configuration.adminListener.http1(), tlsConfiguration: tls.serverConfiguration)
         } else {
-            server = .http1()
+            server = configuration.adminListener.http1()
             if !configuration.listen.isLoopback {
                 logger.warning(
                     "the admin API listens beyond this machine without TLS; set O365GW_TLS_CERT_FILE and O365GW_TLS_KEY_FILE, or put it behind a TLS proxy",

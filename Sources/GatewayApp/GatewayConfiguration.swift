@@ -3,6 +3,7 @@ import Foundation
 import NIOSSL
 import GatewayCore
 import ActivityAPI
+import AdminAPI
 import Collection
 import PostgresStorage
 import UTMStackForwarder
@@ -27,6 +28,10 @@ public struct GatewayConfiguration: Sendable {
     public var expiryRound: Duration = .seconds(60)
     /// Polling, backfill, relisting, workers and leases (docs/collection.md).
     public var collection = CollectionSettings()
+    /// How long the admin listener waits for slow clients, and how many it serves at once (docs/security.md).
+    public var adminListener = AdminListenerLimits()
+    /// Whether /metrics carries series per tenant (`O365GW_METRICS_PER_TENANT`): off, the scrape names no tenant.
+    public var metricsPerTenant = false
 
     public init(
         database: DatabaseURL, keyRing: KeyRing, adminToken: Secret, listen: ListenAddress,

@@ -13,7 +13,8 @@ import UTMStackForwarder
 /// 1. asks Graph for the end date of the credential in use, for tenants not asked for a day (or since a rotation),
 /// 2. records the alert stages now due (thresholds, then daily once expired), each once per credential,
 /// 3. delivers what is owed to UTMStack (`Notify`) and the webhook, retrying with backoff,
-/// 4. exports the expiry timestamp per tenant as a gauge (only the holder does, so the fleet has one series each).
+/// 4. exports the fleet's earliest expiry as a gauge, and with `O365GW_METRICS_PER_TENANT` the expiry of each tenant
+///    (only the holder does, so the fleet has one series each).
 /// A failing webhook or Graph only delays this service; collection never waits on it.
 struct SecretExpiryWatcher: Service {
     static let leaseName = "secret-expiry"
@@ -31,7 +32,7 @@ struct SecretExpiryWatcher: Service {
     /// An alert still undelivered after this many attempts (about a day at the capped delay) is given up, logged.
     var maxAttempts = 30
     let logger: Logger
-    let gauges = ExpiryGauges()
+    var gauges = ExpiryGauges(perTenant: false)
 
     var leaseTTL: TimeInterval { max(30, 3 * interval.seconds) }
     /// A failed delivery is tried again after half a round (at most 30 s), doubling to an hour.
@@ -151,33 +152,51 @@ struct SecretExpiryWatcher: Service {
     }
 }
 
-/// `o365gw_secret_expiry_timestamp_seconds{tenant}`: when each tenant's credential ends, as best known. The only
-/// per-tenant metric; exported by the replica that holds the expiry lease, so the fleet has one series per tenant.
+/// `o365gw_secret_expiry_earliest_timestamp_seconds`: when the first of the fleet's credentials ends, as best known;
+/// with `perTenant`, also `o365gw_secret_expiry_timestamp_seconds{tenant}` for each tenant. /metrics needs no token,
+/// so tenant ids (and when each one's secret ends) are in it only when the operator asks for them.
 final class ExpiryGauges: Sendable {
     static let name = "o365gw_secret_expiry_timestamp_seconds"
-    private let gauges = Mutex<[TenantID: Gauge]>([:])
+    static let earliestName = "o365gw_secret_expiry_earliest_timestamp_seconds"
+    let perTenant: Bool
+    private let gauges = Mutex<(earliest: Gauge?, tenants: [TenantID: Gauge])>((nil, [:]))
+
+    init(perTenant: Bool) { self.perTenant = perTenant }
 
     func update(_ tenants: [Tenant]) {
         gauges.withLock { gauges in
             var seen = Set<TenantID>()
+            var earliest: Date?
             for tenant in tenants {
                 guard let expiresAt = tenant.secretExpiresAt else { continue }
+                earliest = min(earliest ?? expiresAt, expiresAt)
+                guard perTenant else { continue }
                 seen.insert(tenant.id)
-                let gauge = gauges[tenant.id] ?? Gauge(label: Self.name, dimensions: [("tenant", "\(tenant.id)")])
-                gauges[tenant.id] = gauge
+                let gauge = gauges.tenants[tenant.id] ?? Gauge(label: Self.name, dimensions: [("tenant", "\(tenant.id)")])
+                gauges.tenants[tenant.id] = gauge
                 gauge.record(expiresAt.timeIntervalSince1970)
             }
-            for (id, gauge) in gauges where !seen.contains(id) {
+            for (id, gauge) in gauges.tenants where !seen.contains(id) {
                 gauge.destroy()
-                gauges[id] = nil
+                gauges.tenants[id] = nil
+            }
+            if let earliest {
+                let gauge = gauges.earliest ?? Gauge(label: Self.earliestName)
+                gauges.earliest = gauge
+                gauge.record(earliest.timeIntervalSince1970)
+            } else {
+                gauges.earliest?.destroy()
+                gauges.earliest = nil
             }
         }
     }
 
     func clear() {
         gauges.withLock { gauges in
-            for gauge in gauges.values { gauge.destroy() }
-            gauges.removeAll()
+            for gauge in gauges.tenants.values { gauge.destroy() }
+            gauges.tenants.removeAll()
+            gauges.earliest?.destroy()
+            gauges.earliest = nil
         }
     }
 }

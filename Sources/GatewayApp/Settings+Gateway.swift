@@ -36,6 +36,7 @@ extension Settings {
         configuration.alertWebhook = try secret(.alertWebhookURL).map { try AlertWebhook(url: $0) }
         configuration.adminTLS = try AdminTLS.from(certificateFile: try text(.tlsCertFile), keyFile: try text(.tlsKeyFile))
         configuration.collection = try collection()
+        configuration.metricsPerTenant = try parsed(.metricsPerTenant) { ["true": true, "false": false][$0.lowercased()] } ?? false
         return configuration
     }
 

@@ -108,6 +108,9 @@ extension Setting {
         "PEM certificate (chain) of the admin API; with the key it serves HTTPS only (TLS 1.2 or later). Clients send customers' secrets to it: without TLS keep it on loopback (the default) or behind a TLS proxy; serve warns when it listens beyond this machine in plain HTTP")
     public static let tlsKeyFile = Setting(
         "tls.keyFile", "path", whenUnset: "unset (plain HTTP)", serveOnly, "unencrypted PEM private key of the admin API's certificate")
+    public static let metricsPerTenant = Setting(
+        "metrics.perTenant", "true or false", default: "false", serveOnly,
+        "whether /metrics has series per tenant (o365gw_secret_expiry_timestamp_seconds{tenant}); /metrics needs no token, so by default it names no tenant and shows the fleet's earliest expiry only")
     public static let loginURL = Setting(
         "loginUrl", "URL", whenUnset: "per-cloud hosts", serveOnly,
         "replaces the Microsoft sign-in host of every cloud (a proxy, the simulator); http:// is accepted only in these three")
@@ -175,6 +178,7 @@ extension Setting {
     /// Every setting, in the order of docs/configuration.md and `--help`.
     public static let all: [Setting] = [
         configFile, databaseURL, databaseTimeout, logLevel, encryptionKeys, adminToken, listen, tlsCertFile, tlsKeyFile,
+        metricsPerTenant,
         loginURL, manageURL, graphURL, publisherID, requestsPerMinute, pollInterval, backfillHours, relistMinutes,
         workers, blobBufferBytes, maxBlobBytes, secretAlertDays, alertWebhookURL, utmstackSocket, utmstackAddress,
         utmstackCAFile, utmstackServerName, utmstackConnectionKey, utmstackInFlightBytes, utmstackAckTimeout,

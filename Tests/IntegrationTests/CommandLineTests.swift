@@ -164,9 +164,11 @@ enum Executable {
         #expect(wrong.status != 0 && wrong.stderr.contains("pdf"))
     }
 
-    /// `serve` exports each tenant's expiry as the one per-tenant gauge, for a one-line alert rule, and the
+    /// `serve` exports the fleet's earliest expiry, for a one-line alert rule, and each tenant's expiry only when
+    /// O365GW_METRICS_PER_TENANT asks for it (/metrics needs no token: by default no tenant id is in it), and the
     /// UTMStack series per destination (`default`, and a stored one once the router has started its forwarder).
-    @Test func serveExportsTheExpiryTimestampPerTenantAndTheForwardersPerDestination() async throws {
+    @Test(arguments: [false, true])
+    func serveExportsTheExpiryTimestampAndTheForwardersPerDestination(perTenant: Bool) async throws {
         let db = try await TestDatabase.create("gauge")
         _ = try await Gateway.migrate(db, logger: quietLogger)
         let keySpec = "k1:\(Data(repeating: 9, count: 32).base64EncodedString())"
@@ -184,7 +186,7 @@ enum Executable {
                 "O365GW_ADMIN_TOKEN": "gauge-probe-admin-token-0123456789", "O365GW_LISTEN": "127.0.0.1:\(port)",
                 "O365GW_UTMSTACK_SOCKET": "/tmp/o365gw-none/engine.sock", "O365GW_LOGIN_URL": microsoft.absoluteString,
                 "O365GW_MANAGE_URL": microsoft.absoluteString, "O365GW_GRAPH_URL": microsoft.absoluteString,
-                "O365GW_LOG_LEVEL": "warning",
+                "O365GW_LOG_LEVEL": "warning", "O365GW_METRICS_PER_TENANT": "\(perTenant)",
             ])
             defer { running.terminate() }
             @Sendable func exported(_ lines: [String]) async throws -> Bool {
@@ -196,8 +198,12 @@ enum Executable {
                     return lines.allSatisfy { text.contains($0) }
                 }
             }
+            let earliest = "o365gw_secret_expiry_earliest_timestamp_seconds 1900000000"
+            #expect(try await exported([earliest, #"o365gw_utmstack_logs_delivered_total{destination="default"}"#]), "\(running.outputTail)")
+            let metrics = String(buffer: try #require(try await HTTPClient.shared.get(url: "http://127.0.0.1:\(port)/metrics").get().body))
             let expiry = #"o365gw_secret_expiry_timestamp_seconds{tenant="\#(id)"} 1900000000"#
-            #expect(try await exported([expiry, #"o365gw_utmstack_logs_delivered_total{destination="default"}"#]), "\(running.outputTail)")
+            #expect(metrics.contains(expiry) == perTenant)
+            if !perTenant { #expect(!metrics.contains("\(id)"), "no tenant id in /metrics by default") }
             var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/v1/destinations")
             request.method = .POST
             request.headers.add(name: "Authorization", value: "Bearer gauge-probe-admin-token-0123456789")
