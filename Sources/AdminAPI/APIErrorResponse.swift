@@ -40,6 +40,12 @@ struct APIErrorResponse: Error, Equatable {
         case let error as GatewayError:
             return APIErrorResponse(error)
         case let error as ServerError:
+            // A decoding error of a request that has no body is about its parameters (`?limit=abc`), not a body.
+            if error.underlyingError is DecodingError, [.get, .head, .delete].contains(error.request.method) {
+                return APIErrorResponse(
+                    status: .badRequest, code: "invalid_parameter",
+                    message: "A query parameter has an invalid value; the parameters are described at /api/v1/openapi.yaml.")
+            }
             if let mapped = from(error.underlyingError) { return mapped }
             guard (400..<500).contains(error.httpStatus.code) else { return nil }
             return APIErrorResponse(

@@ -3,24 +3,28 @@
 /// an object must not name a key twice (the decoder keeps one of the two values, while a check that reads the body
 /// on its own might keep the other). Keys are compared after unescaping, so `"a"` and `"\u0061"` are the same key.
 ///
-/// A pure scanner over the bytes: it reports the first problem with its path (`a.b[2]`), and leaves malformed
-/// JSON to the decoder, which names it better.
+/// A pure scanner over the bytes: it reports the first problem with its path (`a.b[2]`). A body it cannot read as
+/// one UTF-8 JSON value is `malformed`: what it did not check never reaches the decoder (which accepts a byte-order
+/// mark or UTF-16, and would read past this check). Nesting deeper than 64 is malformed too: no body of this API
+/// nests more than a few levels, and the scanner's stack stays bounded.
 enum JSONBodyCheck {
     enum Problem: Equatable {
         case null(path: String)
         case duplicateKey(path: String)
+        case malformed
     }
 
     static func firstProblem(in bytes: some Collection<UInt8>) -> Problem? {
         var scanner = Scanner(bytes: Array(bytes))
         do {
             try scanner.value(at: "")
-            return nil
+            scanner.skipWhitespace()
+            return scanner.index == scanner.bytes.count ? nil : .malformed
         } catch let stop as Stop {
             if case .problem(let problem) = stop { return problem }
-            return nil
+            return .malformed
         } catch {
-            return nil
+            return .malformed
         }
     }
 
@@ -29,7 +33,7 @@ enum JSONBodyCheck {
         case malformed
     }
 
-    /// Nesting deeper than this is left to the decoder (which refuses it), so a hostile body cannot exhaust the stack.
+    /// Nesting deeper than this is malformed, so a hostile body cannot exhaust the stack.
     private static let maxDepth = 64
 
     private struct Scanner {

@@ -78,8 +78,8 @@ struct ObserveAndMapErrorsMiddleware<Context: RequestContext>: RouterMiddleware 
 /// - a GET, HEAD or DELETE with a body is refused (`unexpected_body`): no operation takes one;
 /// - a body from a caller that sent no credentials is refused (`missing_token`) unread: no public operation takes one
 ///   (`AccessPolicy`), so the caller needs a token anyway;
-/// - a body is JSON (`application/json`, or 415), at most `maxBytes` (413, declared or streamed), one value per key
-///   (`duplicate_key`) and without `null` anywhere (`JSONBodyCheck`).
+/// - a body is JSON in UTF-8 (`application/json`, or 415), at most `maxBytes` (413, declared or streamed), one value
+///   per key (`duplicate_key`), without `null` anywhere, and readable whole by `JSONBodyCheck` (`invalid_json`).
 struct RequestBodyMiddleware<Context: RequestContext>: RouterMiddleware {
     let maxBytes: Int
 
@@ -116,6 +116,9 @@ struct RequestBodyMiddleware<Context: RequestContext>: RouterMiddleware {
         case .duplicateKey(let field):
             throw GatewayError(
                 .invalidInput, code: "duplicate_key", "\(field) appears more than once in the body; send each field once.")
+        case .malformed:
+            throw GatewayError(
+                .invalidInput, code: "invalid_json", "The body is not valid JSON; send one JSON object in UTF-8, without a byte-order mark.")
         case nil:
             break
         }
@@ -128,10 +131,11 @@ struct RequestBodyMiddleware<Context: RequestContext>: RouterMiddleware {
         return headers[.transferEncoding] != nil
     }
 
-    /// `application/json`, with or without parameters (`; charset=utf-8`), in any case.
+    /// `application/json` in any case, with no parameter but `charset=utf-8` (JSON is UTF-8, RFC 8259 §8.1).
     static func isJSON(_ contentType: String) -> Bool {
-        let type = contentType.split(separator: ";", maxSplits: 1).first ?? ""
-        return type.trimmingCharacters(in: .whitespaces).lowercased() == "application/json"
+        let parts = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard parts.first == "application/json" else { return false }
+        return parts.dropFirst().allSatisfy { $0 == "charset=utf-8" || $0 == "charset=\"utf-8\"" }
     }
 
     private var tooLarge: GatewayError {

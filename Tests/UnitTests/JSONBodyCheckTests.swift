@@ -25,11 +25,16 @@ import Testing
         #expect(problem(#"{"\ud83d\ude00": 1, "😀": 2}"#) == .duplicateKey(path: "😀"), "a surrogate pair is its character")
     }
 
-    @Test func malformedOrTooDeepBodiesAreLeftToTheDecoder() {
-        for text in ["{", #"{"a" 1}"#, #"{"a": tru}"#, #"{"a": "\x"}"#, "[1,", "", #"{"a": "unterminated}"#] {
-            #expect(problem(text) == nil, "\(text)")
+    @Test func whatTheScannerCannotReadIsMalformed() {
+        for text in [
+            "{", #"{"a" 1}"#, #"{"a": tru}"#, #"{"a": "\x"}"#, "[1,", "", #"{"a": "unterminated}"#, #"{"a": 1} x"#,
+            "\u{FEFF}{\"a\": 1}",
+        ] {
+            #expect(problem(text) == .malformed, "\(text)")
         }
+        let utf16 = Array(#"{"a": 1}"#.utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
+        #expect(JSONBodyCheck.firstProblem(in: utf16) == .malformed, "UTF-16 is not read as JSON")
         let deep = String(repeating: "[", count: 10_000) + "null" + String(repeating: "]", count: 10_000)
-        #expect(problem(deep) == nil, "no stack exhaustion")
+        #expect(problem(deep) == .malformed, "no stack exhaustion")
     }
 }
