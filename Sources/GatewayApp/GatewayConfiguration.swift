@@ -74,7 +74,7 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     /// Whether only this machine can connect (127.0.0.0/8, ::1, localhost).
-    public var isLoopback: Bool { host == "localhost" || host == "::1" || host.hasPrefix("127.") }
+    public var isLoopback: Bool { Loopback.contains(host: host) }
 }
 
 /// The admin API's TLS: a PEM certificate chain and its private key, read (and checked) at startup.

@@ -170,7 +170,7 @@ extension Setting {
         "the largest log the engine takes (grpc-go's default); a larger one is set aside as a dead letter without being sent")
     public static let adminURL = Setting(
         "adminUrl", "http(s)://host:port", default: "http://127.0.0.1:8080", flag: "--url", [.tenants],
-        "where the tenants commands find the admin API")
+        "where the tenants commands find the admin API; plain http:// only to 127.0.0.0/8, ::1 or localhost unless --insecure, no user:password@, and no redirect is followed (docs/cli.md)")
 
     /// Every setting, in the order of docs/configuration.md and `--help`.
     public static let all: [Setting] = [
