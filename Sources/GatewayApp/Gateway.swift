@@ -21,7 +21,8 @@ public enum Gateway {
     public static func withDatabase<R: Sendable>(
         _ url: DatabaseURL, logger: Logger, _ body: @Sendable (Database) async throws -> R
     ) async throws -> R {
-        let client = PostgresClient(configuration: url.clientConfiguration, backgroundLogger: logger)
+        try await url.checkTLS(logger: logger)
+        let client = url.makeClient(logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
@@ -77,7 +78,7 @@ public enum Gateway {
         _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> [any Service] {
-        let client = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+        let client = configuration.database.makeClient(logger: logger)
         let database = Database(client: client, timeout: configuration.database.timeout, logger: logger)
         let store = PostgresTenantStore(
             database: database, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger)
@@ -179,6 +180,7 @@ public enum Gateway {
         _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
         companions: [any Service] = [], onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
+        try await configuration.database.checkTLS(logger: logger)
         let all = companions + (try services(configuration, metrics: metrics, logger: logger, onListening: onListening))
         var group = ServiceGroupConfiguration(
             services: all.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

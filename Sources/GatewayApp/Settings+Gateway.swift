@@ -14,7 +14,8 @@ extension Settings {
     }
 
     public func database() throws -> DatabaseURL {
-        var url = try required(.databaseURL) { try DatabaseURL(Secret($0)) }
+        let caFile = try text(.databaseCAFile)
+        var url = try required(.databaseURL) { try DatabaseURL(Secret($0), caFile: caFile) }
         url.timeout = .seconds(try number(.databaseTimeout))
         return url
     }

@@ -89,7 +89,10 @@ extension Setting {
         "a YAML or JSON file of settings, by their keys in docs/configuration.md (nested maps or dotted keys); the environment and then the flags win over it; an unknown key in it is an error")
     public static let databaseURL = Setting(
         "database.url", "URL", whenUnset: "required for serve, migrate, reseal, report", secret: true, database,
-        "postgres://user:pass@host:port/db?sslmode=disable, require or verify-full")
+        "postgres://user:pass@host:port/db?sslmode=...: disable, require (encrypted, the certificate unchecked: warned about), verify-ca (signed by the CA) or verify-full (signed by the CA and naming the host; what managed services document); sslrootcert=path gives the CA like O365GW_DATABASE_CA_FILE")
+    public static let databaseCAFile = Setting(
+        "database.caFile", "path", whenUnset: "sslrootcert, else the system trust store", database,
+        "PEM file of the CA that signed PostgreSQL's certificate (a managed service's or a private one), for sslmode=verify-full or verify-ca")
     public static let databaseTimeout = Setting(
         "database.timeoutSeconds", form: .number(1...3600), "seconds", default: "15", database,
         "how long one database statement or transaction may take: the server's statement_timeout and idle_in_transaction_session_timeout, and the client's own deadline (docs/failure-handling.md); locks wait at most 5 s")
@@ -174,11 +177,11 @@ extension Setting {
 
     /// Every setting, in the order of docs/configuration.md and `--help`.
     public static let all: [Setting] = [
-        configFile, databaseURL, databaseTimeout, logLevel, encryptionKeys, adminToken, listen, tlsCertFile, tlsKeyFile,
-        loginURL, manageURL, graphURL, publisherID, requestsPerMinute, pollInterval, backfillHours, relistMinutes,
-        workers, blobBufferBytes, maxBlobBytes, secretAlertDays, alertWebhookURL, utmstackSocket, utmstackAddress,
-        utmstackCAFile, utmstackServerName, utmstackConnectionKey, utmstackInFlightBytes, utmstackAckTimeout,
-        utmstackKeepalive, utmstackMaxMessageBytes, adminURL,
+        configFile, databaseURL, databaseCAFile, databaseTimeout, logLevel, encryptionKeys, adminToken, listen,
+        tlsCertFile, tlsKeyFile, loginURL, manageURL, graphURL, publisherID, requestsPerMinute, pollInterval,
+        backfillHours, relistMinutes, workers, blobBufferBytes, maxBlobBytes, secretAlertDays, alertWebhookURL,
+        utmstackSocket, utmstackAddress, utmstackCAFile, utmstackServerName, utmstackConnectionKey,
+        utmstackInFlightBytes, utmstackAckTimeout, utmstackKeepalive, utmstackMaxMessageBytes, adminURL,
     ]
 
     /// The default as a whole number (settings of the ``Form/number(_:)`` form).
