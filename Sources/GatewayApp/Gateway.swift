@@ -153,9 +153,11 @@ public enum Gateway {
                 serverName: "o365-gateway"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        return [
-            client, HTTPClientShutdown(client: http), destinations, watcher, scheduler,
-            AdminService(database: database, app: app, logger: logger),
+        let reloader: [any Service] = configuration.adminTLS.map {
+            [AdminTLSReloader(tls: $0, interval: configuration.tlsCheckInterval, logger: logger)]
+        } ?? []
+        return [client, HTTPClientShutdown(client: http), destinations, watcher, scheduler] + reloader + [
+            AdminService(database: database, app: app, logger: logger)
         ]
     }
 
@@ -213,6 +215,28 @@ struct AdminService: Service {
         try await Gateway.requireCurrentSchema(database, logger: logger)
         // Signals belong to the outer service group, which shuts services down in order.
         try await app.runService(gracefulShutdownSignals: [])
+    }
+}
+
+/// Reads the admin API's certificate and key files every `interval` (cert-manager renews them in place): a renewed
+/// pair is used from the next connection on, without a restart; one that does not load is logged, and the previous
+/// pair goes on serving.
+struct AdminTLSReloader: Service {
+    let tls: AdminTLS
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        // Ends the wait on graceful shutdown or cancellation; either ends the loop.
+        while (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: interval) })) != nil {
+            switch tls.reload() {
+            case .unchanged: break
+            case .renewed:
+                logger.info("admin API certificate renewed; new connections use it", metadata: ["file": "\(tls.certificateFile)"])
+            case .refused(let why):
+                logger.warning("admin API certificate files changed but were not loaded; the previous certificate is still served", metadata: ["reason": "\(why)"])
+            }
+        }
     }
 }
 

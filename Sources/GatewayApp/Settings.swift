@@ -108,7 +108,7 @@ extension Setting {
         "listen", "host:port", default: "127.0.0.1:8080", serveOnly, "admin API address")
     public static let tlsCertFile = Setting(
         "tls.certFile", "path", whenUnset: "unset (plain HTTP)", serveOnly,
-        "PEM certificate (chain) of the admin API; with the key it serves HTTPS only (TLS 1.2 or later). Clients send customers' secrets to it: without TLS keep it on loopback (the default) or behind a TLS proxy; serve warns when it listens beyond this machine in plain HTTP")
+        "PEM certificate (chain) of the admin API; with the key it serves HTTPS only (TLS 1.2 or later). Both files are read again every 5 s: a renewal replaced in place (cert-manager) is served to new connections without a restart. Clients send customers' secrets to it: without TLS keep it on loopback (the default) or behind a TLS proxy; serve warns when it listens beyond this machine in plain HTTP")
     public static let tlsKeyFile = Setting(
         "tls.keyFile", "path", whenUnset: "unset (plain HTTP)", serveOnly, "unencrypted PEM private key of the admin API's certificate")
     public static let loginURL = Setting(
