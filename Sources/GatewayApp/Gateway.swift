@@ -21,7 +21,8 @@ public enum Gateway {
     public static func withDatabase<R: Sendable>(
         _ url: DatabaseURL, logger: Logger, _ body: @Sendable (Database) async throws -> R
     ) async throws -> R {
-        let client = PostgresClient(configuration: url.clientConfiguration, backgroundLogger: logger)
+        try await url.checkTLS(logger: logger)
+        let client = url.makeClient(logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
@@ -77,7 +78,7 @@ public enum Gateway {
         _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> [any Service] {
-        let client = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+        let client = configuration.database.makeClient(logger: logger)
         let database = Database(client: client, timeout: configuration.database.timeout, logger: logger)
         let store = PostgresTenantStore(
             database: database, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger)
@@ -152,9 +153,11 @@ public enum Gateway {
                 serverName: "o365-gateway"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        return [
-            client, HTTPClientShutdown(client: http), destinations, watcher, scheduler,
-            AdminService(database: database, app: app, logger: logger),
+        let reloader: [any Service] = configuration.adminTLS.map {
+            [AdminTLSReloader(tls: $0, interval: configuration.tlsCheckInterval, logger: logger)]
+        } ?? []
+        return [client, HTTPClientShutdown(client: http), destinations, watcher, scheduler] + reloader + [
+            AdminService(database: database, app: app, logger: logger)
         ]
     }
 
@@ -179,6 +182,7 @@ public enum Gateway {
         _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
         companions: [any Service] = [], onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
+        try await configuration.database.checkTLS(logger: logger)
         let all = companions + (try services(configuration, metrics: metrics, logger: logger, onListening: onListening))
         var group = ServiceGroupConfiguration(
             services: all.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
@@ -211,6 +215,28 @@ struct AdminService: Service {
         try await Gateway.requireCurrentSchema(database, logger: logger)
         // Signals belong to the outer service group, which shuts services down in order.
         try await app.runService(gracefulShutdownSignals: [])
+    }
+}
+
+/// Reads the admin API's certificate and key files every `interval` (cert-manager renews them in place): a renewed
+/// pair is used from the next connection on, without a restart; one that does not load is logged, and the previous
+/// pair goes on serving.
+struct AdminTLSReloader: Service {
+    let tls: AdminTLS
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        // Ends the wait on graceful shutdown or cancellation; either ends the loop.
+        while (try? await cancelWhenGracefulShutdown({ try await Task.sleep(for: interval) })) != nil {
+            switch tls.reload() {
+            case .unchanged: break
+            case .renewed:
+                logger.info("admin API certificate renewed; new connections use it", metadata: ["file": "\(tls.certificateFile)"])
+            case .refused(let why):
+                logger.warning("admin API certificate files changed but were not loaded; the previous certificate is still served", metadata: ["reason": "\(why)"])
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 import CredentialCrypto
 import Foundation
 import NIOSSL
+import Synchronization
 import GatewayCore
 import ActivityAPI
 import AdminAPI
@@ -24,6 +25,8 @@ public struct GatewayConfiguration: Sendable {
     public var alertWebhook: AlertWebhook?
     /// The admin API's certificate and key (`O365GW_TLS_CERT_FILE`, `O365GW_TLS_KEY_FILE`); nil for plain HTTP.
     public var adminTLS: AdminTLS?
+    /// How often the admin API's certificate and key files are read again for a renewal.
+    public var tlsCheckInterval: Duration = .seconds(5)
     /// How often each replica tries for the expiry lease, and its holder checks expiries and delivers alerts.
     public var expiryRound: Duration = .seconds(60)
     /// Polling, backfill, relisting, workers and leases (docs/collection.md).
@@ -79,50 +82,130 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     /// Whether only this machine can connect (127.0.0.0/8, ::1, localhost).
-    public var isLoopback: Bool { host == "localhost" || host == "::1" || host.hasPrefix("127.") }
+    public var isLoopback: Bool { Loopback.contains(host: host) }
 }
 
-/// The admin API's TLS: a PEM certificate chain and its private key, read (and checked) at startup.
-public struct AdminTLS: Sendable {
-    public let certificates: [NIOSSLCertificate]
-    public let key: NIOSSLPrivateKey
+/// The admin API's TLS: a PEM certificate chain and its private key, read (and checked) at startup and read again
+/// while serving (``AdminTLSReloader``): cert-manager and its kind renew the files in place, and a new connection
+/// gets the new certificate without a restart. A pair that does not load (a half-written renewal, a key of another
+/// certificate) is not used; the previous one goes on serving.
+public final class AdminTLS: Sendable {
+    public let certificateFile: String
+    public let keyFile: String
+    private let current: Mutex<Identity>
+    /// The files' bytes last refused, so that one bad renewal is reported once.
+    private let refused = Mutex<Data?>(nil)
 
-    /// Both files or neither; a file that cannot be read or parsed is a startup error naming its variable.
+    /// One loaded pair, and the bytes of the files it came from (a change of either is a renewal).
+    struct Identity: Sendable {
+        let certificates: [NIOSSLCertificate]
+        let key: NIOSSLPrivateKey
+        let files: Data
+    }
+
+    private init(certificateFile: String, keyFile: String, identity: Identity) {
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+        self.current = Mutex(identity)
+    }
+
+    /// Both files or neither; a file that cannot be read or parsed, or a key that is not the certificate's, is a
+    /// startup error naming its variable.
     public static func from(certificateFile: String?, keyFile: String?) throws -> AdminTLS? {
         switch (certificateFile.flatMap { $0.isEmpty ? nil : $0 }, keyFile.flatMap { $0.isEmpty ? nil : $0 }) {
         case (nil, nil):
             return nil
         case (.some(let certificateFile), .some(let keyFile)):
-            let certificates: [NIOSSLCertificate]
-            do {
-                certificates = try NIOSSLCertificate.fromPEMFile(certificateFile)
-            } catch {
-                throw GatewayError(
-                    .invalidInput, code: "invalid_tls_certificate",
-                    "O365GW_TLS_CERT_FILE \(certificateFile) is not a readable PEM certificate (chain).")
-            }
-            guard !certificates.isEmpty else {
-                throw GatewayError(.invalidInput, code: "invalid_tls_certificate", "O365GW_TLS_CERT_FILE \(certificateFile) holds no certificate.")
-            }
-            let key: NIOSSLPrivateKey
-            do {
-                key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
-            } catch {
-                throw GatewayError(
-                    .invalidInput, code: "invalid_tls_key", "O365GW_TLS_KEY_FILE \(keyFile) is not a readable, unencrypted PEM private key.")
-            }
-            return AdminTLS(certificates: certificates, key: key)
+            return AdminTLS(
+                certificateFile: certificateFile, keyFile: keyFile,
+                identity: try load(certificateFile: certificateFile, keyFile: keyFile))
         default:
             throw GatewayError(
                 .invalidInput, code: "missing_setting", "Set both O365GW_TLS_CERT_FILE and O365GW_TLS_KEY_FILE, or neither.")
         }
     }
 
-    var serverConfiguration: TLSConfiguration {
+    static func load(certificateFile: String, keyFile: String) throws -> Identity {
+        guard let certificateBytes = FileManager.default.contents(atPath: certificateFile) else {
+            throw GatewayError(
+                .invalidInput, code: "invalid_tls_certificate", "O365GW_TLS_CERT_FILE \(certificateFile) cannot be read.")
+        }
+        guard let keyBytes = FileManager.default.contents(atPath: keyFile) else {
+            throw GatewayError(.invalidInput, code: "invalid_tls_key", "O365GW_TLS_KEY_FILE \(keyFile) cannot be read.")
+        }
+        let certificates: [NIOSSLCertificate]
+        do {
+            certificates = try NIOSSLCertificate.fromPEMBytes(Array(certificateBytes))
+        } catch {
+            throw GatewayError(
+                .invalidInput, code: "invalid_tls_certificate",
+                "O365GW_TLS_CERT_FILE \(certificateFile) is not a readable PEM certificate (chain).")
+        }
+        guard !certificates.isEmpty else {
+            throw GatewayError(.invalidInput, code: "invalid_tls_certificate", "O365GW_TLS_CERT_FILE \(certificateFile) holds no certificate.")
+        }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(bytes: Array(keyBytes), format: .pem)
+        } catch {
+            throw GatewayError(
+                .invalidInput, code: "invalid_tls_key", "O365GW_TLS_KEY_FILE \(keyFile) is not a readable, unencrypted PEM private key.")
+        }
+        do {
+            // BoringSSL refuses a key that is not the certificate's.
+            _ = try NIOSSLContext(configuration: configuration(certificates: certificates, key: key))
+        } catch {
+            throw GatewayError(
+                .invalidInput, code: "invalid_tls_key",
+                "O365GW_TLS_KEY_FILE \(keyFile) is not the private key of the certificate in O365GW_TLS_CERT_FILE \(certificateFile).")
+        }
+        return Identity(certificates: certificates, key: key, files: certificateBytes + keyBytes)
+    }
+
+    private static func configuration(certificates: [NIOSSLCertificate], key: NIOSSLPrivateKey) -> TLSConfiguration {
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: certificates.map { .certificate($0) }, privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12
         return configuration
+    }
+
+    /// The listener's TLS: every handshake takes the pair loaded last.
+    var serverConfiguration: TLSConfiguration {
+        let identity = current.withLock { $0 }
+        var configuration = Self.configuration(certificates: identity.certificates, key: identity.key)
+        configuration.sslContextCallback = { [self] _, promise in
+            let identity = current.withLock { $0 }
+            var override = NIOSSLContextConfigurationOverride()
+            override.certificateChain = identity.certificates.map { .certificate($0) }
+            override.privateKey = .privateKey(identity.key)
+            promise.succeed(override)
+        }
+        return configuration
+    }
+
+    /// What reading the files again found.
+    enum Reload: Equatable {
+        case unchanged
+        case renewed
+        /// The files changed but do not load; the previous pair goes on serving.
+        case refused(String)
+    }
+
+    /// Reads both files; uses them from the next connection on when they changed and load.
+    func reload() -> Reload {
+        let certificateBytes = FileManager.default.contents(atPath: certificateFile) ?? Data()
+        let keyBytes = FileManager.default.contents(atPath: keyFile) ?? Data()
+        let files = certificateBytes + keyBytes
+        guard current.withLock({ $0.files }) != files, refused.withLock({ $0 }) != files else { return .unchanged }
+        do {
+            let identity = try Self.load(certificateFile: certificateFile, keyFile: keyFile)
+            current.withLock { $0 = identity }
+            return .renewed
+        } catch {
+            // Said once per content of the files: a half-written renewal is tried again when they change.
+            refused.withLock { $0 = files }
+            return .refused((error as? GatewayError)?.message ?? "\(type(of: error))")
+        }
     }
 }
 

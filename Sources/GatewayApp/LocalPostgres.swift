@@ -17,7 +17,8 @@ public final class LocalPostgres: Sendable {
     }
 
     /// Creates and starts the cluster.
-    public init(logger: Logger) throws {
+    /// - Parameter tls: a PEM certificate and key to serve TLS with (`ssl = on`); nil for plain TCP only.
+    public init(logger: Logger, tls: (certificatePEM: String, keyPEM: String)? = nil) throws {
         guard let bin = Self.findBinaries() else {
             throw GatewayError(
                 .unavailable, code: "postgres_missing",
@@ -32,6 +33,15 @@ public final class LocalPostgres: Sendable {
         self.port = Self.freePort()
         try FileManager.default.createDirectory(
             at: directory.appendingPathComponent("sock"), withIntermediateDirectories: true)
+        var options = "-p \(port) -k \(directory.appendingPathComponent("sock").path) -c listen_addresses=127.0.0.1 -c fsync=off"
+        if let tls {
+            let certificate = directory.appendingPathComponent("server.crt").path, key = directory.appendingPathComponent("server.key").path
+            try tls.certificatePEM.write(toFile: certificate, atomically: true, encoding: .utf8)
+            try tls.keyPEM.write(toFile: key, atomically: true, encoding: .utf8)
+            // PostgreSQL refuses a key that others may read.
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)
+            options += " -c ssl=on -c ssl_cert_file=\(certificate) -c ssl_key_file=\(key)"
+        }
         if runAsPostgres { try run("/bin/chown", ["-R", "postgres", directory.path], asPostgres: false) }
         let data = directory.appendingPathComponent("data").path
         try run(
@@ -40,8 +50,7 @@ public final class LocalPostgres: Sendable {
         try run(
             "\(bin)/pg_ctl",
             [
-                "-D", data, "-l", directory.appendingPathComponent("server.log").path, "-w", "-t", "30", "-o",
-                "-p \(port) -k \(directory.appendingPathComponent("sock").path) -c listen_addresses=127.0.0.1 -c fsync=off",
+                "-D", data, "-l", directory.appendingPathComponent("server.log").path, "-w", "-t", "30", "-o", options,
                 "start",
             ], asPostgres: runAsPostgres)
         logger.info("private PostgreSQL started", metadata: ["port": "\(port)", "dir": "\(directory.path)"])

@@ -14,9 +14,34 @@ extension Settings {
     }
 
     public func database() throws -> DatabaseURL {
-        var url = try required(.databaseURL) { try DatabaseURL(Secret($0)) }
+        let caFile = try text(.databaseCAFile)
+        var url = try required(.databaseURL) { try DatabaseURL(Secret($0), caFile: caFile) }
         url.timeout = .seconds(try number(.databaseTimeout))
         return url
+    }
+
+    /// The admin API the tenants commands send the token and customers' secrets to (`--url`):
+    /// `http(s)://host[:port][/path]`. No user name or password in it (the token authenticates, and a password there
+    /// would be shown), no query. Plain `http://` only to this machine (``Loopback``) unless `insecure`: beyond it, the
+    /// token and the secrets would cross the network readable.
+    public func adminEndpoint(insecure: Bool) throws -> URL {
+        try required(.adminURL) { text -> URL? in
+            guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+                ["http", "https"].contains(scheme), let host = components.host, !host.isEmpty,
+                components.query == nil, components.fragment == nil, let url = components.url
+            else { return nil }
+            guard components.user == nil, components.password == nil else {
+                throw GatewayError(
+                    .invalidInput, code: "invalid_admin_url",
+                    "\(Setting.adminURL.variable) must not hold a user name or password (user:password@); the admin token authenticates")
+            }
+            guard scheme == "https" || insecure || Loopback.contains(host: host) else {
+                throw GatewayError(
+                    .invalidInput, code: "insecure_admin_url",
+                    "\(Setting.adminURL.variable) is plain http:// to \(host), beyond this machine: the admin token and customers' secrets would cross the network readable. Use https:// (--ca-file for a private CA), or --insecure on a network you trust")
+            }
+            return url
+        }
     }
 
     public func keyRing() throws -> KeyRing {

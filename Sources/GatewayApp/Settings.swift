@@ -89,7 +89,10 @@ extension Setting {
         "a YAML or JSON file of settings, by their keys in docs/configuration.md (nested maps or dotted keys); the environment and then the flags win over it; an unknown key in it is an error")
     public static let databaseURL = Setting(
         "database.url", "URL", whenUnset: "required for serve, migrate, reseal, report", secret: true, database,
-        "postgres://user:pass@host:port/db?sslmode=disable, require or verify-full")
+        "postgres://user:pass@host:port/db?sslmode=...: disable, require (encrypted, the certificate unchecked: warned about), verify-ca (signed by the CA) or verify-full (signed by the CA and naming the host; what managed services document); sslrootcert=path gives the CA like O365GW_DATABASE_CA_FILE")
+    public static let databaseCAFile = Setting(
+        "database.caFile", "path", whenUnset: "sslrootcert, else the system trust store", database,
+        "PEM file of the CA that signed PostgreSQL's certificate (a managed service's or a private one), for sslmode=verify-full or verify-ca")
     public static let databaseTimeout = Setting(
         "database.timeoutSeconds", form: .number(1...3600), "seconds", default: "15", database,
         "how long one database statement or transaction may take: the server's statement_timeout and idle_in_transaction_session_timeout, and the client's own deadline (docs/failure-handling.md); locks wait at most 5 s")
@@ -105,7 +108,7 @@ extension Setting {
         "listen", "host:port", default: "127.0.0.1:8080", serveOnly, "admin API address")
     public static let tlsCertFile = Setting(
         "tls.certFile", "path", whenUnset: "unset (plain HTTP)", serveOnly,
-        "PEM certificate (chain) of the admin API; with the key it serves HTTPS only (TLS 1.2 or later). Clients send customers' secrets to it: without TLS keep it on loopback (the default) or behind a TLS proxy; serve warns when it listens beyond this machine in plain HTTP")
+        "PEM certificate (chain) of the admin API; with the key it serves HTTPS only (TLS 1.2 or later). Both files are read again every 5 s: a renewal replaced in place (cert-manager) is served to new connections without a restart. Clients send customers' secrets to it: without TLS keep it on loopback (the default) or behind a TLS proxy; serve warns when it listens beyond this machine in plain HTTP")
     public static let tlsKeyFile = Setting(
         "tls.keyFile", "path", whenUnset: "unset (plain HTTP)", serveOnly, "unencrypted PEM private key of the admin API's certificate")
     public static let metricsPerTenant = Setting(
@@ -173,16 +176,15 @@ extension Setting {
         "the largest log the engine takes (grpc-go's default); a larger one is set aside as a dead letter without being sent")
     public static let adminURL = Setting(
         "adminUrl", "http(s)://host:port", default: "http://127.0.0.1:8080", flag: "--url", [.tenants],
-        "where the tenants commands find the admin API")
+        "where the tenants commands find the admin API; plain http:// only to 127.0.0.0/8, ::1 or localhost unless --insecure, no user:password@, and no redirect is followed (docs/cli.md)")
 
     /// Every setting, in the order of docs/configuration.md and `--help`.
     public static let all: [Setting] = [
-        configFile, databaseURL, databaseTimeout, logLevel, encryptionKeys, adminToken, listen, tlsCertFile, tlsKeyFile,
-        metricsPerTenant,
-        loginURL, manageURL, graphURL, publisherID, requestsPerMinute, pollInterval, backfillHours, relistMinutes,
-        workers, blobBufferBytes, maxBlobBytes, secretAlertDays, alertWebhookURL, utmstackSocket, utmstackAddress,
-        utmstackCAFile, utmstackServerName, utmstackConnectionKey, utmstackInFlightBytes, utmstackAckTimeout,
-        utmstackKeepalive, utmstackMaxMessageBytes, adminURL,
+        configFile, databaseURL, databaseCAFile, databaseTimeout, logLevel, encryptionKeys, adminToken, listen,
+        tlsCertFile, tlsKeyFile, metricsPerTenant, loginURL, manageURL, graphURL, publisherID, requestsPerMinute,
+        pollInterval, backfillHours, relistMinutes, workers, blobBufferBytes, maxBlobBytes, secretAlertDays,
+        alertWebhookURL, utmstackSocket, utmstackAddress, utmstackCAFile, utmstackServerName, utmstackConnectionKey,
+        utmstackInFlightBytes, utmstackAckTimeout, utmstackKeepalive, utmstackMaxMessageBytes, adminURL,
     ]
 
     /// The default as a whole number (settings of the ``Form/number(_:)`` form).

@@ -15,10 +15,12 @@ struct Tenants: AsyncParsableCommand {
         discussion: """
             The gateway is O365GW_ADMIN_URL (or --url; default http://127.0.0.1:8080) and the token O365GW_ADMIN_TOKEN
             (or a file given with --token-file): there is no flag for the token, never put it on a command line. Secrets are read from a file
-            or standard input, never from a flag, and never echoed.
+            or standard input, never from a flag, and never echoed. Plain http:// is accepted only to this machine
+            (127.0.0.0/8, ::1, localhost) unless --insecure is given; a redirect is never followed.
 
             Exit codes: 0 done; 1 done, but what was asked for failed (validate found a problem); 3 the API refused the
-            request (its error code and message are printed); 4 the gateway could not be reached; 64 a usage error.
+            request (its error code and message are printed); 4 the gateway could not be reached at that address (no
+            answer, or a redirect elsewhere); 64 a usage error.
             """,
         subcommands: [List.self, Show.self, Add.self, Update.self, RotateSecret.self, Validate.self, Delete.self, ImportUTMStack.self])
 
@@ -254,6 +256,8 @@ struct AdminAPIOptions: ParsableArguments {
     var caFile: String?
     @Option(help: "table or json (default table).")
     var output: Output = .table
+    @Flag(help: "Allow plain http:// to a gateway beyond this machine: the token and secrets then cross the network readable.")
+    var insecure = false
 
     /// Runs `body` with a client; maps what went wrong to the documented exit codes.
     func run(_ body: (AdminClient) async throws -> Void) async throws {
@@ -266,17 +270,21 @@ struct AdminAPIOptions: ParsableArguments {
                 explicit[.adminToken] = try CredentialOptions.read(tokenFile).trimmingCharacters(in: .whitespacesAndNewlines)
             }
             let settings = try await Settings.load(.tenants, explicit: explicit)
-            let url = try settings.parsed(.adminURL) { text -> URL? in
-                URL(string: text).flatMap { ["http", "https"].contains($0.scheme ?? "") && $0.host != nil ? $0 : nil }
-            }
-            base = (url?.absoluteString ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            base = try settings.adminEndpoint(insecure: insecure).absoluteString.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
             token = try settings.requiredSecret(.adminToken)
         } catch let error as GatewayError {
             throw ValidationError(error.message)
         }
+        if insecure, base.hasPrefix("http://") {
+            FileHandle.standardError.write(Data("warning: --insecure: the admin token and any secret go over plain HTTP\n".utf8))
+        }
         var tls = TLSConfiguration.makeClientConfiguration()
         if let caFile { tls.trustRoots = .file(caFile) }
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        // No redirects: a 307 or 308 would replay the body (a customer's secret) to wherever it points, an https://
+        // to http:// one would send the token in the clear. A 3xx is an error naming where it pointed.
+        let http = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(tlsConfiguration: tls, redirectConfiguration: .disallow))
         let client = AdminClient(http: http, base: base, token: token)
         do {
             try await body(client)
@@ -338,6 +346,11 @@ struct AdminClient {
         }
         let object = (try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView))) as? [String: Any] ?? [:]
         let status = Int(response.status.code)
+        if (300..<400).contains(status) {
+            let location = response.headers.first(name: "Location").map { Self.origin(of: $0, relativeTo: base + path) } ?? "nowhere (no Location)"
+            throw Unreachable(
+                description: "the gateway at \(base) answered HTTP \(status), redirecting to \(location); the CLI follows no redirect (the token and secrets would go along): give the gateway's own address with --url")
+        }
         guard (200..<300).contains(status) else {
             let error = object["error"] as? [String: Any]
             throw Refused(
@@ -345,6 +358,19 @@ struct AdminClient {
                 message: error?["message"] as? String ?? response.status.reasonPhrase)
         }
         return Answer(status: status, object: object)
+    }
+}
+
+extension AdminClient {
+    /// The scheme, host and port `location` points to, resolved against `request`; never its user name or
+    /// password, path or query (any of which may hold a secret).
+    static func origin(of location: String, relativeTo request: String) -> String {
+        guard let url = URL(string: location, relativeTo: URL(string: request))?.absoluteURL,
+            let components = URLComponents(url: url, resolvingAgainstBaseURL: true),
+            let scheme = components.scheme, let host = components.host, !host.isEmpty
+        else { return "an address that is not a URL" }
+        let shownHost = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        return "\(scheme)://\(shownHost)" + (components.port.map { ":\($0)" } ?? "")
     }
 }
 

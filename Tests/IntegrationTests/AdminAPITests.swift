@@ -277,6 +277,56 @@ enum HTTPMethodName: String, CustomStringConvertible {
     }
 }
 
+extension AdminTLSTests {
+    /// cert-manager renews the certificate and key files in place: a new connection gets the new certificate
+    /// without a restart. A half-written renewal (the new certificate beside the old key) is not used meanwhile.
+    @Test func aRenewedCertificateIsServedWithoutARestart() async throws {
+        let first = try TestPKI(), second = try TestPKI()
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("o365gw-tls-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let certificateFile = directory.appendingPathComponent("tls.crt").path
+        let keyFile = directory.appendingPathComponent("tls.key").path
+        try first.serverCertificatePEM.write(toFile: certificateFile, atomically: true, encoding: .utf8)
+        try first.serverKeyPEM.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        #expect(throws: GatewayError.self, "a key of another certificate is refused at startup") {
+            let mismatched = directory.appendingPathComponent("other.key").path
+            try second.serverKeyPEM.write(toFile: mismatched, atomically: true, encoding: .utf8)
+            return try AdminTLS.from(certificateFile: certificateFile, keyFile: mismatched)
+        }
+        let logs = LogCapture()
+        try await GatewayHarness.run(logs: logs, adjust: {
+            $0.adminTLS = try AdminTLS.from(certificateFile: certificateFile, keyFile: keyFile)
+            $0.tlsCheckInterval = .milliseconds(100)
+        }) { gw in
+            let https = gw.baseURL.replacingOccurrences(of: "http://", with: "https://") + "/healthz"
+            /// Whether a new connection trusting only `pki`'s CA gets an answer.
+            @Sendable func served(by pki: TestPKI) async -> Bool {
+                var tls = TLSConfiguration.makeClientConfiguration()
+                tls.trustRoots = .certificates((try? NIOSSLCertificate.fromPEMBytes(Array(pki.caPEM.utf8))) ?? [])
+                var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+                configuration.connectionPool.retryConnectionEstablishment = false  // a refused handshake fails at once
+                let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+                let status = try? await client.execute(HTTPClientRequest(url: https), timeout: .seconds(5)).status
+                try? await client.shutdown()
+                return status == .ok
+            }
+            let before = (first: await served(by: first), second: await served(by: second))
+            #expect(before.first && !before.second)
+
+            try second.serverCertificatePEM.write(toFile: certificateFile, atomically: true, encoding: .utf8)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(await served(by: first), "the new certificate with the old key is not used")
+            try second.serverKeyPEM.write(toFile: keyFile, atomically: true, encoding: .utf8)
+            let renewed = try await eventually(timeout: .seconds(10)) { await served(by: second) }
+            #expect(renewed, "a new connection gets the renewed certificate")
+            #expect(!(await served(by: first)))
+            #expect(logs.text.components(separatedBy: "were not loaded").count - 1 == 1, "the half-written renewal is reported once")
+            #expect(logs.text.contains("admin API certificate renewed"))
+        }
+    }
+}
+
 @Suite(.timeLimit(.minutes(2))) struct SecretExpiryReportAPITests {
     @Test func reportInJSONAndCSV() async throws {
         try await GatewayHarness.run { gw in

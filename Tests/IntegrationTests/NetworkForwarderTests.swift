@@ -38,7 +38,8 @@ struct TestPKI {
     let serverCertificatePEM: String
     let serverKeyPEM: String
 
-    init() throws {
+    /// - Parameter names: the server certificate's names; by default utmstack.test and 127.0.0.1.
+    init(names: [GeneralName]? = nil) throws {
         let now = Date()
         let caKey = P256.Signing.PrivateKey()
         let caName = try DistinguishedName { CommonName("o365-gateway test CA") }
@@ -59,7 +60,7 @@ struct TestPKI {
             signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions {
                 // The name UTMStack is reached by, and this machine's address for the admin API over TLS.
-                SubjectAlternativeNames([.dnsName("utmstack.test"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))])
+                SubjectAlternativeNames(names ?? [.dnsName("utmstack.test"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))])
                 try ExtendedKeyUsage([.serverAuth])
             },
             issuerPrivateKey: .init(caKey))

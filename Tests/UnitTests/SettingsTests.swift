@@ -200,4 +200,37 @@ import UTMStackForwarder
         #expect(help.split(separator: "\n").allSatisfy { $0.count <= 79 })
         #expect(Setting.help(for: .serve).contains("--utmstack-inflight-bytes <bytes>"))
     }
+
+    /// What only this machine can reach: addresses in 127.0.0.0/8, ::1 and the name localhost, nothing that merely
+    /// looks like them.
+    @Test func loopbackIsThisMachineOnly() {
+        for host in ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST", "0:0:0:0:0:0:0:1"] {
+            #expect(Loopback.contains(host: host), "\(host)")
+        }
+        for host in ["127.example.com", "localhost.example.com", "128.0.0.1", "10.0.0.1", "::2", "0.0.0.0", "::", "::ffff:10.0.0.1", ""] {
+            #expect(!Loopback.contains(host: host), "\(host)")
+        }
+    }
+
+    /// The tenants commands' address: plain http only to loopback unless insecure; never a user name or password.
+    @Test func theAdminURLKeepsTheTokenOffTheNetwork() async throws {
+        func endpoint(_ url: String, insecure: Bool = false) async -> Result<String, GatewayError> {
+            do {
+                let settings = try await Settings.load(.tenants, explicit: [.adminURL: url], environment: [:])
+                return .success(try settings.adminEndpoint(insecure: insecure).absoluteString)
+            } catch {
+                return .failure(error as! GatewayError)
+            }
+        }
+        for url in ["http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:8080/", "https://gw.example:8443/o365"] {
+            #expect((try? await endpoint(url).get()) == url, "\(url)")
+        }
+        guard case .failure(let plain) = await endpoint("http://gw.example:8080") else { Issue.record("accepted"); return }
+        #expect(plain.code == "insecure_admin_url" && plain.message.hasPrefix("--url is plain http:// to gw.example"), "\(plain.message)")
+        #expect((try? await endpoint("http://gw.example:8080", insecure: true).get()) == "http://gw.example:8080")
+        for url in ["https://user:url-secret-7@gw.example", "https://user@gw.example", "http://127.0.0.1:8080/?token=x", "ftp://gw.example"] {
+            guard case .failure(let error) = await endpoint(url) else { Issue.record("\(url) accepted"); continue }
+            #expect(!error.message.contains("url-secret-7") && error.message.hasPrefix("--url"), "\(error.message)")
+        }
+    }
 }
