@@ -21,7 +21,7 @@ public enum Gateway {
     public static func withDatabase<R: Sendable>(
         _ url: DatabaseURL, logger: Logger, _ body: @Sendable (Database) async throws -> R
     ) async throws -> R {
-        let client = PostgresClient(configuration: url.clientConfiguration, backgroundLogger: logger)
+        let client = PostgresClient(configuration: url.clientConfiguration, backgroundLogger: logger.forPostgresDriver)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
@@ -77,7 +77,7 @@ public enum Gateway {
         _ configuration: GatewayConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> [any Service] {
-        let client = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger)
+        let client = PostgresClient(configuration: configuration.database.clientConfiguration, backgroundLogger: logger.forPostgresDriver)
         let database = Database(client: client, timeout: configuration.database.timeout, logger: logger)
         let store = PostgresTenantStore(
             database: database, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger)
