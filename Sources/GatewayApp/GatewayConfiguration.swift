@@ -27,6 +27,16 @@ public struct GatewayConfiguration: Sendable {
     public var expiryRound: Duration = .seconds(60)
     /// Polling, backfill, relisting, workers and leases (docs/collection.md).
     public var collection = CollectionSettings()
+    /// Where stored destinations may point (`O365GW_DESTINATION_SOCKET_DIRECTORIES`,
+    /// `O365GW_DESTINATION_ALLOWED_HOSTS`); nil: sockets in the directory of the configured engine socket, any host.
+    public var destinationPolicy: DestinationPolicy?
+
+    /// The destination policy in force.
+    var effectiveDestinationPolicy: DestinationPolicy {
+        if let destinationPolicy { return destinationPolicy }
+        if case .engineSocket(let path) = forwarder.endpoint { return .defaultFor(socket: path) }
+        return .defaultFor(socket: ForwarderConfiguration.defaultSocketPath)
+    }
 
     public init(
         database: DatabaseURL, keyRing: KeyRing, adminToken: Secret, listen: ListenAddress,
