@@ -57,7 +57,8 @@ extension Components.Schemas.DestinationState {
     init(_ health: DestinationHealth) {
         self.init(
             connection: .init(rawValue: health.connection.rawValue) ?? .unavailable, heldBytes: health.heldBytes,
-            oldestUnacknowledgedSeconds: health.oldestUnacknowledgedSeconds, lastFailure: health.lastFailure)
+            oldestUnacknowledgedSeconds: health.oldestUnacknowledgedSeconds,
+            lastFailure: health.lastFailure.flatMap { .init(rawValue: $0.rawValue) })
     }
 }
 

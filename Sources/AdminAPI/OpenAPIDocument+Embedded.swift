@@ -287,6 +287,11 @@ paths:
       operationId: createDestination
       tags: [destinations]
       summary: Add a UTMStack destination. Its connection key is stored encrypted and never returned.
+      description: |
+        The endpoint is checked before it is stored, each with its own `400` code: `caPem` must be PEM certificates
+        only (`invalid_ca_pem`); `socketPath` must be inside a directory of O365GW_DESTINATION_SOCKET_DIRECTORIES
+        (`socket_path_not_allowed`); `host` and `port` must be allowed by O365GW_DESTINATION_ALLOWED_HOSTS when it is
+        set (`host_not_allowed`).
       requestBody:
         required: true
         content:
@@ -335,6 +340,7 @@ paths:
           content:
             application/json:
               schema: {$ref: '#/components/schemas/Destination'}
+        '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
         '404': {$ref: '#/components/responses/NotFound'}
         '406': {$ref: '#/components/responses/NotAcceptable'}
@@ -343,6 +349,11 @@ paths:
       operationId: updateDestination
       tags: [destinations]
       summary: Change a stored destination. Absent fields stay as they are; `default` is changed in the configuration.
+      description: |
+        A connection key is bound to where it is sent: a change of `host`, `port`, `serverName` or `caPem` (or of
+        `kind` to `network`) needs `connectionKey` again, else `400 connection_key_required` and nothing changes. A
+        new `host` without `serverName` is verified under its own name. The endpoint is checked as on creation
+        (`invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`).
       parameters:
         - $ref: '#/components/parameters/IfMatch'
       requestBody:
@@ -376,6 +387,7 @@ paths:
       responses:
         '204':
           description: Deleted.
+        '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
         '404': {$ref: '#/components/responses/NotFound'}
         '409': {$ref: '#/components/responses/Conflict'}
@@ -511,7 +523,7 @@ components:
       name: name
       in: path
       required: true
-      description: The destination's name (`default` is the configuration's).
+      description: The destination's name (`default` is the configuration's); any other form is a `400 invalid_field`.
       schema: {type: string}
     DeadLetterPathID:
       name: id
@@ -547,7 +559,9 @@ components:
         application/json:
           schema: {$ref: '#/components/schemas/Error'}
     BadRequest:
-      description: A field is missing or invalid; the message names it.
+      description: >-
+        A field is missing or invalid; the message names it. Destinations: `invalid_ca_pem`,
+        `socket_path_not_allowed`, `host_not_allowed`, `connection_key_required`.
       content:
         application/json:
           schema: {$ref: '#/components/schemas/Error'}
@@ -876,20 +890,27 @@ components:
           type: string
           maxLength: 65536
           pattern: '^[^\u0000]*$'
-          description: The CA that signed UTMStack's certificate, as PEM; the system's roots when absent.
+          description: >-
+            The CA that signed UTMStack's certificate: one or more PEM certificates (`-----BEGIN CERTIFICATE-----`)
+            and nothing else, else `400 invalid_ca_pem`; the system's roots when absent.
         connectionKey: {$ref: '#/components/schemas/ConnectionKey'}
     SocketPath:
       type: string
       minLength: 2
       maxLength: 1024
       pattern: '^/[^\u0000]*$'
-      description: An absolute path, such as `/utmstack/engine.sock`.
+      description: >-
+        An absolute path inside a directory of O365GW_DESTINATION_SOCKET_DIRECTORIES (by default the configured
+        engine socket's), without `.` or `..` components, such as `/workdir/sockets/eu.sock`; else
+        `400 socket_path_not_allowed`.
     DestinationHost:
       type: string
       minLength: 1
       maxLength: 253
       pattern: '^[^\s/\u0000-\u001F\u007F-\u009F]+$'
-      description: A host name or an IP address, such as `utmstack.example.net`.
+      description: >-
+        A host name or an IP address, such as `utmstack.example.net`; with O365GW_DESTINATION_ALLOWED_HOSTS set, one
+        it allows (with the port), else `400 host_not_allowed`.
     ConnectionKey:
       type: string
       writeOnly: true
@@ -901,15 +922,20 @@ components:
       additionalProperties: false
       minProperties: 1
       description: |
-        At least one field; absent fields stay as they are. Changing `kind` needs the new kind's fields; the
-        connection key is kept unless given.
+        At least one field; absent fields stay as they are. Changing `kind` needs the new kind's fields. The
+        connection key is kept only while the endpoint stays the same: a new `host`, `port`, `serverName` or `caPem`
+        needs `connectionKey` too (`400 connection_key_required`).
       properties:
         kind: {$ref: '#/components/schemas/DestinationKind'}
         socketPath: {$ref: '#/components/schemas/SocketPath'}
         host: {$ref: '#/components/schemas/DestinationHost'}
         port: {type: integer, minimum: 1, maximum: 65535}
         serverName: {$ref: '#/components/schemas/DestinationHost'}
-        caPem: {type: string, maxLength: 65536, pattern: '^[^\u0000]*$'}
+        caPem:
+          type: string
+          maxLength: 65536
+          pattern: '^[^\u0000]*$'
+          description: PEM certificates only (`400 invalid_ca_pem`).
         connectionKey: {$ref: '#/components/schemas/ConnectionKey'}
     Destination:
       type: object
@@ -962,7 +988,9 @@ components:
           description: How long the oldest log held has waited.
         lastFailure:
           type: string
-          description: The last connection failure while unavailable, in words.
+          enum: [connection refused or unreachable, timed out, TLS handshake failed, engine refused the stream, protocol error, connection lost]
+          description: >-
+            The last connection failure while unavailable, in fixed words (the gateway's log has the details).
     DestinationList:
       type: object
       required: [items]

@@ -76,7 +76,7 @@ struct Collector: Sendable {
     func poll(checkpoint: Date?) async throws -> (Outcome, checkpoint: Date?) {
         guard let tenant = try await tenants.tenant(unit.tenant), tenant.enabled, tenant.contentTypes.contains(unit.contentType)
         else { return (.tenantGone, checkpoint) }
-        let forwarder = try await destinations.forwarder(for: tenant.destination)
+        let forwarder = try await destinations.forwarder(for: tenant.destination, generation: tenant.destinationGeneration)
         guard let admission = await forwarder.admitPoll() else { throw await forwarder.unavailableError }
         do {
             let result = try await poll(tenant, checkpoint: checkpoint, forwarder: forwarder)

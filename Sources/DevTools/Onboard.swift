@@ -33,7 +33,9 @@ extension Gateway {
         _ name: String, socketPath: String, database: DatabaseURL, keyRing: KeyRing, logger: Logger
     ) async throws {
         try await withDatabase(database, logger: logger) { database in
-            let store = PostgresDestinationStore(database: database, sealer: CredentialSealer(keyRing: keyRing), logger: logger)
+            let store = PostgresDestinationStore(
+                database: database, sealer: CredentialSealer(keyRing: keyRing),
+                policy: DestinationPolicy(socketDirectories: [DestinationPolicy.directory(of: socketPath)]), logger: logger)
             _ = try await store.create(name, DestinationSettings(endpoint: .socket(path: socketPath)))
         }
     }

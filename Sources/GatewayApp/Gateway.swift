@@ -109,7 +109,8 @@ public enum Gateway {
         let collectionStore = PostgresCollectionStore(database: database, logger: logger)
         let deadLetters = PostgresDeadLetterStore(database: database, logger: logger)
         let destinationStore = PostgresDestinationStore(
-            database: database, sealer: CredentialSealer(keyRing: configuration.keyRing), logger: logger)
+            database: database, sealer: CredentialSealer(keyRing: configuration.keyRing), policy: configuration.effectiveDestinationPolicy,
+            logger: logger)
         let destinations = DestinationRouter(
             base: configuration.forwarder, store: destinationStore, tenants: store, deadLetters: deadLetters, logger: logger)
         let watcher = SecretExpiryWatcher(

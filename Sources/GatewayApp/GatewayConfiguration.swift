@@ -35,6 +35,16 @@ public struct GatewayConfiguration: Sendable {
     public var adminListener = AdminListenerLimits()
     /// Whether /metrics carries series per tenant (`O365GW_METRICS_PER_TENANT`): off, the scrape names no tenant.
     public var metricsPerTenant = false
+    /// Where stored destinations may point (`O365GW_DESTINATION_SOCKET_DIRECTORIES`,
+    /// `O365GW_DESTINATION_ALLOWED_HOSTS`); nil: sockets in the directory of the configured engine socket, any host.
+    public var destinationPolicy: DestinationPolicy?
+
+    /// The destination policy in force.
+    var effectiveDestinationPolicy: DestinationPolicy {
+        if let destinationPolicy { return destinationPolicy }
+        if case .engineSocket(let path) = forwarder.endpoint { return .defaultFor(socket: path) }
+        return .defaultFor(socket: ForwarderConfiguration.defaultSocketPath)
+    }
 
     public init(
         database: DatabaseURL, keyRing: KeyRing, adminToken: Secret, listen: ListenAddress,

@@ -62,7 +62,38 @@ extension Settings {
         configuration.adminTLS = try AdminTLS.from(certificateFile: try text(.tlsCertFile), keyFile: try text(.tlsKeyFile))
         configuration.collection = try collection()
         configuration.metricsPerTenant = try parsed(.metricsPerTenant) { ["true": true, "false": false][$0.lowercased()] } ?? false
+        configuration.destinationPolicy = try destinationPolicy()
         return configuration
+    }
+
+    /// Where stored destinations may point: sockets in the directories given (else the configured socket's), the
+    /// hosts given (else any).
+    public func destinationPolicy() throws -> DestinationPolicy {
+        let directories = try checked(.destinationSocketDirectories) {
+            try list(.destinationSocketDirectories).map { directories in
+                guard directories.allSatisfy({ $0.hasPrefix("/") && !$0.split(separator: "/").contains("..") }) else {
+                    throw GatewayError(
+                        .invalidInput, code: "invalid_setting",
+                        "\(Setting.destinationSocketDirectories.variable) must be absolute directories, such as /workdir/sockets")
+                }
+                return directories
+            }
+        }
+        let hosts = try checked(.destinationAllowedHosts) {
+            try list(.destinationAllowedHosts).map { patterns in
+                try patterns.map { text in
+                    guard let pattern = HostPattern(parsing: text) else {
+                        throw GatewayError(
+                            .invalidInput, code: "invalid_setting",
+                            "\(Setting.destinationAllowedHosts.variable) must list host, host:port, *.domain or * entries, such as utmstack.example.net:9000 or *.utmstack.example.net")
+                    }
+                    return pattern
+                }
+            }
+        }
+        let socket = try text(.utmstackSocket) ?? ForwarderConfiguration.defaultSocketPath
+        return DestinationPolicy(
+            socketDirectories: directories ?? [DestinationPolicy.directory(of: socket)], allowedHosts: hosts)
     }
 
     public func forwarder() throws -> ForwarderConfiguration {

@@ -174,6 +174,13 @@ extension Setting {
     public static let utmstackMaxMessageBytes = Setting(
         "utmstack.maxMessageBytes", form: .number(1024...1 << 30), "bytes", default: "4194304", serveOnly,
         "the largest log the engine takes (grpc-go's default); a larger one is set aside as a dead letter without being sent")
+    public static let destinationSocketDirectories = Setting(
+        "destination.socketDirectories", form: .list, "absolute paths, ...", whenUnset: "the directory of O365GW_UTMSTACK_SOCKET",
+        serveOnly,
+        "the directories a stored socket destination's socketPath must be inside (docs/destinations.md): the admin API can point the gateway at no other Unix socket")
+    public static let destinationAllowedHosts = Setting(
+        "destination.allowedHosts", form: .list, "host[:port], *.domain[:port], ...", whenUnset: "any host and port", serveOnly,
+        "the hosts (and ports) a stored network destination may point to: a name or an address, *.domain for any name below the domain, * for any host; no port or :* for any port ([v6 address]:port in brackets)")
     public static let adminURL = Setting(
         "adminUrl", "http(s)://host:port", default: "http://127.0.0.1:8080", flag: "--url", [.tenants],
         "where the tenants commands find the admin API; plain http:// only to 127.0.0.0/8, ::1 or localhost unless --insecure, no user:password@, and no redirect is followed (docs/cli.md)")
@@ -184,7 +191,8 @@ extension Setting {
         tlsCertFile, tlsKeyFile, metricsPerTenant, loginURL, manageURL, graphURL, publisherID, requestsPerMinute,
         pollInterval, backfillHours, relistMinutes, workers, blobBufferBytes, maxBlobBytes, secretAlertDays,
         alertWebhookURL, utmstackSocket, utmstackAddress, utmstackCAFile, utmstackServerName, utmstackConnectionKey,
-        utmstackInFlightBytes, utmstackAckTimeout, utmstackKeepalive, utmstackMaxMessageBytes, adminURL,
+        utmstackInFlightBytes, utmstackAckTimeout, utmstackKeepalive, utmstackMaxMessageBytes,
+        destinationSocketDirectories, destinationAllowedHosts, adminURL,
     ]
 
     /// The default as a whole number (settings of the ``Form/number(_:)`` form).

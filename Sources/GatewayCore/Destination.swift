@@ -67,6 +67,18 @@ public struct DestinationSettings: Sendable {
         guard key.unredacted.count <= Validation.maxSecretLength else {
             throw GatewayError.invalidField("connectionKey", "must be at most \(Validation.maxSecretLength) characters.")
         }
+        guard !key.unredacted.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw GatewayError.invalidField("connectionKey", "must not contain control characters.")
+        }
+    }
+
+    /// A network destination's key is bound to where it is sent: a change of host, port, server name or CA (or a
+    /// change to the network path) needs the key again, so that a key stored for one UTMStack never goes to another.
+    public static func connectionKeyRequired() -> GatewayError {
+        GatewayError(
+            .invalidInput, code: "connection_key_required",
+            "connectionKey: is required when host, port, serverName or caPem change (or the kind becomes network): the "
+                + "stored key belongs to the UTMStack it was given for and is never sent anywhere else.")
     }
 }
 
@@ -100,7 +112,8 @@ extension Destination.Endpoint {
     }
 }
 
-/// A PATCH of a stored destination: absent fields stay; a new kind needs its own fields; the key stays unless given.
+/// A PATCH of a stored destination: absent fields stay (but a new host drops the old server name); a new kind needs
+/// its own fields; the key stays only while the endpoint does (``DestinationSettings/connectionKeyRequired()``).
 public struct DestinationChanges: Sendable {
     public enum Kind: String, Sendable { case socket, network }
     public var kind: Kind?
@@ -147,7 +160,9 @@ public struct DestinationChanges: Sendable {
                 guard let socketPath else { throw GatewayError.missingField("socketPath") }
                 return .socket(path: socketPath)
             }
-            return .network(host: host ?? oldHost, port: port ?? oldPort, serverName: serverName ?? oldServerName, caPEM: caPEM ?? oldCA)
+            // A new host is verified under its own name unless a server name is given with it.
+            let keptServerName = host == nil || host == oldHost ? oldServerName : nil
+            return .network(host: host ?? oldHost, port: port ?? oldPort, serverName: serverName ?? keptServerName, caPEM: caPEM ?? oldCA)
         }
     }
 }
@@ -200,18 +215,46 @@ public struct DestinationHealth: Sendable, Equatable {
         case unavailable
     }
 
+    /// Why a connection to a destination failed, in fixed words: never an error's own description, which can name
+    /// the service that answered, the gateway's file paths or the address of a port probed.
+    public enum Failure: String, Sendable, CaseIterable {
+        case unreachable = "connection refused or unreachable"
+        case timedOut = "timed out"
+        case tlsHandshake = "TLS handshake failed"
+        case refused = "engine refused the stream"
+        case protocolError = "protocol error"
+        case lost = "connection lost"
+    }
+
     public var connection: Connection
     /// Bytes of logs held (queued or awaiting acknowledgement).
     public var heldBytes: Int
     public var oldestUnacknowledgedSeconds: Double
-    /// The last connection failure while unavailable (never a secret).
-    public var lastFailure: String?
+    /// The last connection failure while unavailable.
+    public var lastFailure: Failure?
 
-    public init(connection: Connection, heldBytes: Int, oldestUnacknowledgedSeconds: Double, lastFailure: String?) {
+    public init(connection: Connection, heldBytes: Int, oldestUnacknowledgedSeconds: Double, lastFailure: Failure?) {
         self.connection = connection
         self.heldBytes = heldBytes
         self.oldestUnacknowledgedSeconds = oldestUnacknowledgedSeconds
         self.lastFailure = lastFailure
+    }
+}
+
+/// A stored destination as its forwarder needs it (``DestinationStore/forwardingDestinations()``).
+public struct ForwardingDestination: Sendable {
+    public var name: String
+    /// Never reused: every create and every change of a destination takes a new one, so a destination deleted and
+    /// created again under its name is a new destination, never the old one's forwarder.
+    public var generation: Int64
+    /// Its endpoint and connection key (unsealed), or why it cannot be used (its key does not open, its endpoint is
+    /// no longer allowed): such a destination fails alone.
+    public var settings: Result<DestinationSettings, GatewayError>
+
+    public init(name: String, generation: Int64, settings: Result<DestinationSettings, GatewayError>) {
+        self.name = name
+        self.generation = generation
+        self.settings = settings
     }
 }
 

@@ -100,12 +100,16 @@ public struct Tenant: Sendable, Equatable {
     public var version: Int64
     /// The UTMStack destination its records go to (docs/destinations.md).
     public var destination: String
+    /// That destination's generation when the tenant was read (nil: `default`): a forwarder of an older generation
+    /// is not this tenant's destination any more, however the name reads.
+    public var destinationGeneration: Int64?
 
     public init(
         id: TenantID, name: String, microsoftTenantID: UUID, clientID: UUID, cloud: Cloud,
         contentTypes: [ContentType], publisherID: UUID?, utmTenantID: String, dataSource: String, enabled: Bool,
         credentialKind: CredentialKind, secretExpiry: SecretExpiryEvidence, credentialGeneration: Int64 = 1,
-        createdAt: Date, updatedAt: Date, version: Int64, destination: String = Destination.defaultName
+        createdAt: Date, updatedAt: Date, version: Int64, destination: String = Destination.defaultName,
+        destinationGeneration: Int64? = nil
     ) {
         self.id = id
         self.name = name
@@ -124,6 +128,7 @@ public struct Tenant: Sendable, Equatable {
         self.updatedAt = updatedAt
         self.version = version
         self.destination = destination
+        self.destinationGeneration = destinationGeneration
     }
 }
 

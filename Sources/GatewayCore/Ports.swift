@@ -33,8 +33,9 @@ public protocol DestinationStore: Sendable {
     func delete(_ name: String, precondition: VersionPrecondition?) async throws
     /// The tenants that send to the destination (`default` included).
     func tenants(of name: String) async throws -> [TenantID]
-    /// The destination's connection key, unsealed, for its forwarder only (nil: a socket destination).
-    func connectionKey(of name: String) async throws -> Secret?
+    /// Every stored destination with its generation, endpoint and connection key (unsealed, for its forwarder
+    /// only), each destination read in one statement so that a key never meets another generation's endpoint.
+    func forwardingDestinations() async throws -> [ForwardingDestination]
 }
 
 /// The registry's state in three numbers: how many tenants, which ones (a sum of hashes of their ids: a create or

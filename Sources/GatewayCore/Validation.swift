@@ -19,14 +19,17 @@ public enum Validation {
         return uuid
     }
 
-    /// A display text: 1 to `maxLength` characters after trimming, no control characters.
+    /// A display text: 1 to `maxLength` characters after trimming, no control characters. Characters are counted as
+    /// PostgreSQL's `char_length` counts them (Unicode code points), not as Swift's `count` (grapheme clusters): an
+    /// accent written as a combining mark is one more, so a text the check lets through is one the table takes.
     public static func text(_ value: String, field: String, maxLength: Int = maxNameLength) throws -> String {
         let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else {
             throw GatewayError.invalidField(field, "must not be empty.")
         }
-        guard trimmed.count <= maxLength else {
-            throw GatewayError.invalidField(field, "must be at most \(maxLength) characters (got \(trimmed.count)).")
+        let length = trimmed.unicodeScalars.count
+        guard length <= maxLength else {
+            throw GatewayError.invalidField(field, "must be at most \(maxLength) characters (Unicode code points; got \(length)).")
         }
         guard !trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             throw GatewayError.invalidField(field, "must not contain control characters such as tabs or line breaks.")

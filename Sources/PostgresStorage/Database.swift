@@ -61,7 +61,7 @@ public struct Database: Sendable {
                 // The pool may hand out a connection that closed an instant ago, before it heard of it (after a
                 // deadline gave one up, or a server restart): nothing ran on it, so take another.
                 for _ in 0..<3 {
-                    let leased = try await client.withConnection { connection -> Leased<R> in
+                    let leased = try await DatabaseError.sanitizing { try await client.withConnection { connection -> Leased<R> in
                         guard !connection.isClosed else { return .closed }
                         let leased = DatabaseConnection(connection: connection, logger: logger)
                         do {
@@ -73,7 +73,7 @@ public struct Database: Sendable {
                         } catch is ClosedBeforeFirstStatement {
                             return .closed
                         }
-                    }
+                    } }
                     if case .done(let result) = leased { return result }
                     try await Task.sleep(for: .milliseconds(50))
                 }
@@ -126,12 +126,14 @@ public struct DatabaseConnection: Sendable {
             Task {
                 do {
                     var rows: [PostgresRow] = []
-                    for try await row in try await connection.query(query, logger: logger) { rows.append(row) }
+                    for try await row in try await connection.query(query, logger: logger.forPostgresDriver) { rows.append(row) }
                     state.statementRan()
                     outcome.resume(with: .success(rows))
                 } catch let error as PSQLError where first && error.code == .clientClosedConnection {
                     // Refused before it was sent: the connection was closing when leased.
                     outcome.resume(with: .failure(ClosedBeforeFirstStatement()))
+                } catch let error as PSQLError {
+                    outcome.resume(with: .failure(DatabaseError(error)))
                 } catch {
                     outcome.resume(with: .failure(error))
                 }
@@ -221,5 +223,55 @@ extension Array where Element == PostgresRow {
     /// Decodes every row as a tuple of columns.
     public func decode<each Column: PostgresDecodable>(_ types: (repeat each Column).Type) throws -> [(repeat each Column)] {
         try map { try $0.decode((repeat each Column).self) }
+    }
+}
+
+extension Logger {
+    /// The logger to hand PostgresNIO (a client's background logger, a query's): never below `info`. At `debug` and
+    /// `trace` PostgresNIO logs every message it exchanges with the server (rows, bindings, an error's DETAIL), sealed
+    /// credentials among them; the gateway's own lines keep the level asked for.
+    public var forPostgresDriver: Logger {
+        var logger = self
+        if logger.logLevel < .info { logger.logLevel = .info }
+        return logger
+    }
+}
+
+/// A statement PostgreSQL refused, or a connection that failed, described without any row value. PSQLError's
+/// reflection carries PostgreSQL's message and DETAIL ("Failing row contains (...)", a sealed credential included)
+/// and the query with its bindings; this keeps the SQLSTATE, the table and the constraint only, so that no log line
+/// and no error message can hold a row (docs/failure-handling.md).
+public struct DatabaseError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// PostgresNIO's kind of error (`server`, `connectionClosed`, ...).
+    public let kind: String
+    /// PostgreSQL's SQLSTATE (`23514` for a check constraint), for an error the server sent.
+    public let sqlState: String?
+    public let table: String?
+    public let constraint: String?
+
+    init(_ error: PSQLError) {
+        kind = "\(error.code)"
+        sqlState = error.serverInfo?[.sqlState]
+        table = error.serverInfo?[.tableName]
+        constraint = error.serverInfo?[.constraintName]
+    }
+
+    public var description: String {
+        var text = "database error (\(kind)"
+        if let sqlState { text += ", SQLSTATE \(sqlState)" }
+        if let table { text += ", table \(table)" }
+        if let constraint { text += ", constraint \(constraint)" }
+        return text + ")"
+    }
+
+    public var debugDescription: String { description }
+
+    /// Runs `body`, turning a PSQLError it throws into a ``DatabaseError``.
+    static func sanitizing<R>(_ body: () async throws -> R) async throws -> R {
+        do {
+            return try await body()
+        } catch let error as PSQLError {
+            throw DatabaseError(error)
+        }
     }
 }

@@ -143,7 +143,7 @@ extension DatabaseURL {
                 "sslmode=require encrypts the connection to PostgreSQL but does not check its certificate: anyone on the network path can pose as the database. Use sslmode=verify-full with its CA (sslrootcert or O365GW_DATABASE_CA_FILE)",
                 metadata: ["database": "\(self)"])
         }
-        return PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
+        return PostgresClient(configuration: clientConfiguration, backgroundLogger: logger.forPostgresDriver)
     }
 
     /// Connects once, outside any pool, and fails with a clear error when TLS fails: PostgreSQL's certificate is

@@ -9,11 +9,14 @@ import PostgresNIO
 public struct PostgresDestinationStore: DestinationStore {
     let database: Database
     let sealer: CredentialSealer
+    /// Where destinations may point; checked on every write and when forwarders load them.
+    let policy: DestinationPolicy
     let logger: Logger
 
-    public init(database: Database, sealer: CredentialSealer, logger: Logger) {
+    public init(database: Database, sealer: CredentialSealer, policy: DestinationPolicy, logger: Logger) {
         self.database = database
         self.sealer = sealer
+        self.policy = policy
         self.logger = logger
     }
 
@@ -22,9 +25,18 @@ public struct PostgresDestinationStore: DestinationStore {
         version, created_at, updated_at
         """
 
+    /// The endpoint as it may be stored: well-formed, its CA a certificate, inside the policy.
+    func checked(_ endpoint: Destination.Endpoint) throws -> Destination.Endpoint {
+        let endpoint = try endpoint.validated()
+        if case .network(_, _, _, let caPEM?) = endpoint { try TrustAnchors.check(caPEM) }
+        try policy.check(endpoint)
+        return endpoint
+    }
+
     public func create(_ name: String, _ settings: DestinationSettings) async throws -> Destination {
         let name = try Validation.newDestinationName(name)
         let settings = try settings.validated()
+        _ = try checked(settings.endpoint)
         let sealed = try settings.connectionKey.map { try sealer.sealConnectionKey($0, destination: name) }
         let row = Row(settings.endpoint)
         let rows = try await database.query(
@@ -49,13 +61,16 @@ public struct PostgresDestinationStore: DestinationStore {
     }
 
     public func get(_ name: String) async throws -> Destination? {
-        try await database.query("SELECT \(unescaped: Self.columns) FROM destinations WHERE name = \(name)")
+        let name = try Validation.destinationName(name)
+        return try await database.query("SELECT \(unescaped: Self.columns) FROM destinations WHERE name = \(name)")
             .map(Destination.init(row:)).first
     }
 
-    /// Applies `changes` under the row's lock; a network destination keeps its sealed key unless a new one is given.
+    /// Applies `changes` under the row's lock; a network destination keeps its sealed key only while its endpoint
+    /// stays the same (a new host, port, server name or CA needs the key again: `connection_key_required`).
     public func update(_ name: String, _ changes: DestinationChanges, precondition: VersionPrecondition?) async throws -> Destination {
-        let sealer = sealer
+        let name = try Validation.newDestinationName(name)
+        let store = self
         if let key = changes.connectionKey { try DestinationSettings.checkKey(key) }
         let fresh = try changes.connectionKey.map { try sealer.sealConnectionKey($0, destination: name) }
         return try await database.transaction { tx in
@@ -68,11 +83,16 @@ public struct PostgresDestinationStore: DestinationStore {
             let kept = try r["connection_key_id"].decode(String?.self).flatMap { id in
                 try r["connection_key_box"].decode(Data?.self).map { SealedCredential(keyID: id, box: $0) }
             }
-            let endpoint = try changes.applied(to: current.endpoint).validated()
+            let endpoint = try store.checked(changes.applied(to: current.endpoint))
             var key: SealedCredential?
             if case .network = endpoint {
-                guard let sealed = fresh ?? kept else { throw GatewayError.missingField("connectionKey") }
-                key = sealed
+                if let fresh {
+                    key = fresh
+                } else if endpoint == current.endpoint, let kept {
+                    key = kept
+                } else {
+                    throw DestinationSettings.connectionKeyRequired()
+                }
             }
             let columns = Row(endpoint)
             let updated = try await tx.query(
@@ -80,7 +100,7 @@ public struct PostgresDestinationStore: DestinationStore {
                 UPDATE destinations SET kind = \(columns.kind), socket_path = \(columns.socketPath), host = \(columns.host),
                     port = \(columns.port), server_name = \(columns.serverName), ca_pem = \(columns.caPEM),
                     connection_key_id = \(key?.keyID), connection_key_box = \(key?.box),
-                    version = version + 1, updated_at = now()
+                    version = version + 1, generation = nextval('destination_generations'), updated_at = now()
                 WHERE name = \(name)
                 RETURNING \(unescaped: Self.columns)
                 """)
@@ -91,6 +111,7 @@ public struct PostgresDestinationStore: DestinationStore {
 
     /// Deletes the destination; refused while a tenant names it (the row lock keeps a tenant from naming it meanwhile).
     public func delete(_ name: String, precondition: VersionPrecondition?) async throws {
+        let name = try Validation.newDestinationName(name)
         try await database.transaction { tx in
             try await Self.lockAndCheck(tx, name, precondition: precondition)
             let users = try await tx.query("SELECT count(*) FROM tenants WHERE destination = \(name)").decode(Int64.self).first ?? 0
@@ -106,15 +127,40 @@ public struct PostgresDestinationStore: DestinationStore {
 
     /// The tenants that name the destination (`default` included).
     public func tenants(of name: String) async throws -> [TenantID] {
-        try await database.query("SELECT id FROM tenants WHERE destination = \(name) ORDER BY id").decode(UUID.self).map(TenantID.init)
+        let name = try Validation.destinationName(name)
+        return try await database.query("SELECT id FROM tenants WHERE destination = \(name) ORDER BY id").decode(UUID.self).map(TenantID.init)
     }
 
-    /// Unseals the destination's connection key, for its forwarder only.
-    public func connectionKey(of name: String) async throws -> Secret? {
-        let rows = try await database.query("SELECT connection_key_id, connection_key_box FROM destinations WHERE name = \(name)")
-        guard let (keyID, box) = try rows.decode((String?, Data?).self).first else { throw GatewayError.destinationNotFound(name) }
-        guard let keyID, let box else { return nil }
-        return try sealer.openConnectionKey(SealedCredential(keyID: keyID, box: box), destination: name)
+    /// Every destination's generation, endpoint and connection key, in one statement (so a key is never paired
+    /// with another generation's endpoint); each is checked against the policy and its key unsealed on its own, so
+    /// one that cannot be used fails alone.
+    public func forwardingDestinations() async throws -> [ForwardingDestination] {
+        let rows = try await database.query(
+            """
+            SELECT \(unescaped: Self.columns), generation, connection_key_id, connection_key_box FROM destinations ORDER BY name
+            """)
+        return rows.map { row in
+            let r = row.makeRandomAccess()
+            let name = (try? r["name"].decode(String.self)) ?? ""
+            let generation = (try? r["generation"].decode(Int64.self)) ?? 0
+            return ForwardingDestination(name: name, generation: generation, settings: forwardingSettings(row, name: name))
+        }
+    }
+
+    private func forwardingSettings(_ row: PostgresRow, name: String) -> Result<DestinationSettings, GatewayError> {
+        do {
+            let r = row.makeRandomAccess()
+            let endpoint = try checked(try Destination(row: row).endpoint)
+            let sealed = try r["connection_key_id"].decode(String?.self).flatMap { id in
+                try r["connection_key_box"].decode(Data?.self).map { SealedCredential(keyID: id, box: $0) }
+            }
+            let key = try sealed.map { try sealer.openConnectionKey($0, destination: name) }
+            return .success(try DestinationSettings(endpoint: endpoint, connectionKey: key).validated())
+        } catch let error as GatewayError {
+            return .failure(error)
+        } catch {
+            return .failure(GatewayError(.internal, code: "corrupt_row", "Destination \(name)'s row cannot be read."))
+        }
     }
 
     /// Locks the tenant-facing side: inside a tenant's write, makes sure the destination it names exists and stays

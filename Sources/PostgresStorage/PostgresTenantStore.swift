@@ -19,7 +19,8 @@ public struct PostgresTenantStore: TenantStore {
     static let columns = """
         id, name, ms_tenant_id, client_id, cloud, content_types, publisher_id, utm_tenant_id, data_source, enabled,
         credential_kind, secret_expires_at, graph_outcome, graph_expires_at, graph_checked_at, secret_refused_at,
-        credential_generation, created_at, updated_at, version, destination
+        credential_generation, created_at, updated_at, version, destination,
+        (SELECT generation FROM destinations WHERE destinations.name = tenants.destination) AS destination_generation
         """
 
     public func create(_ new: NewTenant) async throws -> Tenant {
@@ -204,7 +205,8 @@ extension Tenant {
             createdAt: try r["created_at"].decode(Date.self),
             updatedAt: try r["updated_at"].decode(Date.self),
             version: try r["version"].decode(Int64.self),
-            destination: try r["destination"].decode(String.self)
+            destination: try r["destination"].decode(String.self),
+            destinationGeneration: try r["destination_generation"].decode(Int64?.self)
         )
     }
 }

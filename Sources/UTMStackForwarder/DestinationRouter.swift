@@ -6,9 +6,11 @@ import Synchronization
 /// The router stage (docs/destinations.md): one ``UTMStackForwarder`` per destination, each with its own byte
 /// budget, stream, reconnect backoff and dead letters, so that one UTMStack that is down or hung holds back only its
 /// own tenants. `default` is the configuration's; the stored destinations are read every `refreshInterval` (and at
-/// once when a poll names one not known yet). A destination whose settings changed gets a new forwarder and the old
-/// one drains what it holds, then stops; a deleted one drains and stops. Engine notifications go to the tenant's
-/// own destination.
+/// once when a poll names one not known yet). Forwarders are keyed by the destination's generation, which every
+/// create and change takes anew and which is never reused: a destination that changed, or was deleted and created
+/// again under its name, gets a new forwarder and the old one drains what it holds, then stops; a deleted one drains
+/// and stops; one that cannot be loaded (its key does not open, its endpoint is no longer allowed) has none, and only
+/// its own tenants wait. Engine notifications go to the tenant's own destination.
 public final class DestinationRouter: Service, DestinationMonitor, ProblemNotifier, Sendable {
     let base: ForwarderConfiguration
     let store: any DestinationStore
@@ -21,12 +23,14 @@ public final class DestinationRouter: Service, DestinationMonitor, ProblemNotifi
     private let started = AsyncStream.makeStream(of: UTMStackForwarder.self)
     /// One refresh at a time (a poll's and the loop's).
     private let refreshing = Mutex(false)
+    /// Stored destinations that could not be loaded, by name: the generation (logged once) and why.
+    private let unusable = Mutex<[String: (generation: Int64, error: GatewayError)]>([:])
 
     struct Route {
         var forwarder: UTMStackForwarder
         var notifier: EngineNotifier
-        /// The stored destination's version (nil: `default`, from the configuration).
-        var version: Int64?
+        /// The stored destination's generation (nil: `default`, from the configuration).
+        var generation: Int64?
     }
 
     /// - Parameter base: `default`'s configuration; a stored destination's forwarder takes its tunables and
@@ -48,18 +52,39 @@ public final class DestinationRouter: Service, DestinationMonitor, ProblemNotifi
         started.continuation.yield(forwarder)
     }
 
-    /// The forwarder of the destination a tenant names; reads the destinations again when it is not known yet.
-    public func forwarder(for name: String) async throws -> UTMStackForwarder {
-        if let forwarder = routes.withLock({ $0[name]?.forwarder }) { return forwarder }
+    /// The forwarder of the destination a tenant names; reads the destinations again when it is not known yet, or
+    /// known only at a generation older than the tenant saw (`generation`, ``Tenant/destinationGeneration``): a
+    /// destination changed, or deleted and created again, is never served by its old forwarder once a tenant saw the
+    /// change, even before the next periodic refresh.
+    public func forwarder(for name: String, generation: Int64? = nil) async throws -> UTMStackForwarder {
+        func current() -> UTMStackForwarder? {
+            routes.withLock { routes in
+                guard let route = routes[name] else { return nil }
+                if let generation, let known = route.generation, known < generation { return nil }
+                return route.forwarder
+            }
+        }
+        if let forwarder = current() { return forwarder }
         try await refresh()
-        if let forwarder = routes.withLock({ $0[name]?.forwarder }) { return forwarder }
-        throw GatewayError.destinationUnavailable(name, "this gateway knows no destination of that name")
+        if let forwarder = current() { return forwarder }
+        throw unknown(name)
+    }
+
+    private func unknown(_ name: String) -> GatewayError {
+        if unusable.withLock({ $0[name] != nil }) {
+            return .destinationUnavailable(name, "its stored settings cannot be used (the gateway's log says why)")
+        }
+        if routes.withLock({ $0[name] != nil }) {
+            return .destinationUnavailable(name, "it changed and its new settings are not loaded yet")
+        }
+        return .destinationUnavailable(name, "this gateway knows no destination of that name")
     }
 
     /// The forwarder of the tenant's destination now (`default` for no tenant).
     public func forwarder(of tenant: TenantID?) async throws -> UTMStackForwarder {
         guard let tenant else { return try await forwarder(for: Destination.defaultName) }
-        return try await forwarder(for: try await tenants.get(tenant)?.destination ?? Destination.defaultName)
+        guard let tenant = try await tenants.get(tenant) else { return try await forwarder(for: Destination.defaultName) }
+        return try await forwarder(for: tenant.destination, generation: tenant.destinationGeneration)
     }
 
     public func health(of name: String) async -> DestinationHealth? {
@@ -80,9 +105,7 @@ public final class DestinationRouter: Service, DestinationMonitor, ProblemNotifi
     private func notifier(of tenant: TenantID) async throws -> EngineNotifier {
         let name = try await withTimeout(.seconds(5)) { [tenants] in try await tenants.get(tenant)?.destination } ?? Destination.defaultName
         if routes.withLock({ $0[name] == nil }) { try await refresh() }
-        guard let notifier = routes.withLock({ $0[name]?.notifier }) else {
-            throw GatewayError.destinationUnavailable(name, "this gateway knows no destination of that name")
-        }
+        guard let notifier = routes.withLock({ $0[name]?.notifier }) else { throw unknown(name) }
         return notifier
     }
 
@@ -102,31 +125,49 @@ public final class DestinationRouter: Service, DestinationMonitor, ProblemNotifi
             return
         }
         defer { refreshing.withLock { $0 = false } }
-        let stored = try await withTimeout(.seconds(5)) { [store] in try await store.list() }
-        let known = routes.withLock { $0.mapValues(\.version) }
+        let stored = try await withTimeout(.seconds(5)) { [store] in try await store.forwardingDestinations() }
+        let known = routes.withLock { $0.mapValues(\.generation) }
         var fresh: [String: Route] = [:]
-        for destination in stored where known[destination.name] != .some(destination.version) {
-            // Deleted since the list (its key is gone): the next refresh retires it.
-            guard let configuration = try await forwarderConfiguration(destination) else { continue }
-            fresh[destination.name] = Route(
-                forwarder: UTMStackForwarder(configuration: configuration, deadLetters: deadLetters, logger: logger),
-                notifier: EngineNotifier(endpoint: configuration.endpoint, logger: logger), version: destination.version)
+        var failed: [String: (generation: Int64, error: GatewayError)] = [:]
+        for destination in stored where known[destination.name] != .some(destination.generation) {
+            do throws(GatewayError) {
+                let configuration = try forwarderConfiguration(destination.name, destination.settings.get())
+                fresh[destination.name] = Route(
+                    forwarder: UTMStackForwarder(configuration: configuration, deadLetters: deadLetters, logger: logger),
+                    notifier: EngineNotifier(endpoint: configuration.endpoint, logger: logger), generation: destination.generation)
+            } catch {
+                failed[destination.name] = (destination.generation, error)
+            }
         }
-        let names = Set(stored.map(\.name))
+        // What stays routed: the stored destinations that loaded (or are known at their generation). A destination
+        // that changed and cannot be loaded loses its old forwarder too: its old endpoint is no longer its own.
+        let routed = Set(stored.map(\.name)).subtracting(failed.keys)
         let retired = routes.withLock { routes in
             var retired: [UTMStackForwarder] = []
             for (name, route) in fresh {
                 if let old = routes[name] { retired.append(old.forwarder) }
                 routes[name] = route
             }
-            for (name, route) in routes where route.version != nil && !names.contains(name) {
+            for (name, route) in routes where route.generation != nil && !routed.contains(name) {
                 retired.append(route.forwarder)
                 routes.removeValue(forKey: name)
             }
             return retired
         }
+        // A destination without a route is read again at every refresh: `failed` is all that cannot be used now.
+        let newlyFailed = unusable.withLock { unusable in
+            defer { unusable = failed }
+            return failed.filter { name, failure in unusable[name]?.generation != failure.generation }
+        }
+        for (name, failure) in newlyFailed.sorted(by: { $0.key < $1.key }) {
+            // The code and message only: they name the destination and the remedy, never a row value or a key.
+            logger.error(
+                "destination not loaded: its tenants wait until it is fixed; the others are not affected",
+                metadata: ["destination": "\(name)", "generation": "\(failure.generation)", "code": "\(failure.error.code)",
+                           "reason": "\(failure.error.message)"])
+        }
         for (name, route) in fresh {
-            logger.info("destination forwarder started", metadata: ["destination": "\(name)", "version": "\(route.version ?? 0)"])
+            logger.info("destination forwarder started", metadata: ["destination": "\(name)", "generation": "\(route.generation ?? 0)"])
             started.continuation.yield(route.forwarder)
         }
         for forwarder in retired {
@@ -135,26 +176,18 @@ public final class DestinationRouter: Service, DestinationMonitor, ProblemNotifi
         }
     }
 
-    /// `default`'s tunables with the stored destination's name and endpoint (its connection key unsealed here).
-    /// Nil when the destination was deleted meanwhile.
-    func forwarderConfiguration(_ destination: Destination) async throws -> ForwarderConfiguration? {
+    /// `default`'s tunables with the stored destination's name, endpoint and connection key.
+    func forwarderConfiguration(_ name: String, _ settings: DestinationSettings) throws(GatewayError) -> ForwarderConfiguration {
         var configuration = base
-        configuration.destination = destination.name
-        switch destination.endpoint {
+        configuration.destination = name
+        switch settings.endpoint {
         case .socket(let path):
             configuration.endpoint = .engineSocket(path: path)
         case .network(let host, let port, let serverName, let caPEM):
-            let key: Secret?
-            do {
-                key = try await store.connectionKey(of: destination.name)
-            } catch let error as GatewayError where error.code == "destination_not_found" {
-                return nil
+            guard let key = settings.connectionKey else {
+                throw GatewayError(.internal, code: "corrupt_row", "Network destination \(name) has no connection key.")
             }
-            guard let key else {
-                throw GatewayError(.internal, code: "corrupt_row", "Network destination \(destination.name) has no connection key.")
-            }
-            configuration.endpoint = .network(
-                .init(host: host, port: port, ca: caPEM.map { .pem($0) }, serverName: serverName, connectionKey: key))
+            configuration.endpoint = .network(.init(host: host, port: port, ca: caPEM.map { .pem($0) }, serverName: serverName, connectionKey: key))
         }
         return configuration
     }

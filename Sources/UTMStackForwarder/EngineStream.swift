@@ -34,10 +34,15 @@ final class EngineStream: Sendable {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> EngineStream {
         let connectTimeout = TimeAmount.nanoseconds(Int64(connectTimeout.seconds * 1e9))
-        let tls = try endpoint.tls()
+        let tls: ForwarderConfiguration.Endpoint.TLS?
+        do {
+            tls = try endpoint.tls()
+        } catch {
+            throw EngineStreamError(description: "the TLS settings for UTMStack at \(endpoint.address) cannot be used: \(error)", failure: .tlsHandshake)
+        }
         let headerBlock = GRPCCallHandler.encodeHeaderBlock(endpoint.requestHeaders(method))
         guard headerBlock.readableBytes <= GRPCCallHandler.defaultMaxFrame else {
-            throw EngineStreamError(description: "the request headers (with the connection key) exceed 16 KiB")
+            throw EngineStreamError(description: "the request headers (with the connection key) exceed 16 KiB", failure: .protocolError)
         }
         let (events, continuation) = AsyncThrowingStream.makeStream(of: CallEvent.self)
         let handshake = group.any().makePromise(of: String?.self)
@@ -70,7 +75,8 @@ final class EngineStream: Sendable {
             continuation.finish(throwing: error)
             handshake.fail(error)
             ready.fail(error)
-            throw EngineStreamError(description: "could not connect to UTMStack at \(endpoint.address): \(error)")
+            throw EngineStreamError(
+                description: "could not connect to UTMStack at \(endpoint.address): \(error)", failure: EngineStreamError.connectFailure(error))
         }
         let stream = EngineStream(channel: channel, events: events)
         if tls != nil { try await handshaken(stream, handshake, endpoint: endpoint, connectTimeout: connectTimeout) }
@@ -79,7 +85,7 @@ final class EngineStream: Sendable {
         let timeout = channel.eventLoop.scheduleTask(in: connectTimeout) {
             ready.fail(EngineStreamError(
                 description: "UTMStack at \(endpoint.address) accepted the connection but did not start HTTP/2 within "
-                    + "\(connectTimeout.nanoseconds / 1_000_000_000) s"))
+                    + "\(connectTimeout.nanoseconds / 1_000_000_000) s", failure: .timedOut))
         }
         do {
             try await withTaskCancellationHandler {
@@ -103,7 +109,7 @@ final class EngineStream: Sendable {
     ) async throws {
         let channel = stream.channel
         let timeout = channel.eventLoop.scheduleTask(in: connectTimeout) {
-            handshake.fail(EngineStreamError(description: "the TLS handshake with UTMStack at \(endpoint.address) did not finish within \(connectTimeout.nanoseconds / 1_000_000_000) s"))
+            handshake.fail(EngineStreamError(description: "the TLS handshake with UTMStack at \(endpoint.address) did not finish within \(connectTimeout.nanoseconds / 1_000_000_000) s", failure: .timedOut))
         }
         do {
             let protocolName = try await withTaskCancellationHandler {
@@ -116,13 +122,13 @@ final class EngineStream: Sendable {
                 throw EngineStreamError(
                     description: "UTMStack at \(endpoint.address) did not agree to HTTP/2 in the TLS handshake (ALPN: "
                         + "\(protocolName ?? "none")); gRPC needs HTTP/2 end to end, so a proxy or load balancer in the way "
-                        + "must pass HTTP/2 through (or terminate TLS with h2 and speak HTTP/2 to UTMStack)")
+                        + "must pass HTTP/2 through (or terminate TLS with h2 and speak HTTP/2 to UTMStack)", failure: .tlsHandshake)
             }
         } catch {
             timeout.cancel()
             stream.close()
             if error is EngineStreamError || error is CancellationError { throw error }
-            throw EngineStreamError(description: "the TLS handshake with UTMStack at \(endpoint.address) failed: \(error)")
+            throw EngineStreamError(description: "the TLS handshake with UTMStack at \(endpoint.address) failed: \(error)", failure: .tlsHandshake)
         }
     }
 
@@ -149,14 +155,17 @@ final class EngineStream: Sendable {
     func close() { channel.close(promise: nil) }
 }
 
-/// Why a call to UTMStack ended other than with status OK. Never carries credentials.
+/// Why a call to UTMStack ended other than with status OK. Never carries credentials. The description is for the
+/// gateway's log; what the API and the tenants' status show is ``failure``, in fixed words.
 struct EngineStreamError: Error, CustomStringConvertible {
     var description: String
+    var failure: DestinationHealth.Failure
     /// The gRPC status the engine ended the call with, when it did.
     var status: Int?
 
-    init(description: String, status: Int? = nil) {
+    init(description: String, failure: DestinationHealth.Failure = .lost, status: Int? = nil) {
         self.description = description
+        self.failure = failure
         self.status = status
     }
 
@@ -164,7 +173,24 @@ struct EngineStreamError: Error, CustomStringConvertible {
         let number = Int(code)
         let name = number.flatMap { GRPCStatusName.of($0) }.map { "\($0) (\(code))" } ?? code
         return EngineStreamError(
-            description: "UTMStack ended the call with gRPC status \(name)" + (message.map { ": \($0)" } ?? ""), status: number)
+            description: "UTMStack ended the call with gRPC status \(name)" + (message.map { ": \($0)" } ?? ""), failure: .refused,
+            status: number)
+    }
+
+    /// A connection attempt that timed out, or one refused or unreachable (no listener, no route, no such socket,
+    /// a name that does not resolve).
+    static func connectFailure(_ error: any Error) -> DestinationHealth.Failure {
+        func isTimeout(_ error: any Error) -> Bool {
+            if case ChannelError.connectTimeout = error { return true }
+            return false
+        }
+        if isTimeout(error) { return .timedOut }
+        if let error = error as? NIOConnectionError, !error.connectionErrors.isEmpty,
+            error.connectionErrors.allSatisfy({ isTimeout($0.error) })
+        {
+            return .timedOut
+        }
+        return .unreachable
     }
 
     /// Whether the status blames the messages sent (a log the engine cannot take) rather than the connection, the
@@ -213,7 +239,7 @@ private final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHan
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(EngineStreamError(description: "the connection closed during the TLS handshake"))
+        promise.fail(EngineStreamError(description: "the connection closed during the TLS handshake", failure: .tlsHandshake))
         context.fireChannelInactive()
     }
 }

@@ -1,5 +1,6 @@
 import DequeModule
 import Foundation
+import GatewayCore
 import NIOCore
 import NIOHPACK
 
@@ -161,7 +162,8 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             handler.pingTimeout = nil
             handler.fail(
                 context, code: 0,
-                EngineStreamError(description: "UTMStack did not answer a PING within \(timeout.nanoseconds / 1_000_000_000) s: the engine is hung or the connection was dropped"))
+                EngineStreamError(description: "UTMStack did not answer a PING within \(timeout.nanoseconds / 1_000_000_000) s: the engine is hung or the connection was dropped",
+                    failure: .timedOut))
         }
     }
 
@@ -298,7 +300,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             guard payload.readableBytes == 4 else { throw protocolError("a RST_STREAM frame of the wrong size") }
             if stream == Self.streamID {
                 let code = payload.getInteger(at: payload.readerIndex, as: UInt32.self)!
-                end(context, EngineStreamError(description: "UTMStack reset the call (\(Self.errorName(code)))"))
+                end(context, EngineStreamError(description: "UTMStack reset the call (\(Self.errorName(code)))", failure: .refused))
             }
         case .settings:
             guard stream == 0 else { throw protocolError("SETTINGS on a stream") }
@@ -332,7 +334,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             let lastStream = payload.getInteger(at: payload.readerIndex, as: UInt32.self)! & 0x7FFF_FFFF
             let code = payload.getInteger(at: payload.readerIndex + 4, as: UInt32.self)!
             if lastStream < Self.streamID {
-                end(context, EngineStreamError(description: "UTMStack refused the call (GOAWAY, \(Self.errorName(code)))"))
+                end(context, EngineStreamError(description: "UTMStack refused the call (GOAWAY, \(Self.errorName(code)))", failure: .refused))
             } else if !goingAway && !ended {
                 // A GOAWAY that covers our stream lets the call finish; the connection closes after it.
                 goingAway = true
@@ -397,7 +399,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
         reader.append(try Self.unpadded(payload, flags: flags))
         while let message = try reader.next() { ids.append(try GRPCWire.lastID(ofAck: message)) }
         if flags & Flag.endStream != 0 {
-            end(context, EngineStreamError(description: "UTMStack ended the call without a status"))
+            end(context, EngineStreamError(description: "UTMStack ended the call without a status", failure: .protocolError))
         }
     }
 
@@ -418,12 +420,12 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             sawResponseHeaders = true
             let status = headers.first(name: ":status") ?? "none"
             guard status == "200" else {
-                return end(context, EngineStreamError(description: "UTMStack answered the call with HTTP status \(status)"))
+                return end(context, EngineStreamError(description: "UTMStack answered the call with HTTP status \(status)", failure: .refused))
             }
             if endStream { return endWithTrailers(context, headers) }  // a trailers-only response
             let contentType = headers.first(name: "content-type") ?? ""
             guard contentType.hasPrefix("application/grpc") else {
-                return end(context, EngineStreamError(description: "UTMStack answered with content type '\(contentType)', not gRPC"))
+                return end(context, EngineStreamError(description: "UTMStack answered with content type '\(contentType)', not gRPC", failure: .protocolError))
             }
         } else {
             endWithTrailers(context, headers)
@@ -432,7 +434,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
 
     private func endWithTrailers(_ context: ChannelHandlerContext, _ trailers: HPACKHeaders) {
         guard !reader.isMidMessage else {
-            return end(context, EngineStreamError(description: "UTMStack ended the call in the middle of a message"))
+            return end(context, EngineStreamError(description: "UTMStack ended the call in the middle of a message", failure: .protocolError))
         }
         let status = trailers.first(name: "grpc-status") ?? "missing"
         if status == "0" { return end(context, nil) }
@@ -482,7 +484,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     }
 
     private func protocolError(_ what: String) -> EngineStreamError {
-        EngineStreamError(description: "HTTP/2 protocol error from UTMStack: \(what)")
+        EngineStreamError(description: "HTTP/2 protocol error from UTMStack: \(what)", failure: .protocolError)
     }
 
     /// The name of an HTTP/2 error code (RFC 9113, 7), for messages.
@@ -510,7 +512,7 @@ final class GRPCCallHandler: ChannelDuplexHandler {
         guard flags & Flag.padded != 0 else { return payload }
         var payload = payload
         guard let padding = payload.readInteger(as: UInt8.self), Int(padding) <= payload.readableBytes else {
-            throw EngineStreamError(description: "HTTP/2 protocol error from UTMStack: padding longer than its frame")
+            throw EngineStreamError(description: "HTTP/2 protocol error from UTMStack: padding longer than its frame", failure: .protocolError)
         }
         return payload.readSlice(length: payload.readableBytes - Int(padding))!
     }

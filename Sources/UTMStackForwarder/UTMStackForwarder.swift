@@ -48,8 +48,8 @@ public actor UTMStackForwarder: Service {
     private var lastProgressAt: ContinuousClock.Instant?
     /// Since when streams have failed with nothing acknowledged after (nil: the last stream worked, or none yet).
     private var failingSince: ContinuousClock.Instant?
-    /// The last stream failure, in words (never a secret), for the destination's state.
-    private var lastFailure: String?
+    /// The last stream failure, in fixed words, for the destination's state (the log has the details).
+    private var lastFailure: DestinationHealth.Failure?
     /// Whether a probe poll is admitted while the destination is unavailable (``admitPoll()``).
     private var probing = false
     /// Finished by ``retire()`` or graceful shutdown: the forwarder drains and stops.
@@ -190,7 +190,7 @@ public actor UTMStackForwarder: Service {
         let why = if stalled >= configuration.ackTimeout {
             "it acknowledged nothing for \(stalled.components.seconds) s"
         } else if let lastFailure {
-            "its connection fails (\(lastFailure))"
+            "its connection fails (\(lastFailure.rawValue))"
         } else {
             "it does not answer"
         }
@@ -424,7 +424,7 @@ public actor UTMStackForwarder: Service {
         // A stream lost while it carried nothing (an idle connection closed) makes no destination unavailable.
         if let error, window.needsStream {
             if failingSince == nil { failingSince = .now }
-            lastFailure = "\(error)"
+            lastFailure = (error as? EngineStreamError)?.failure ?? .lost
         }
         let blame = (error as? EngineStreamError).flatMap { $0.blamesALog ? $0.description : nil }
         let (requeued, refused) = window.streamLost(blame: blame)
@@ -615,7 +615,7 @@ public actor UTMStackForwarder: Service {
                     switch await self.checkDeadlines() {
                     case .fine: continue
                     case .ping: stream.ping(timeout: keepaliveTimeout)
-                    case .expired(let reason): throw EngineStreamError(description: reason)
+                    case .expired(let reason): throw EngineStreamError(description: reason, failure: .timedOut)
                     }
                 }
             }

@@ -29,8 +29,8 @@ extension EndToEndTests {
         @Test(arguments: Failure.allCases)
         func aDestinationDownOrHungHoldsBackOnlyItsOwnTenants(_ failure: Failure) async throws {
             let simulated = SimulatorConfiguration.steady(tenants: 2, seed: 89, history: 65.0 / 3600, interval: 2, records: 3, live: true)
-            let socketEU = temporarySocketPath()
             let socketDefault = temporarySocketPath()
+            let socketEU = siblingSocketPath(of: socketDefault, "eu")
             let eu = try await GoEngine.start(socket: socketEU)
             defer { eu.stop() }
             let main = try await GoEngine.start(socket: socketDefault)
@@ -84,6 +84,9 @@ extension EndToEndTests {
                     #expect(degraded, "the eu tenant's units are degraded with utmstack_unavailable naming eu")
                     let state = try await gw.request(.GET, "/api/v1/destinations/eu").json["state"] as? [String: Any]
                     #expect(state?["connection"] as? String == "unavailable", "\(state ?? [:])")
+                    // In fixed words: never the error's description (the socket's path, the service's name).
+                    let lastFailure = try #require(state?["lastFailure"] as? String, "\(state ?? [:])")
+                    #expect(DestinationHealth.Failure(rawValue: lastFailure) != nil && !lastFailure.contains("/"), "\(lastFailure)")
                     let healthy = try await gw.request(.GET, "/api/v1/destinations/default").json["state"] as? [String: Any]
                     #expect(healthy?["connection"] as? String != "unavailable", "\(healthy ?? [:])")
                     #expect(try await gw.request(.GET, "/readyz", auth: .none).status == 200, "one destination down is no reason to be unready")

@@ -27,9 +27,10 @@ import UTMStackReceiver
             #expect(items.first?["source"] as? String == "configuration")
 
             let patched = try await gw.request(
-                .PATCH, "/api/v1/destinations/eu-west", json: #"{"port": 9443}"#, headers: [("If-Match", "\"1\"")])
+                .PATCH, "/api/v1/destinations/eu-west", json: #"{"port": 9443, "connectionKey": "federation-key-0123456789"}"#,
+                headers: [("If-Match", "\"1\"")])
             #expect(patched.status == 200 && patched.json["port"] as? Int == 9443 && patched.json["version"] as? Int == 2)
-            #expect(patched.json["hasConnectionKey"] as? Bool == true, "the key stays unless given")
+            #expect(patched.json["hasConnectionKey"] as? Bool == true)
             let stale = try await gw.request(
                 .PATCH, "/api/v1/destinations/eu-west", json: #"{"port": 9000}"#, headers: [("If-Match", "\"1\"")])
             #expect(stale.status == 412 && stale.errorCode == "version_mismatch" && stale.headers["ETag"].first == "\"2\"")
@@ -66,8 +67,8 @@ import UTMStackReceiver
         // A backfill well beyond the 65 s of history: a first poll delayed by a loaded machine still lists its start.
         let settings = CollectionSettings(
             pollInterval: .milliseconds(500), backfill: 600, trailingRelist: 0, leaseTTL: 20, tick: .milliseconds(200))
-        let socketEU = temporarySocketPath()
         let socketDefault = temporarySocketPath()
+        let socketEU = siblingSocketPath(of: socketDefault, "eu")
         let atEU = ReceivedLogs(keepLogs: true)
         let atDefault = ReceivedLogs(keepLogs: true)
         try await withSimulator(simulated) { simulator, url in
@@ -123,7 +124,7 @@ import UTMStackReceiver
                 #expect(refused.status == 409 && refused.errorCode == "destination_from_configuration", "\(method)")
             }
             let cases: [(String, String, String)] = [
-                (#"{"name": "default", "kind": "socket", "socketPath": "/engine.sock"}"#, "invalid_field", "name"),
+                (#"{"name": "default", "kind": "socket", "socketPath": "/tmp/o365gw-none/e.sock"}"#, "invalid_field", "name"),
                 (#"{"name": "eu", "kind": "network", "host": "utm", "port": 9000}"#, "missing_field", "connectionKey"),
                 (#"{"name": "eu", "kind": "network", "host": "utm one", "port": 9000, "connectionKey": "k"}"#, "invalid_field", "host"),
                 (#"{"name": "eu", "kind": "socket"}"#, "missing_field", "socketPath"),
@@ -135,9 +136,132 @@ import UTMStackReceiver
                 #expect(response.status == 400 && response.errorCode == code, "\(body): \(response.body)")
                 #expect(response.body.contains(field), "\(body): \(response.body)")
             }
-            #expect(try await gw.request(.POST, "/api/v1/destinations", json: #"{"name": "eu", "kind": "socket", "socketPath": "/e.sock"}"#).status == 201)
-            let duplicate = try await gw.request(.POST, "/api/v1/destinations", json: #"{"name": "eu", "kind": "socket", "socketPath": "/e.sock"}"#)
+            let socket = #"{"name": "eu", "kind": "socket", "socketPath": "/tmp/o365gw-none/e.sock"}"#
+            #expect(try await gw.request(.POST, "/api/v1/destinations", json: socket).status == 201)
+            let duplicate = try await gw.request(.POST, "/api/v1/destinations", json: socket)
             #expect(duplicate.status == 409 && duplicate.errorCode == "destination_exists")
+        }
+    }
+
+    /// A stored connection key is bound to where it is sent: a PATCH that points the destination elsewhere (host,
+    /// port, server name, CA) without the key is refused, and the destination stays as it was.
+    @Test func changingWhereADestinationPointsNeedsTheKeyAgain() async throws {
+        let pki = try TestPKI()
+        try await GatewayHarness.run { gw in
+            #expect(try await gw.request(.POST, "/api/v1/destinations", json: Self.network).status == 201)
+            let caPem = try String(data: JSONEncoder().encode(pki.caPEM), encoding: .utf8)!
+            for change in [#"{"host": "listener.attacker.example"}"#, #"{"port": 1}"#, #"{"serverName": "other.example"}"#, #"{"caPem": \#(caPem)}"#] {
+                let refused = try await gw.request(.PATCH, "/api/v1/destinations/eu-west", json: change)
+                #expect(refused.status == 400 && refused.errorCode == "connection_key_required", "\(change): \(refused.body)")
+                #expect(refused.errorMessage?.hasPrefix("connectionKey:") == true)
+            }
+            let unchanged = try await gw.request(.GET, "/api/v1/destinations/eu-west")
+            #expect(unchanged.json["host"] as? String == "utm.example.net" && unchanged.json["version"] as? Int == 1)
+            // With the key (the caller knows the new UTMStack's), the change is made; a CA that is no certificate is not.
+            let moved = try await gw.request(
+                .PATCH, "/api/v1/destinations/eu-west", json: #"{"host": "utm2.example.net", "caPem": \#(caPem), "connectionKey": "new-key-0123456789"}"#)
+            #expect(moved.status == 200 && moved.json["host"] as? String == "utm2.example.net" && moved.json["version"] as? Int == 2, "\(moved.body)")
+            let badCA = try await gw.request(.PATCH, "/api/v1/destinations/eu-west", json: #"{"caPem": "not a certificate", "connectionKey": "k"}"#)
+            #expect(badCA.status == 400 && badCA.errorCode == "invalid_ca_pem", "\(badCA.body)")
+            let keyOfCA = try String(data: JSONEncoder().encode(pki.serverKeyPEM), encoding: .utf8)!
+            let aKey = try await gw.request(
+                .POST, "/api/v1/destinations",
+                json: #"{"name": "k", "kind": "network", "host": "u", "port": 1, "caPem": \#(keyOfCA), "connectionKey": "k"}"#)
+            #expect(aKey.status == 400 && aKey.errorCode == "invalid_ca_pem" && !aKey.body.contains("PRIVATE KEY-----\\n"), "\(aKey.body)")
+        }
+    }
+
+    /// Sockets only in the allowed directories, hosts only as O365GW_DESTINATION_ALLOWED_HOSTS says; a NUL or an
+    /// over-long multi-byte name is a 400, never a 500 (PostgreSQL cannot store a NUL; it counts code points).
+    @Test func destinationsPointOnlyWhereTheOperatorAllows() async throws {
+        try await GatewayHarness.run(adjust: { configuration in
+            configuration.destinationPolicy = DestinationPolicy(
+                socketDirectories: ["/tmp/o365gw-none"], allowedHosts: [HostPattern(host: "*.utmstack.example.net", port: 9000)])
+        }) { gw in
+            let cases: [(String, String)] = [
+                (#"{"name": "eu", "kind": "socket", "socketPath": "/var/run/docker.sock"}"#, "socket_path_not_allowed"),
+                (#"{"name": "eu", "kind": "socket", "socketPath": "/tmp/o365gw-none/../../run/x.sock"}"#, "socket_path_not_allowed"),
+                (#"{"name": "eu", "kind": "network", "host": "127.0.0.1", "port": 5432, "connectionKey": "k"}"#, "host_not_allowed"),
+                (#"{"name": "eu", "kind": "network", "host": "eu.utmstack.example.net", "port": 22, "connectionKey": "k"}"#, "host_not_allowed"),
+                (#"{"name": "eu", "kind": "socket", "socketPath": "/tmp/o365gw-none/a\u0000b.sock"}"#, "invalid_field"),
+                (#"{"name": "\#(String(repeating: "é", count: 40))", "kind": "socket", "socketPath": "/tmp/o365gw-none/e.sock"}"#, "invalid_field"),
+            ]
+            for (body, code) in cases {
+                let response = try await gw.request(.POST, "/api/v1/destinations", json: body)
+                #expect(response.status == 400 && response.errorCode == code, "\(body): \(response.body)")
+            }
+            let allowed = try await gw.request(
+                .POST, "/api/v1/destinations",
+                json: #"{"name": "eu", "kind": "network", "host": "eu.utmstack.example.net", "port": 9000, "connectionKey": "k"}"#)
+            #expect(allowed.status == 201, "\(allowed.body)")
+            let moved = try await gw.request(.PATCH, "/api/v1/destinations/eu", json: #"{"host": "internal.example.net", "connectionKey": "k"}"#)
+            #expect(moved.status == 400 && moved.errorCode == "host_not_allowed", "\(moved.body)")
+            // A NUL or a long multi-byte name in the URL: a 400 for every method, not a 500.
+            for name in ["a%00b", String(repeating: "%C3%A9", count: 40)] {
+                for method in [HTTPMethod.GET, .PATCH, .DELETE] {
+                    let response = try await gw.request(method, "/api/v1/destinations/\(name)", json: method == .PATCH ? #"{"port": 1}"# : nil)
+                    #expect(response.status == 400 && response.errorCode == "invalid_field", "\(method) \(name): \(response.status) \(response.body)")
+                }
+            }
+            // The tenants' name is counted as PostgreSQL counts it (code points): 150 "é" written with a combining
+            // accent are 300 code points, over the 200 of its CHECK.
+            let longName = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody(["name": String(repeating: "e\u{301}", count: 150)]))
+            #expect(longName.status == 400 && longName.errorCode == "invalid_field", "\(longName.body)")
+        }
+    }
+
+    /// A destination deleted and created again under its name with another endpoint, between two refreshes of the
+    /// router (its version is 1 again): once its tenant names it again, the tenant's records go only to the new
+    /// endpoint, never to the old one (not even before the router's next periodic refresh).
+    @Test func aDestinationDeletedAndCreatedAgainIsANewDestination() async throws {
+        let simulated = SimulatorConfiguration.steady(tenants: 1, seed: 37, history: 65.0 / 3600, interval: 2, records: 3, live: true)
+        let settings = CollectionSettings(
+            pollInterval: .milliseconds(500), backfill: 600, trailingRelist: 0, leaseTTL: 20, tick: .milliseconds(200))
+        let socketDefault = temporarySocketPath()
+        let socketOld = siblingSocketPath(of: socketDefault, "old")
+        let socketNew = siblingSocketPath(of: socketDefault, "new")
+        let atOld = ReceivedLogs(keepLogs: true)
+        let atNew = ReceivedLogs(keepLogs: true)
+        let atDefault = ReceivedLogs(keepLogs: true)
+        try await withSimulator(simulated) { simulator, url in
+            try await withReceiver(path: socketOld, received: atOld) {
+                try await withReceiver(path: socketNew, received: atNew) {
+                    try await withReceiver(path: socketDefault, received: atDefault) {
+                        try await GatewayHarness.run(microsoft: url, utmstackSocket: socketDefault, collection: settings) { gw in
+                            #expect(try await gw.request(
+                                .POST, "/api/v1/destinations", json: #"{"name": "eu", "kind": "socket", "socketPath": "\#(socketOld)"}"#).status == 201)
+                            let tenant = try #require(simulator.configuration.tenants.first)
+                            let onboarded = try await gw.request(
+                                .POST, "/api/v1/tenants",
+                                json: tenantBody(tenantId: tenant.tenantId.uuidString, secret: tenant.clientSecret!, [
+                                    "clientId": tenant.clientId.uuidString, "name": tenant.name, "destination": "eu",
+                                ]))
+                            let id = try #require(onboarded.json["id"] as? String)
+                            try #require(try await eventually(timeout: .seconds(60)) { atOld.total > 0 }, "collected to the old endpoint first")
+
+                            // Move the tenant away (its polls under way finish on eu), then, within far less than
+                            // the router's refresh interval (5 s): delete, create again elsewhere, move back.
+                            #expect(try await gw.request(.PATCH, "/api/v1/tenants/\(id)", json: #"{"destination": "default"}"#).status == 200)
+                            try #require(try await eventually(timeout: .seconds(30)) { atDefault.total > 0 }, "moved to default")
+                            try await Task.sleep(for: .seconds(2))
+                            let oldCount = atOld.total
+                            #expect(try await gw.request(.DELETE, "/api/v1/destinations/eu").status == 204)
+                            let recreated = try await gw.request(
+                                .POST, "/api/v1/destinations", json: #"{"name": "eu", "kind": "socket", "socketPath": "\#(socketNew)"}"#)
+                            #expect(recreated.status == 201 && recreated.headers["ETag"].first == "\"1\"", "its version starts again")
+                            #expect(try await gw.request(.PATCH, "/api/v1/tenants/\(id)", json: #"{"destination": "eu"}"#).status == 200)
+
+                            // From then on the records reach the new endpoint, and the old one gets nothing more.
+                            let moved = try await eventually(timeout: .seconds(30)) { atNew.total > 0 }
+                            #expect(moved, "records reach the new endpoint (old \(atOld.total), default \(atDefault.total))")
+                            let before = atNew.total
+                            let grew = try await eventually(timeout: .seconds(30)) { atNew.total > before + 5 }
+                            #expect(grew, "later records keep reaching the new endpoint")
+                            #expect(atOld.total == oldCount, "nothing reaches the old endpoint after the change")
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -184,7 +184,8 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
             let store = PostgresTenantStore(database: database, sealer: CredentialSealer(keyRing: oldRing), logger: quietLogger)
             var ids: [TenantID] = []
             for secret in secrets { ids.append(try await store.create(newTenant(secret: secret)).id) }
-            _ = try await PostgresDestinationStore(database: database, sealer: CredentialSealer(keyRing: oldRing), logger: quietLogger)
+            _ = try await PostgresDestinationStore(
+                database: database, sealer: CredentialSealer(keyRing: oldRing), policy: .defaultFor(socket: "/s/engine.sock"), logger: quietLogger)
                 .create("eu", DestinationSettings(
                     endpoint: .network(host: "utm.example.net", port: 9000, serverName: nil, caPEM: nil), connectionKey: Secret("federation-key-1")))
             return ids
@@ -202,8 +203,9 @@ func newTenant(secret: String = "Secret~value.0123456789abcdefghijkl") -> NewTen
                 let credential = try await store.credential(of: id)
                 #expect(credential == .clientSecret(Secret(secret)))
             }
-            let destinations = PostgresDestinationStore(database: database, sealer: CredentialSealer(keyRing: newOnly), logger: quietLogger)
-            #expect(try await destinations.connectionKey(of: "eu") == Secret("federation-key-1"))
+            let destinations = PostgresDestinationStore(
+                database: database, sealer: CredentialSealer(keyRing: newOnly), policy: .defaultFor(socket: "/s/engine.sock"), logger: quietLogger)
+            #expect(try await destinations.forwardingDestinations().first?.settings.get().connectionKey == Secret("federation-key-1"))
         }
     }
 }

@@ -35,6 +35,29 @@ import Testing
     }
 }
 
+/// A statement PostgreSQL refuses on a constraint is logged by its SQLSTATE and constraint only: PostgreSQL's
+/// DETAIL ("Failing row contains (...)") quotes the row, the sealed credential among its values.
+@Suite(.timeLimit(.minutes(2))) struct ConstraintViolationLogTests {
+    @Test func aConstraintViolationLogsNoRowValue() async throws {
+        let logs = LogCapture()
+        let tenantID = UUID().uuidString.lowercased()
+        try await GatewayHarness.run(logs: logs) { gw in
+            // A constraint the gateway's own checks do not know, so the insert reaches PostgreSQL and fails there.
+            try await TestDatabase.withClient(gw.database) { database in
+                try await database.query("ALTER TABLE tenants ADD CONSTRAINT leak_probe CHECK (name <> 'Constraint Probe')")
+            }
+            let refused = try await gw.request(.POST, "/api/v1/tenants", json: tenantBody(tenantId: tenantID, ["name": "Constraint Probe"]))
+            #expect(refused.status == 500 && refused.errorCode == "internal_error")
+            #expect(!refused.body.contains(tenantID))
+        }
+        let log = logs.text
+        #expect(log.contains("leak_probe") && log.contains("23514"), "the log names the constraint and the SQLSTATE: \(log.suffix(2000))")
+        for value in [tenantID, "Constraint Probe", "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9", "Failing row", "\\x"] {
+            #expect(!log.contains(value), "a row value (\(value)) is in the log")
+        }
+    }
+}
+
 /// Runs pg_dump (data and schema) of `url` and returns its text.
 func pgDump(_ url: String) throws -> String {
     let candidates = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? [])

@@ -29,6 +29,17 @@ import Testing
         }
     }
 
+    /// PostgreSQL's char_length counts code points: "é" written as e and a combining accent is one character to
+    /// Swift and two to the table's CHECK, so 200 of them would pass a grapheme count and fail the insert (a 500).
+    @Test func namesAreCountedInCodePointsAsTheDatabaseCountsThem() throws {
+        let decomposed = String(repeating: "e\u{301}", count: 150)
+        #expect(decomposed.count == 150 && decomposed.unicodeScalars.count == 300)
+        #expect { try Validation.text(decomposed, field: "name") } throws: {
+            ($0 as? GatewayError)?.message.hasPrefix("name: must be at most 200 characters") == true
+        }
+        #expect(try Validation.text(String(repeating: "e\u{301}", count: 100), field: "name").unicodeScalars.count == 200)
+    }
+
     @Test func secretsThatLookLikeASecretIDAreRejected() {
         #expect { try Validation.clientSecret("4a81a7c3-26fc-4aed-89c6-2e6039ab833b") } throws: {
             ($0 as? GatewayError)?.message.contains("secret's ID") == true

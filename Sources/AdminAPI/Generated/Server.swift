@@ -1509,6 +1509,12 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
     }
     /// Add a UTMStack destination. Its connection key is stored encrypted and never returned.
     ///
+    /// The endpoint is checked before it is stored, each with its own `400` code: `caPem` must be PEM certificates
+    /// only (`invalid_ca_pem`); `socketPath` must be inside a directory of O365GW_DESTINATION_SOCKET_DIRECTORIES
+    /// (`socket_path_not_allowed`); `host` and `port` must be allowed by O365GW_DESTINATION_ALLOWED_HOSTS when it is
+    /// set (`host_not_allowed`).
+    ///
+    ///
     /// - Remark: HTTP `POST /api/v1/destinations`.
     /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)`.
     func createDestination(
@@ -1767,6 +1773,24 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         )
                     }
                     return (response, body)
+                case let .badRequest(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 400)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .json(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
                 case let .unauthorized(value):
                     suppressUnusedWarning(value)
                     var response = HTTPTypes.HTTPResponse(soar_statusCode: 401)
@@ -1846,6 +1870,12 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
         )
     }
     /// Change a stored destination. Absent fields stay as they are; `default` is changed in the configuration.
+    ///
+    /// A connection key is bound to where it is sent: a change of `host`, `port`, `serverName` or `caPem` (or of
+    /// `kind` to `network`) needs `connectionKey` again, else `400 connection_key_required` and nothing changes. A
+    /// new `host` without `serverName` is verified under its own name. The endpoint is checked as on creation
+    /// (`invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`).
+    ///
     ///
     /// - Remark: HTTP `PATCH /api/v1/destinations/{name}`.
     /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)`.
@@ -2143,6 +2173,24 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                     var response = HTTPTypes.HTTPResponse(soar_statusCode: 204)
                     suppressMutabilityWarning(&response)
                     return (response, nil)
+                case let .badRequest(value):
+                    suppressUnusedWarning(value)
+                    var response = HTTPTypes.HTTPResponse(soar_statusCode: 400)
+                    suppressMutabilityWarning(&response)
+                    let body: OpenAPIRuntime.HTTPBody
+                    switch value.body {
+                    case let .json(value):
+                        try converter.validateAcceptIfPresent(
+                            "application/json",
+                            in: request.headerFields
+                        )
+                        body = try converter.setResponseBodyAsJSON(
+                            value,
+                            headerFields: &response.headerFields,
+                            contentType: "application/json; charset=utf-8"
+                        )
+                    }
+                    return (response, body)
                 case let .unauthorized(value):
                     suppressUnusedWarning(value)
                     var response = HTTPTypes.HTTPResponse(soar_statusCode: 401)

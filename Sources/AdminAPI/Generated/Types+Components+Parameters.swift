@@ -10,7 +10,7 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/parameters/TenantPathID`.
         internal typealias TenantPathID = Swift.String
-        /// The destination's name (`default` is the configuration's).
+        /// The destination's name (`default` is the configuration's); any other form is a `400 invalid_field`.
         ///
         /// - Remark: Generated from `#/components/parameters/DestinationPathName`.
         internal typealias DestinationPathName = Swift.String

@@ -1088,7 +1088,7 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/NetworkDestinationCreate/serverName`.
             internal var serverName: Components.Schemas.DestinationHost?
-            /// The CA that signed UTMStack's certificate, as PEM; the system's roots when absent.
+            /// The CA that signed UTMStack's certificate: one or more PEM certificates (`-----BEGIN CERTIFICATE-----`) and nothing else, else `400 invalid_ca_pem`; the system's roots when absent.
             ///
             /// - Remark: Generated from `#/components/schemas/NetworkDestinationCreate/caPem`.
             internal var caPem: Swift.String?
@@ -1102,7 +1102,7 @@ extension Components {
             ///   - host:
             ///   - port:
             ///   - serverName: The name the server's certificate is checked for; the host when absent.
-            ///   - caPem: The CA that signed UTMStack's certificate, as PEM; the system's roots when absent.
+            ///   - caPem: The CA that signed UTMStack's certificate: one or more PEM certificates (`-----BEGIN CERTIFICATE-----`) and nothing else, else `400 invalid_ca_pem`; the system's roots when absent.
             ///   - connectionKey:
             internal init(
                 name: Components.Schemas.DestinationName,
@@ -1171,11 +1171,11 @@ extension Components {
                 ])
             }
         }
-        /// An absolute path, such as `/utmstack/engine.sock`.
+        /// An absolute path inside a directory of O365GW_DESTINATION_SOCKET_DIRECTORIES (by default the configured engine socket's), without `.` or `..` components, such as `/workdir/sockets/eu.sock`; else `400 socket_path_not_allowed`.
         ///
         /// - Remark: Generated from `#/components/schemas/SocketPath`.
         internal typealias SocketPath = Swift.String
-        /// A host name or an IP address, such as `utmstack.example.net`.
+        /// A host name or an IP address, such as `utmstack.example.net`; with O365GW_DESTINATION_ALLOWED_HOSTS set, one it allows (with the port), else `400 host_not_allowed`.
         ///
         /// - Remark: Generated from `#/components/schemas/DestinationHost`.
         internal typealias DestinationHost = Swift.String
@@ -1183,8 +1183,9 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/schemas/ConnectionKey`.
         internal typealias ConnectionKey = Swift.String
-        /// At least one field; absent fields stay as they are. Changing `kind` needs the new kind's fields; the
-        /// connection key is kept unless given.
+        /// At least one field; absent fields stay as they are. Changing `kind` needs the new kind's fields. The
+        /// connection key is kept only while the endpoint stays the same: a new `host`, `port`, `serverName` or `caPem`
+        /// needs `connectionKey` too (`400 connection_key_required`).
         ///
         ///
         /// - Remark: Generated from `#/components/schemas/DestinationPatch`.
@@ -1199,6 +1200,8 @@ extension Components {
             internal var port: Swift.Int?
             /// - Remark: Generated from `#/components/schemas/DestinationPatch/serverName`.
             internal var serverName: Components.Schemas.DestinationHost?
+            /// PEM certificates only (`400 invalid_ca_pem`).
+            ///
             /// - Remark: Generated from `#/components/schemas/DestinationPatch/caPem`.
             internal var caPem: Swift.String?
             /// - Remark: Generated from `#/components/schemas/DestinationPatch/connectionKey`.
@@ -1211,7 +1214,7 @@ extension Components {
             ///   - host:
             ///   - port:
             ///   - serverName:
-            ///   - caPem:
+            ///   - caPem: PEM certificates only (`400 invalid_ca_pem`).
             ///   - connectionKey:
             internal init(
                 kind: Components.Schemas.DestinationKind? = nil,
@@ -1412,22 +1415,33 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/DestinationState/oldestUnacknowledgedSeconds`.
             internal var oldestUnacknowledgedSeconds: Swift.Double
-            /// The last connection failure while unavailable, in words.
+            /// The last connection failure while unavailable, in fixed words (the gateway's log has the details).
             ///
             /// - Remark: Generated from `#/components/schemas/DestinationState/lastFailure`.
-            internal var lastFailure: Swift.String?
+            internal enum LastFailurePayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case connectionRefusedOrUnreachable = "connection refused or unreachable"
+                case timedOut = "timed out"
+                case tlsHandshakeFailed = "TLS handshake failed"
+                case engineRefusedTheStream = "engine refused the stream"
+                case protocolError = "protocol error"
+                case connectionLost = "connection lost"
+            }
+            /// The last connection failure while unavailable, in fixed words (the gateway's log has the details).
+            ///
+            /// - Remark: Generated from `#/components/schemas/DestinationState/lastFailure`.
+            internal var lastFailure: Components.Schemas.DestinationState.LastFailurePayload?
             /// Creates a new `DestinationState`.
             ///
             /// - Parameters:
             ///   - connection: `idle`: nothing to deliver, so not connected (it connects when it has logs). `unavailable`: its connection fails, or it acknowledged nothing for the acknowledgement timeout while holding logs; its tenants' units are `degraded` with `utmstack_unavailable` and polled one at a time until it answers. Other destinations are not affected.
             ///   - heldBytes: Bytes of logs held for it (queued or awaiting acknowledgement), within its own byte budget.
             ///   - oldestUnacknowledgedSeconds: How long the oldest log held has waited.
-            ///   - lastFailure: The last connection failure while unavailable, in words.
+            ///   - lastFailure: The last connection failure while unavailable, in fixed words (the gateway's log has the details).
             internal init(
                 connection: Components.Schemas.DestinationState.ConnectionPayload,
                 heldBytes: Swift.Int,
                 oldestUnacknowledgedSeconds: Swift.Double,
-                lastFailure: Swift.String? = nil
+                lastFailure: Components.Schemas.DestinationState.LastFailurePayload? = nil
             ) {
                 self.connection = connection
                 self.heldBytes = heldBytes

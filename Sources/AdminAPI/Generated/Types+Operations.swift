@@ -306,7 +306,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// A field is missing or invalid; the message names it.
+            /// A field is missing or invalid; the message names it. Destinations: `invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`, `connection_key_required`.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/post(createTenant)/responses/400`.
             ///
@@ -889,7 +889,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// A field is missing or invalid; the message names it.
+            /// A field is missing or invalid; the message names it. Destinations: `invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`, `connection_key_required`.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/patch(updateTenant)/responses/400`.
             ///
@@ -1467,7 +1467,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// A field is missing or invalid; the message names it.
+            /// A field is missing or invalid; the message names it. Destinations: `invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`, `connection_key_required`.
             ///
             /// - Remark: Generated from `#/paths//api/v1/tenants/{id}/secret/put(rotateTenantSecret)/responses/400`.
             ///
@@ -2149,6 +2149,12 @@ internal enum Operations {
     }
     /// Add a UTMStack destination. Its connection key is stored encrypted and never returned.
     ///
+    /// The endpoint is checked before it is stored, each with its own `400` code: `caPem` must be PEM certificates
+    /// only (`invalid_ca_pem`); `socketPath` must be inside a directory of O365GW_DESTINATION_SOCKET_DIRECTORIES
+    /// (`socket_path_not_allowed`); `host` and `port` must be allowed by O365GW_DESTINATION_ALLOWED_HOSTS when it is
+    /// set (`host_not_allowed`).
+    ///
+    ///
     /// - Remark: HTTP `POST /api/v1/destinations`.
     /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)`.
     internal enum CreateDestination {
@@ -2267,7 +2273,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// A field is missing or invalid; the message names it.
+            /// A field is missing or invalid; the message names it. Destinations: `invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`, `connection_key_required`.
             ///
             /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)/responses/400`.
             ///
@@ -2473,14 +2479,14 @@ internal enum Operations {
         internal struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/GET/path`.
             internal struct Path: Sendable, Hashable {
-                /// The destination's name (`default` is the configuration's).
+                /// The destination's name (`default` is the configuration's); any other form is a `400 invalid_field`.
                 ///
                 /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/GET/path/name`.
                 internal var name: Components.Parameters.DestinationPathName
                 /// Creates a new `Path`.
                 ///
                 /// - Parameters:
-                ///   - name: The destination's name (`default` is the configuration's).
+                ///   - name: The destination's name (`default` is the configuration's); any other form is a `400 invalid_field`.
                 internal init(name: Components.Parameters.DestinationPathName) {
                     self.name = name
                 }
@@ -2579,6 +2585,29 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// A field is missing or invalid; the message names it. Destinations: `invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`, `connection_key_required`.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/get(getDestination)/responses/400`.
+            ///
+            /// HTTP response code: `400 badRequest`.
+            case badRequest(Components.Responses.BadRequest)
+            /// The associated value of the enum case if `self` is `.badRequest`.
+            ///
+            /// - Throws: An error if `self` is not `.badRequest`.
+            /// - SeeAlso: `.badRequest`.
+            internal var badRequest: Components.Responses.BadRequest {
+                get throws {
+                    switch self {
+                    case let .badRequest(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "badRequest",
                             response: self
                         )
                     }
@@ -2711,6 +2740,12 @@ internal enum Operations {
     }
     /// Change a stored destination. Absent fields stay as they are; `default` is changed in the configuration.
     ///
+    /// A connection key is bound to where it is sent: a change of `host`, `port`, `serverName` or `caPem` (or of
+    /// `kind` to `network`) needs `connectionKey` again, else `400 connection_key_required` and nothing changes. A
+    /// new `host` without `serverName` is verified under its own name. The endpoint is checked as on creation
+    /// (`invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`).
+    ///
+    ///
     /// - Remark: HTTP `PATCH /api/v1/destinations/{name}`.
     /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)`.
     internal enum UpdateDestination {
@@ -2718,14 +2753,14 @@ internal enum Operations {
         internal struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/path`.
             internal struct Path: Sendable, Hashable {
-                /// The destination's name (`default` is the configuration's).
+                /// The destination's name (`default` is the configuration's); any other form is a `400 invalid_field`.
                 ///
                 /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/PATCH/path/name`.
                 internal var name: Components.Parameters.DestinationPathName
                 /// Creates a new `Path`.
                 ///
                 /// - Parameters:
-                ///   - name: The destination's name (`default` is the configuration's).
+                ///   - name: The destination's name (`default` is the configuration's); any other form is a `400 invalid_field`.
                 internal init(name: Components.Parameters.DestinationPathName) {
                     self.name = name
                 }
@@ -2850,7 +2885,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// A field is missing or invalid; the message names it.
+            /// A field is missing or invalid; the message names it. Destinations: `invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`, `connection_key_required`.
             ///
             /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)/responses/400`.
             ///
@@ -3102,14 +3137,14 @@ internal enum Operations {
         internal struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/DELETE/path`.
             internal struct Path: Sendable, Hashable {
-                /// The destination's name (`default` is the configuration's).
+                /// The destination's name (`default` is the configuration's); any other form is a `400 invalid_field`.
                 ///
                 /// - Remark: Generated from `#/paths/api/v1/destinations/{name}/DELETE/path/name`.
                 internal var name: Components.Parameters.DestinationPathName
                 /// Creates a new `Path`.
                 ///
                 /// - Parameters:
-                ///   - name: The destination's name (`default` is the configuration's).
+                ///   - name: The destination's name (`default` is the configuration's); any other form is a `400 invalid_field`.
                 internal init(name: Components.Parameters.DestinationPathName) {
                     self.name = name
                 }
@@ -3183,6 +3218,29 @@ internal enum Operations {
                     default:
                         try throwUnexpectedResponseStatus(
                             expectedStatus: "noContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// A field is missing or invalid; the message names it. Destinations: `invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`, `connection_key_required`.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/delete(deleteDestination)/responses/400`.
+            ///
+            /// HTTP response code: `400 badRequest`.
+            case badRequest(Components.Responses.BadRequest)
+            /// The associated value of the enum case if `self` is `.badRequest`.
+            ///
+            /// - Throws: An error if `self` is not `.badRequest`.
+            /// - SeeAlso: `.badRequest`.
+            internal var badRequest: Components.Responses.BadRequest {
+                get throws {
+                    switch self {
+                    case let .badRequest(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "badRequest",
                             response: self
                         )
                     }
@@ -3452,7 +3510,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// A field is missing or invalid; the message names it.
+            /// A field is missing or invalid; the message names it. Destinations: `invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`, `connection_key_required`.
             ///
             /// - Remark: Generated from `#/paths//api/v1/dead-letters/get(listDeadLetters)/responses/400`.
             ///
@@ -4408,7 +4466,7 @@ internal enum Operations {
                     }
                 }
             }
-            /// A field is missing or invalid; the message names it.
+            /// A field is missing or invalid; the message names it. Destinations: `invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`, `connection_key_required`.
             ///
             /// - Remark: Generated from `#/paths//api/v1/reports/secret-expiry/get(getSecretExpiryReport)/responses/400`.
             ///

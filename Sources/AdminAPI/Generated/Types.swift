@@ -54,6 +54,12 @@ internal protocol APIProtocol: Sendable {
     func listDestinations(_ input: Operations.ListDestinations.Input) async throws -> Operations.ListDestinations.Output
     /// Add a UTMStack destination. Its connection key is stored encrypted and never returned.
     ///
+    /// The endpoint is checked before it is stored, each with its own `400` code: `caPem` must be PEM certificates
+    /// only (`invalid_ca_pem`); `socketPath` must be inside a directory of O365GW_DESTINATION_SOCKET_DIRECTORIES
+    /// (`socket_path_not_allowed`); `host` and `port` must be allowed by O365GW_DESTINATION_ALLOWED_HOSTS when it is
+    /// set (`host_not_allowed`).
+    ///
+    ///
     /// - Remark: HTTP `POST /api/v1/destinations`.
     /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)`.
     func createDestination(_ input: Operations.CreateDestination.Input) async throws -> Operations.CreateDestination.Output
@@ -63,6 +69,12 @@ internal protocol APIProtocol: Sendable {
     /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/get(getDestination)`.
     func getDestination(_ input: Operations.GetDestination.Input) async throws -> Operations.GetDestination.Output
     /// Change a stored destination. Absent fields stay as they are; `default` is changed in the configuration.
+    ///
+    /// A connection key is bound to where it is sent: a change of `host`, `port`, `serverName` or `caPem` (or of
+    /// `kind` to `network`) needs `connectionKey` again, else `400 connection_key_required` and nothing changes. A
+    /// new `host` without `serverName` is verified under its own name. The endpoint is checked as on creation
+    /// (`invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`).
+    ///
     ///
     /// - Remark: HTTP `PATCH /api/v1/destinations/{name}`.
     /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)`.
@@ -218,6 +230,12 @@ extension APIProtocol {
     }
     /// Add a UTMStack destination. Its connection key is stored encrypted and never returned.
     ///
+    /// The endpoint is checked before it is stored, each with its own `400` code: `caPem` must be PEM certificates
+    /// only (`invalid_ca_pem`); `socketPath` must be inside a directory of O365GW_DESTINATION_SOCKET_DIRECTORIES
+    /// (`socket_path_not_allowed`); `host` and `port` must be allowed by O365GW_DESTINATION_ALLOWED_HOSTS when it is
+    /// set (`host_not_allowed`).
+    ///
+    ///
     /// - Remark: HTTP `POST /api/v1/destinations`.
     /// - Remark: Generated from `#/paths//api/v1/destinations/post(createDestination)`.
     internal func createDestination(
@@ -243,6 +261,12 @@ extension APIProtocol {
         ))
     }
     /// Change a stored destination. Absent fields stay as they are; `default` is changed in the configuration.
+    ///
+    /// A connection key is bound to where it is sent: a change of `host`, `port`, `serverName` or `caPem` (or of
+    /// `kind` to `network`) needs `connectionKey` again, else `400 connection_key_required` and nothing changes. A
+    /// new `host` without `serverName` is verified under its own name. The endpoint is checked as on creation
+    /// (`invalid_ca_pem`, `socket_path_not_allowed`, `host_not_allowed`).
+    ///
     ///
     /// - Remark: HTTP `PATCH /api/v1/destinations/{name}`.
     /// - Remark: Generated from `#/paths//api/v1/destinations/{name}/patch(updateDestination)`.

@@ -9,6 +9,11 @@ func temporarySocketPath() -> String {
     "/tmp/o365gw-\(UUID().uuidString.prefix(8).lowercased())/engine.sock"
 }
 
+/// Another socket in the directory of `socket`: where the gateway allows destinations' sockets by default.
+func siblingSocketPath(of socket: String, _ name: String) -> String {
+    (socket as NSString).deletingLastPathComponent + "/\(name).sock"
+}
+
 /// Runs a receiver on `path` for the duration of `body`; cancelling it stops it abruptly (an engine crash).
 func withReceiver<R: Sendable>(
     path: String, received: ReceivedLogs, ackDelay: Duration = .zero,
