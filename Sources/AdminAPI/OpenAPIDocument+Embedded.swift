@@ -524,7 +524,9 @@ components:
       in: path
       required: true
       description: The destination's name (`default` is the configuration's); any other form is a `400 invalid_field`.
-      schema: {type: string}
+      schema:
+        type: string
+        pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
     DeadLetterPathID:
       name: id
       in: path
