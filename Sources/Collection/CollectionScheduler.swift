@@ -241,12 +241,13 @@ public final class CollectionScheduler: Service, Sendable {
             let (outcome, committed) = try await collector.poll(checkpoint: checkpoint)
             PollMetrics.succeeded.increment()
             switch outcome {
-            case .done, .stopped:
+            case .done, .stopped, .rerouted:
                 state.withLock { state in
                     state.units[unit]?.attempt = 0
                     if state.units[unit]?.fencing == fencing { state.units[unit]?.checkpoint = KnownCheckpoint(date: committed) }
                 }
-                return settings.pollInterval
+                // A rerouted unit goes on at once, to the destination its tenant names now.
+                return outcome == .rerouted ? .zero : settings.pollInterval
             case .leaseLost, .tenantGone:
                 return nil
             }

@@ -67,7 +67,9 @@ struct Collector: Sendable {
     /// between blobs.
     let shouldContinue: @Sendable () -> Bool
 
-    enum Outcome: Equatable { case done, leaseLost, tenantGone, stopped }
+    /// `rerouted`: the tenant was moved to another destination, or its destination changed, during the poll; the
+    /// poll stopped before its next blob, and the next one (at once) goes to the destination as it is now.
+    enum Outcome: Equatable { case done, leaseLost, tenantGone, stopped, rerouted }
 
     /// Collects from `checkpoint` (the unit's stored one) up to now, to the tenant's destination. Returns how it
     /// ended and the checkpoint it committed last (the next poll of this lease starts there without reading it
@@ -105,7 +107,8 @@ struct Collector: Sendable {
         var pipeline = DeliveryPipeline(unit: unit, fencing: fencing, store: store, forwarder: forwarder, checkpoints: checkpoints)
         let outcome: Outcome
         do {
-            outcome = try await collect(plan.windows, auth: auth, route: route, into: &pipeline)
+            outcome = try await collect(
+                plan.windows, auth: auth, route: route, destination: Routing(tenant), into: &pipeline)
             guard try await pipeline.commitDelivered(keepingAtMost: 0) else { return (.leaseLost, pipeline.committedCheckpoint ?? checkpoint) }
         } catch {
             // What was submitted is first waited for (while the destination makes progress) and remembered, so a
@@ -118,12 +121,15 @@ struct Collector: Sendable {
 
     /// Lists the windows one after the other without waiting for UTMStack at their ends: a window's end is queued
     /// in the pipeline behind its blobs and becomes the checkpoint when they are remembered.
-    private func collect(_ windows: [ContentWindow], auth: TenantAuth, route: TenantRoute, into pipeline: inout DeliveryPipeline) async throws -> Outcome {
+    private func collect(
+        _ windows: [ContentWindow], auth: TenantAuth, route: TenantRoute, destination: Routing, into pipeline: inout DeliveryPipeline
+    ) async throws -> Outcome {
         for window in windows {
             let listed = try await microsoft.listContent(auth, unit.contentType, window: window)
             let known = try await store.forwardedContent(tenant: unit.tenant, ids: listed.map(\.contentID))
             let pending = listed.filter { !known.contains($0.contentID) }
-            let outcome = try await forward(pending, auth: auth, route: route, windowStart: window.start, into: &pipeline)
+            let outcome = try await forward(
+                pending, auth: auth, route: route, destination: destination, windowStart: window.start, into: &pipeline)
             guard outcome == .done else { return outcome }
             pipeline.checkpoint(window.end)
             guard try await pipeline.commitDelivered(keepingAtMost: settings.blobConcurrency) else { return .leaseLost }
@@ -134,7 +140,8 @@ struct Collector: Sendable {
     /// Fetches up to `blobConcurrency` blobs ahead, each with its de-duplication lookup, forwards them in listing
     /// order, and commits delivered blobs as their acknowledgements arrive.
     private func forward(
-        _ blobs: [ContentBlob], auth: TenantAuth, route: TenantRoute, windowStart: Date, into pipeline: inout DeliveryPipeline
+        _ blobs: [ContentBlob], auth: TenantAuth, route: TenantRoute, destination: Routing, windowStart: Date,
+        into pipeline: inout DeliveryPipeline
     ) async throws -> Outcome {
         try await withThrowingTaskGroup(of: (Int, FetchedBlob).self) { group in
             var launched = 0
@@ -143,6 +150,12 @@ struct Collector: Sendable {
                 guard shouldContinue() else {
                     group.cancelAll()
                     return .stopped
+                }
+                // The tenant's destination as it is now (a cached read: the cache drops when a tenant or a
+                // destination changes): a poll never sends on to a destination the tenant no longer names.
+                guard try await Routing(try await tenants.tenant(unit.tenant)) == destination else {
+                    group.cancelAll()
+                    return .rerouted
                 }
                 while launched < blobs.count && launched < index + settings.blobConcurrency {
                     let blob = blobs[launched]
@@ -166,6 +179,17 @@ struct Collector: Sendable {
             }
             group.cancelAll()
             return .done
+        }
+    }
+
+    /// The destination a tenant names, at the generation the tenant read saw (nil: the tenant is gone).
+    struct Routing: Equatable {
+        var name: String?
+        var generation: Int64?
+
+        init(_ tenant: Tenant?) {
+            name = tenant?.destination
+            generation = tenant?.destinationGeneration
         }
     }
 

@@ -190,6 +190,14 @@ extension Validation {
 }
 
 extension GatewayError {
+    /// A poll's destination was changed or deleted while it ran: the batch was not taken (it is collected again, to
+    /// the destination as it is now).
+    public static func destinationChanged(_ name: String) -> GatewayError {
+        GatewayError(
+            .unavailable, code: "destination_changed",
+            "Destination \(name) was changed or deleted during the poll; the records not yet sent go where the tenant's destination points now.")
+    }
+
     /// A poll gave up on the tenant's destination, or did not start: nothing was lost (collection resumes from the
     /// checkpoint once the destination takes logs again), and the other destinations' tenants are not held back.
     public static func destinationUnavailable(_ name: String, _ why: String) -> GatewayError {

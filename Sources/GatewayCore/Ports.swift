@@ -17,8 +17,9 @@ public protocol TenantStore: Sendable {
     func delete(_ id: TenantID, precondition: VersionPrecondition?) async throws
     /// Unseals the tenant's credential for a call to Microsoft.
     func credential(of id: TenantID) async throws -> Credential
-    /// A value that changes whenever a tenant is created, changed (its credential too) or deleted: what lets
-    /// a replica keep tenants and credentials between polls and read them again only after a change.
+    /// A value that changes whenever a tenant is created, changed (its credential too) or deleted, or a destination
+    /// takes a new generation (a tenant read carries its destination's): what lets a replica keep tenants and
+    /// credentials between polls and read them again only after a change.
     func changeStamp() async throws -> TenantChangeStamp
 }
 
@@ -38,9 +39,9 @@ public protocol DestinationStore: Sendable {
     func forwardingDestinations() async throws -> [ForwardingDestination]
 }
 
-/// The registry's state in three numbers: how many tenants, which ones (a sum of hashes of their ids: a create or
-/// a delete moves it, whatever else happened) and the sum of their versions (every write adds one, so a round of
-/// updates alone raises it).
+/// The registry's state in three numbers: how many tenants, which ones (a sum of hashes of their ids, and of the
+/// destinations' names with their generations: a create, a delete or a destination's change moves it, whatever
+/// else happened) and the sum of their versions (every write adds one, so a round of updates alone raises it).
 public struct TenantChangeStamp: Sendable, Hashable {
     public var count: Int64
     public var members: Int64

@@ -142,7 +142,10 @@ public struct PostgresTenantStore: TenantStore {
     public func changeStamp() async throws -> TenantChangeStamp {
         let rows = try await database.query(
             """
-            SELECT count(*), (COALESCE(sum(hashtextextended(id::text, 0)), 0) % 9223372036854775807)::bigint,
+            SELECT count(*),
+                ((COALESCE(sum(hashtextextended(id::text, 0)), 0)
+                    + (SELECT COALESCE(sum(hashtextextended(name || ':' || generation, 0)), 0) FROM destinations))
+                    % 9223372036854775807)::bigint,
                 COALESCE(sum(version), 0)::bigint
             FROM tenants
             """)

@@ -54,6 +54,8 @@ public actor UTMStackForwarder: Service {
     private var probing = false
     /// Finished by ``retire()`` or graceful shutdown: the forwarder drains and stops.
     private let retirement = AsyncStream.makeStream(of: Void.self)
+    /// Set by `retire()`: the destination changed, so no new batch is taken (what it holds still drains).
+    private let retired = Atomic<Bool>(false)
 
     private let sentCounter: Counter
     private let deliveredCounter: Counter
@@ -93,6 +95,7 @@ public actor UTMStackForwarder: Service {
     /// waiting task withdraws the batch.
     public func submit(_ batch: OutboundBatch) async throws -> DeliveryTicket {
         if stopped { throw ForwarderStopped() }
+        if retired.load(ordering: .relaxed) { throw GatewayError.destinationChanged(configuration.destination) }
         if batch.isEmpty { return .alreadyDelivered }
         if admissionQueue.isEmpty && window.canAdmit(bytes: batch.byteCost) { return admit(batch) }
         nextWaiter += 1
@@ -243,7 +246,10 @@ public actor UTMStackForwarder: Service {
     }
 
     /// Drains what it holds (within the drain timeout) and stops: the destination was changed or deleted.
-    public nonisolated func retire() { retirement.continuation.finish() }
+    public nonisolated func retire() {
+        retired.store(true, ordering: .relaxed)
+        retirement.continuation.finish()
+    }
 
     /// The destination's state now (this replica's view).
     public var health: DestinationHealth {

@@ -137,6 +137,27 @@ import Testing
         }
     }
 
+    /// The tenants' change stamp moves with every destination's new generation (a change, a delete, a create), so
+    /// a replica's cached tenant reads, which carry their destination's generation, are read again: a poll sees the
+    /// change at its next blob and stops sending to the destination as it was (Collector's `rerouted`).
+    @Test func theChangeStampMovesWithTheDestinations() async throws {
+        try await withStores { destinations, tenants, _ in
+            var stamps = [try await tenants.changeStamp()]
+            _ = try await destinations.create("eu", Self.network)
+            stamps.append(try await tenants.changeStamp())
+            _ = try await destinations.update("eu", DestinationChanges(port: 9443, connectionKey: Self.key), precondition: nil)
+            stamps.append(try await tenants.changeStamp())
+            try await destinations.delete("eu", precondition: nil)
+            stamps.append(try await tenants.changeStamp())
+            _ = try await destinations.create("eu", Self.network)
+            stamps.append(try await tenants.changeStamp())
+            // (Deleting the only destination returns the registry to where it started: so does the stamp.)
+            #expect(zip(stamps, stamps.dropFirst()).allSatisfy { $0 != $1 }, "every change moves the stamp: \(stamps)")
+            #expect(stamps[1] != stamps[4], "a destination created again is not the one deleted")
+            #expect(try await tenants.changeStamp() == stamps.last, "and nothing else does")
+        }
+    }
+
     /// What the store refuses at write time, each a 400 with a stable code: a CA that is no certificate, a socket
     /// outside the allowed directories, a name or path with a NUL (PostgreSQL cannot store one: it was a 500).
     @Test func endpointsAreCheckedWhenWritten() async throws {

@@ -82,6 +82,27 @@ import ServiceLifecycle
 
     /// It connects when it has something to deliver: a gateway started before its engine (or with nothing to
     /// collect yet) reports no outage.
+    /// A retired forwarder (its destination changed or was deleted) drains what it took but takes no new batch:
+    /// a poll that got it before the change cannot send to the destination as it was.
+    @Test func aRetiredForwarderTakesNoNewBatch() async throws {
+        let path = temporarySocketPath()
+        let received = ReceivedLogs(keepLogs: false)
+        let forwarder = UTMStackForwarder(
+            configuration: .init(destination: "eu", endpoint: .engineSocket(path: path)), deadLetters: MemoryDeadLetterStore(),
+            logger: quietLogger)
+        try await withReceiver(path: path, received: received) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await forwarder.run() }
+                let taken = try await forwarder.submit(syntheticLogs(0..<5))
+                forwarder.retire()
+                await #expect(throws: GatewayError.destinationChanged("eu")) { try await forwarder.submit(syntheticLogs(5..<10)) }
+                try await forwarder.waitDelivered(taken)
+                try await group.waitForAll()
+            }
+        }
+        #expect(received.total == 5, "what it took before it was retired was delivered, nothing after")
+    }
+
     @Test func anIdleForwarderDoesNotConnect() async throws {
         let path = temporarySocketPath()
         let received = ReceivedLogs(keepLogs: false)
