@@ -177,7 +177,7 @@ extension Setting {
     public static let destinationSocketDirectories = Setting(
         "destination.socketDirectories", form: .list, "absolute paths, ...", whenUnset: "the directory of O365GW_UTMSTACK_SOCKET",
         serveOnly,
-        "the directories a stored socket destination's socketPath must be inside (docs/destinations.md): the admin API can point the gateway at no other Unix socket")
+        "the directories a stored socket destination's socketPath must be directly in, not a symbolic link (docs/destinations.md): the admin API can point the gateway at no other Unix socket")
     public static let destinationAllowedHosts = Setting(
         "destination.allowedHosts", form: .list, "host[:port], *.domain[:port], ...", whenUnset: "any host and port", serveOnly,
         "the hosts (and ports) a stored network destination may point to: a name or an address, *.domain for any name below the domain, * for any host; no port or :* for any port ([v6 address]:port in brackets)")

@@ -1,10 +1,16 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Where stored destinations may point (docs/destinations.md): a socket only in the directories the operator
 /// allows (`O365GW_DESTINATION_SOCKET_DIRECTORIES`), a network destination only at the hosts and ports the operator
 /// allows (`O365GW_DESTINATION_ALLOWED_HOSTS`; any when unset). The admin API can then not make the gateway
 /// connect to an arbitrary local socket or internal service. Checked when a destination is written (a 400) and
 /// again when its forwarder is built (a destination stored before the policy changed fails alone).
 public struct DestinationPolicy: Sendable, Equatable {
-    /// Absolute directories; a socket path must be inside one of them (at any depth).
+    /// Absolute directories; a socket must be directly in one of them, and not a symbolic link.
     public var socketDirectories: [String]
     /// Nil: any host and port.
     public var allowedHosts: [HostPattern]?
@@ -43,12 +49,18 @@ public struct DestinationPolicy: Sendable, Equatable {
         }
     }
 
+    /// A socket directly in one of the directories (not below: other services keep their sockets in subfolders),
+    /// and not a symbolic link (which would lead out of them when connected).
     func allows(socketPath path: String) -> Bool {
         let components = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         guard path.hasPrefix("/"), components.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else { return false }
-        return socketDirectories.contains { directory in
-            directory == "/" || path.hasPrefix(directory + "/")
-        }
+        let parent = components.count == 1 ? "/" : "/" + components.dropLast().joined(separator: "/")
+        return socketDirectories.contains(parent) && !Self.isSymbolicLink(path)
+    }
+
+    static func isSymbolicLink(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
     }
 
     func allows(host: String, port: Int) -> Bool {

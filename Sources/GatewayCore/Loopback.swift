@@ -12,7 +12,8 @@ public enum Loopback {
     public static func contains(host: String) -> Bool {
         var host = host.lowercased()
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        if host == "localhost" || host == "localhost." { return true }
+        // Not `localhost.`: a fully qualified name skips the hosts file and is asked of DNS, which an attacker may answer.
+        if host == "localhost" { return true }
         var v4 = in_addr()
         if inet_pton(AF_INET, host, &v4) == 1 {
             return UInt32(bigEndian: v4.s_addr) >> 24 == 127

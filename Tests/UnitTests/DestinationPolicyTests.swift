@@ -9,12 +9,24 @@ import Testing
 @Suite struct DestinationPolicyTests {
     let policy = DestinationPolicy(socketDirectories: ["/workdir/sockets/", "/run/utmstack"])
 
+    /// A symbolic link in an allowed directory would lead the connection out of it: refused.
+    @Test func aSymbolicLinkIsNotASocketOfTheDirectory() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createSymbolicLink(atPath: directory + "/link.sock", withDestinationPath: "/var/run/docker.sock")
+        let policy = DestinationPolicy(socketDirectories: [directory])
+        try policy.check(.socket(path: directory + "/engine.sock"))
+        let error = #expect(throws: GatewayError.self) { try policy.check(.socket(path: directory + "/link.sock")) }
+        #expect(error?.code == "socket_path_not_allowed")
+    }
+
     @Test func socketsOnlyInsideTheAllowedDirectories() throws {
-        for allowed in ["/workdir/sockets/engine.sock", "/workdir/sockets/eu/engine.sock", "/run/utmstack/x.sock"] {
+        for allowed in ["/workdir/sockets/engine.sock", "/run/utmstack/x.sock"] {
             try policy.check(.socket(path: allowed))
         }
         for refused in [
-            "/workdir/sockets", "/workdir/socketsX/engine.sock", "/var/run/docker.sock", "/workdir/sockets/../../etc/x.sock",
+            "/workdir/sockets", "/workdir/socketsX/engine.sock", "/workdir/sockets/eu/engine.sock", "/var/run/docker.sock", "/workdir/sockets/../../etc/x.sock",
             "/workdir/sockets/./engine.sock", "/workdir/sockets//engine.sock", "/run/postgresql/.s.PGSQL.5432",
         ] {
             let error = #expect(throws: GatewayError.self, "\(refused)") { try policy.check(.socket(path: refused)) }

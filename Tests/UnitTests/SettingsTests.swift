@@ -207,7 +207,7 @@ import UTMStackForwarder
         for host in ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST", "0:0:0:0:0:0:0:1"] {
             #expect(Loopback.contains(host: host), "\(host)")
         }
-        for host in ["127.example.com", "localhost.example.com", "128.0.0.1", "10.0.0.1", "::2", "0.0.0.0", "::", "::ffff:10.0.0.1", ""] {
+        for host in ["127.example.com", "localhost.example.com", "localhost.", "128.0.0.1", "10.0.0.1", "::2", "0.0.0.0", "::", "::ffff:10.0.0.1", ""] {
             #expect(!Loopback.contains(host: host), "\(host)")
         }
     }
