@@ -10,9 +10,14 @@ import NIOCore
 /// - An acknowledgement of id X on a stream delivers X and everything sent before it on that stream.
 /// - When a stream is lost, what was in flight goes back to the front of the queue, in order, to be sent again.
 /// - A log over `maxMessageBytes` is never sent: it is refused at once (the engine would refuse it; grpc-go's limit
-///   is 4 MiB). When the engine ends a call with a status that blames a log, the first log in flight is the suspect:
-///   it is sent alone from then on; acknowledged, it is cleared; blamed `maxAttempts` times, it is refused. A refused
-///   log leaves the stream (the others go on) and is handed to the forwarder, which sets it aside and then settles it.
+///   is 4 MiB).
+/// - A call ended for a log's fault (``CallEndBlame/theLog``) is isolated: the logs it left unacknowledged are the
+///   suspects, one of them the culprit. They go in groups, one group at a time, each half the size of the
+///   unacknowledged part of the last group refused, down to one log alone; acknowledged suspects are innocent. A log
+///   refused alone `maxAttempts` times is refused for good, and the suspects after it go on together again. A call
+///   ended for the destination's fault (a lost connection, an engine failing) blames no log: everything is sent
+///   again, isolation included, and nothing is refused for it. A refused log leaves the stream (the others go on)
+///   and is handed to the forwarder, which sets it aside and then settles it.
 /// - A batch is done when each of its logs is acknowledged or refused and settled; batches are done in order, and
 ///   `deliveredThrough` is the last batch done with every batch before it.
 /// - Held bytes (queued, in flight, or refused and not yet settled) stay within the budget, except that one batch
@@ -82,8 +87,17 @@ struct DeliveryWindow {
     private(set) var unsettled = 0
     /// Since when the oldest log in flight has waited without an acknowledgement of anything (nil: none in flight).
     private(set) var progressAt: Instant?
-    /// The log blamed for the last failed calls, sent alone until it is acknowledged or refused.
-    private(set) var suspect: (id: String, strikes: Int)?
+    /// The isolation of a log the engine refuses (nil: none under way).
+    private(set) var isolation: Isolation?
+
+    struct Isolation: Equatable {
+        /// The logs at the front (in flight, then queued) among which is the one the engine refuses.
+        var suspects: Int
+        /// How many of them go at a time.
+        var groupSize: Int
+        /// How many calls the engine ended on the first suspect sent alone.
+        var strikes = 0
+    }
 
     init(byteBudget: Int, maxInFlight: Int, maxMessageBytes: Int = .max, maxAttempts: Int = 3) {
         precondition(byteBudget > 0 && maxInFlight > 0 && maxMessageBytes > 0 && maxAttempts > 0)
@@ -145,13 +159,13 @@ struct DeliveryWindow {
     }
 
     /// Moves up to the window's free room from the queue to in flight and returns their bytes to send. While a
-    /// suspect is being tried, it goes alone.
+    /// refused log is being isolated, suspects go one group at a time.
     mutating func takeForSending(now: Instant) -> Outgoing {
         var outgoing = Outgoing()
         var room = maxInFlight - inFlight.count
-        if let suspect {
-            guard inFlight.isEmpty, queued.first?.id == suspect.id else { return outgoing }
-            room = 1
+        if let isolation {
+            guard inFlight.isEmpty else { return outgoing }
+            room = min(room, isolation.groupSize, isolation.suspects)
         }
         guard room > 0, !queued.isEmpty else { return outgoing }
         if inFlight.isEmpty { progressAt = now }
@@ -187,9 +201,13 @@ struct DeliveryWindow {
         }
         var freed = 0
         for _ in 0...index {
-            let entry = inFlight.removeFirst()
-            if entry.id == suspect?.id { suspect = nil }
-            freed += finish(entry)
+            freed += finish(inFlight.removeFirst())
+            if var isolation {
+                // An innocent suspect: the next one is first, with no strike.
+                isolation.suspects -= 1
+                isolation.strikes = 0
+                self.isolation = isolation.suspects > 0 ? isolation : nil
+            }
         }
         progressAt = inFlight.isEmpty ? nil : now
         advanceDelivered()
@@ -197,24 +215,29 @@ struct DeliveryWindow {
     }
 
     /// The stream broke: what was in flight is queued again, first, in its original order. `blame` is the engine's
-    /// refusal when the call ended with a status that blames a log: the first log in flight takes a strike, and is
-    /// returned as refused at its `maxAttempts`-th.
+    /// refusal when the call ended for a log's fault (``CallEndBlame/theLog``): the logs left in flight become the
+    /// suspects, to be sent in groups of half as many; the only one, sent alone, takes a strike, and is returned as
+    /// refused at its `maxAttempts`-th. Without `blame` nothing changes but the resending.
     mutating func streamLost(blame: String? = nil) -> (requeued: Int, refused: Refusal?) {
         progressAt = nil
         var refused: Refusal?
         if let blame, let head = inFlight.first {
-            let strikes = suspect?.id == head.id ? suspect!.strikes + 1 : 1
-            suspect = (head.id, strikes)
-            if strikes >= maxAttempts {
-                inFlight.removeFirst()
-                suspect = nil
-                unsettled += 1
-                let batch = batches[slot(head.batch)]!
-                refused = Refusal(
-                    entry: head,
-                    message: batch.buffer.getSlice(at: batch.buffer.readerIndex + head.start, length: head.end - head.start)!,
-                    origin: batch.origin, reason: "refused_by_engine",
-                    detail: "UTMStack ended the call on this log \(strikes) times, the last with \(blame)")
+            if var isolation, isolation.groupSize == 1, inFlight.count == 1 {
+                isolation.strikes += 1
+                self.isolation = isolation
+                if isolation.strikes >= maxAttempts {
+                    inFlight.removeFirst()
+                    self.isolation = nil
+                    unsettled += 1
+                    let batch = batches[slot(head.batch)]!
+                    refused = Refusal(
+                        entry: head,
+                        message: batch.buffer.getSlice(at: batch.buffer.readerIndex + head.start, length: head.end - head.start)!,
+                        origin: batch.origin, reason: "refused_by_engine",
+                        detail: "UTMStack ended the call on this log, sent alone, \(isolation.strikes) times, the last with \(blame)")
+                }
+            } else {
+                isolation = Isolation(suspects: inFlight.count, groupSize: max(1, inFlight.count / 2))
             }
         }
         let count = inFlight.count
@@ -237,15 +260,26 @@ struct DeliveryWindow {
         guard !withdrawn.isEmpty else { return 0 }
         var kept = Deque<Entry>()
         var taken: [Entry] = []
-        for entry in queued {
-            if withdrawn.contains(entry.batch) { taken.append(entry) } else { kept.append(entry) }
+        // Suspects not in flight are at the front of the queue; those withdrawn are suspects no more.
+        let queuedSuspects = isolation.map { $0.suspects - inFlight.count } ?? 0
+        var withdrawnSuspects = 0
+        for (position, entry) in queued.enumerated() {
+            if withdrawn.contains(entry.batch) {
+                taken.append(entry)
+                if position < queuedSuspects { withdrawnSuspects += 1 }
+            } else {
+                kept.append(entry)
+            }
         }
         guard !taken.isEmpty else { return 0 }
         queued = kept
-        for entry in taken {
-            if entry.id == suspect?.id { suspect = nil }
-            _ = finish(entry)
+        if var isolation, withdrawnSuspects > 0 {
+            // The strikes may have been the withdrawn log's: the first suspect starts again.
+            isolation.suspects -= withdrawnSuspects
+            isolation.strikes = 0
+            self.isolation = isolation.suspects > 0 ? isolation : nil
         }
+        for entry in taken { _ = finish(entry) }
         advanceDelivered()
         return taken.count
     }

@@ -160,13 +160,15 @@ final class EngineStream: Sendable {
 struct EngineStreamError: Error, CustomStringConvertible {
     var description: String
     var failure: DestinationHealth.Failure
-    /// The gRPC status the engine ended the call with, when it did.
+    /// The gRPC status the engine ended the call with, when it did, and its message.
     var status: Int?
+    var statusMessage: String?
 
-    init(description: String, failure: DestinationHealth.Failure = .lost, status: Int? = nil) {
+    init(description: String, failure: DestinationHealth.Failure = .lost, status: Int? = nil, statusMessage: String? = nil) {
         self.description = description
         self.failure = failure
         self.status = status
+        self.statusMessage = statusMessage
     }
 
     static func status(_ code: String, message: String?) -> EngineStreamError {
@@ -174,7 +176,7 @@ struct EngineStreamError: Error, CustomStringConvertible {
         let name = number.flatMap { GRPCStatusName.of($0) }.map { "\($0) (\(code))" } ?? code
         return EngineStreamError(
             description: "UTMStack ended the call with gRPC status \(name)" + (message.map { ": \($0)" } ?? ""), failure: .refused,
-            status: number)
+            status: number, statusMessage: message)
     }
 
     /// A connection attempt that timed out, or one refused or unreachable (no listener, no route, no such socket,
@@ -193,11 +195,32 @@ struct EngineStreamError: Error, CustomStringConvertible {
         return .unreachable
     }
 
-    /// Whether the status blames the messages sent (a log the engine cannot take) rather than the connection, the
-    /// credentials or the engine's own state. Only such an end makes the first unacknowledged log a suspect.
-    var blamesALog: Bool {
-        guard let status else { return false }
-        return GRPCStatusName.blamingALog.contains(status)
+    /// Whose fault the end of the call is (``CallEndBlame/of(status:message:)``); an end without a status (a lost
+    /// connection, a reset, a deadline) is the destination's.
+    var blame: CallEndBlame { CallEndBlame.of(status: status, message: statusMessage) }
+}
+
+/// Whose fault it is that the engine ended a call with an error status: the log's, when the status says the engine
+/// refuses a message for what it is (it would refuse it again on any connection, at any time), or the destination's
+/// otherwise (an engine in trouble, overloaded or restarting, or refusing the credentials), which passes or must be
+/// fixed there. A log's fault leads to isolating the log (``DeliveryWindow``) and, refused alone, to setting it aside;
+/// the destination's to holding the logs and sending them again after a backoff, as for an unreachable engine.
+enum CallEndBlame: Equatable, Sendable {
+    case theLog
+    case theDestination
+
+    /// INVALID_ARGUMENT; RESOURCE_EXHAUSTED about a message's size (grpc-go: "grpc: received message larger than max
+    /// (N vs. M)"; any other, such as a rate limit, is the destination's); INTERNAL about a message the engine cannot
+    /// decode (grpc-go: "grpc: failed to unmarshal the received message"). Everything else, UNKNOWN and INTERNAL
+    /// included (what a failing handler or a crashing engine answers), is the destination's.
+    static func of(status: Int?, message: String?) -> CallEndBlame {
+        let message = message?.lowercased() ?? ""
+        switch status {
+        case 3: return .theLog
+        case 8 where message.contains("larger than max") || message.contains("too large"): return .theLog
+        case 13 where message.contains("unmarshal"): return .theLog
+        default: return .theDestination
+        }
     }
 }
 
@@ -210,11 +233,6 @@ enum GRPCStatusName {
     ]
 
     static func of(_ code: Int) -> String? { names.indices.contains(code) ? names[code] : nil }
-
-    /// UNKNOWN (a handler's plain error), INVALID_ARGUMENT, RESOURCE_EXHAUSTED (grpc-go: a message over its limit),
-    /// FAILED_PRECONDITION, OUT_OF_RANGE, INTERNAL (grpc-go: a message it cannot decode), DATA_LOSS. Not: CANCELLED,
-    /// DEADLINE_EXCEEDED, PERMISSION_DENIED, ABORTED, UNIMPLEMENTED, UNAVAILABLE, UNAUTHENTICATED and the rest.
-    static let blamingALog: Set<Int> = [2, 3, 8, 9, 11, 13, 15]
 }
 
 /// Fulfils the handshake promise with the protocol ALPN chose, or fails it when the connection ends first.

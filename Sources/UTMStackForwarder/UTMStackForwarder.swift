@@ -419,20 +419,22 @@ public actor UTMStackForwarder: Service {
         return .fine
     }
 
-    /// The stream ended: what was in flight goes back to the queue. A call the engine ended with a status that
-    /// blames a log gives the first log in flight a strike; at its last, it is refused and set aside.
+    /// The stream ended: what was in flight goes back to the queue. A call the engine ended for a log's fault
+    /// isolates the log (``DeliveryWindow``): refused alone at its last strike, it is set aside. Any other failure
+    /// blames no log: the destination is unavailable until it acknowledges again, and everything is sent again.
     private func streamLost(_ error: (any Error)?) {
         closeWakeups()
         goingAwaySince = nil
         lastPingAt = nil
         connected = false
         connectedGauge.record(0)
-        // A stream lost while it carried nothing (an idle connection closed) makes no destination unavailable.
-        if let error, window.needsStream {
+        let blame = (error as? EngineStreamError).flatMap { $0.blame == .theLog ? $0.description : nil }
+        // A stream lost while it carried nothing (an idle connection closed) makes no destination unavailable, nor
+        // does a log the engine refuses (the others go on).
+        if let error, window.needsStream, blame == nil {
             if failingSince == nil { failingSince = .now }
             lastFailure = (error as? EngineStreamError)?.failure ?? .lost
         }
-        let blame = (error as? EngineStreamError).flatMap { $0.blamesALog ? $0.description : nil }
         let (requeued, refused) = window.streamLost(blame: blame)
         if requeued > 0 { resentCounter.increment(by: requeued) }
         if let refused { refusals.continuation.yield(refused) }
@@ -569,8 +571,10 @@ public actor UTMStackForwarder: Service {
             }
             streamLost(failure)
             if isDrained || Task.isCancelled { break }
-            // After a normal end (a GOAWAY drained) the next connection follows at once, else after the backoff.
-            try? await Task.sleep(for: failure == nil ? configuration.initialBackoff : backoff.next())
+            // After a normal end (a GOAWAY drained) or a call ended for a log's fault (isolating it takes a call per
+            // step) the next connection follows at once, else after the backoff.
+            let blamesALog = (failure as? EngineStreamError)?.blame == .theLog
+            try? await Task.sleep(for: failure == nil || blamesALog ? configuration.initialBackoff : backoff.next())
         }
     }
 

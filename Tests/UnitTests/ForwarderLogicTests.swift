@@ -204,41 +204,137 @@ import UTMStackProtocol
         #expect(window.deliveredThrough == id && window.isIdle && window.heldBytes == 0)
     }
 
-    /// The engine ends the call on a log: the first log in flight is suspected and then sent alone; acknowledged,
-    /// it is cleared; blamed `maxAttempts` times, it is refused while the rest goes on.
+    /// The engine ends the call on a log: the logs left in flight are the suspects; with a call of three, they go
+    /// one at a time; the first, refused alone `maxAttempts` times, is refused while the rest goes on together.
     @Test func aLogTheEngineKeepsRefusingIsIsolatedThenRefused() throws {
         var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 10, maxAttempts: 3)
-        let (b1, _) = window.enqueue(batch(["a", "poison", "c"]), now: t0)
-        let (b2, _) = window.enqueue(batch(["d"]), now: t0)
+        let (c1, _) = window.enqueue(batch(["a", "poison", "c"]), now: t0)
+        let (c2, _) = window.enqueue(batch(["d"]), now: t0)
         _ = window.takeForSending(now: t0)
         _ = window.acknowledge("a", now: t0)
-        // Strike 1, with others in flight.
+        // The call ends with poison, c and d in flight: three suspects, sent one at a time.
         #expect(window.streamLost(blame: "INVALID_ARGUMENT").refused == nil)
-        #expect(try sentIDs(window.takeForSending(now: t0)) == ["poison"], "the suspect goes alone")
+        #expect(window.isolation == DeliveryWindow.Isolation(suspects: 3, groupSize: 1))
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["poison"], "the first suspect goes alone")
         #expect(window.takeForSending(now: t0).count == 0, "nothing beside it")
         // A lost connection is no strike.
         #expect(window.streamLost().refused == nil)
+        #expect(window.isolation?.strikes == 0)
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["poison"])
+        #expect(window.streamLost(blame: "INVALID_ARGUMENT").refused == nil)
         #expect(try sentIDs(window.takeForSending(now: t0)) == ["poison"])
         #expect(window.streamLost(blame: "INVALID_ARGUMENT").refused == nil)
         #expect(try sentIDs(window.takeForSending(now: t0)) == ["poison"])
         let refused = try #require(window.streamLost(blame: "INVALID_ARGUMENT: no").refused)
         #expect(refused.entry.id == "poison" && refused.reason == "refused_by_engine" && refused.detail.contains("INVALID_ARGUMENT: no"))
-        #expect(window.suspect == nil)
+        #expect(window.isolation == nil)
         #expect(try sentIDs(window.takeForSending(now: t0)) == ["c", "d"], "the rest goes on, together again")
         _ = window.acknowledge("d", now: t0)
-        #expect(window.deliveredThrough == b1 - 1)
+        #expect(window.deliveredThrough == c1 - 1)
         window.settle(refused)
-        #expect(window.deliveredThrough == b2 && window.isIdle)
+        #expect(window.deliveredThrough == c2 && window.isIdle)
     }
 
     @Test func anInnocentSuspectIsClearedByItsAcknowledgement() throws {
         var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 10)
         _ = window.enqueue(batch(["a", "b"]), now: t0)
         _ = window.takeForSending(now: t0)
-        _ = window.streamLost(blame: "UNKNOWN")
+        _ = window.streamLost(blame: "INVALID_ARGUMENT")
         #expect(try sentIDs(window.takeForSending(now: t0)) == ["a"])
         _ = window.acknowledge("a", now: t0)
-        #expect(window.suspect == nil)
+        #expect(window.isolation == DeliveryWindow.Isolation(suspects: 1, groupSize: 1))
         #expect(try sentIDs(window.takeForSending(now: t0)) == ["b"])
+        _ = window.acknowledge("b", now: t0)
+        #expect(window.isolation == nil, "every suspect was innocent (the engine took them all)")
+    }
+
+    /// An engine that refuses a whole call for one log and acknowledges none of it (the worst case): the suspects
+    /// are halved until the log is alone, so only it is refused, in about log2(window) + `maxAttempts` calls, and
+    /// every other log is delivered once, in order.
+    @Test(arguments: [0, 5, 37, 63])
+    func halvingFindsTheOnlyLogTheEngineRefuses(_ poison: Int) throws {
+        var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 64, maxAttempts: 3)
+        let ids = (0..<100).map { "log\($0)" }
+        let (last, _) = window.enqueue(batch(ids), now: t0)
+        var delivered: [String] = []
+        var refused: [DeliveryWindow.Refusal] = []
+        var calls = 0
+        while window.needsStream {
+            calls += 1
+            #expect(calls < 40)
+            guard calls < 40 else { break }
+            // One call: everything the window allows, group after group, until the engine ends it.
+            while true {
+                let sent = try sentIDs(window.takeForSending(now: t0))
+                if sent.isEmpty { break }
+                if sent.contains("log\(poison)") {
+                    if let lost = window.streamLost(blame: "INVALID_ARGUMENT").refused { refused.append(lost) }
+                    break
+                }
+                _ = window.acknowledge(sent.last!, now: t0)
+                delivered += sent
+            }
+        }
+        #expect(refused.map(\.entry.id) == ["log\(poison)"])
+        #expect(delivered == ids.filter { $0 != "log\(poison)" }, "the others once, in order")
+        #expect(calls <= 1 + 7 + 3, "\(calls) calls")
+        refused.forEach { window.settle($0) }
+        #expect(window.deliveredThrough == last && window.isIdle)
+    }
+
+    /// An engine failing for a while (every call ended for the destination's fault) refuses no log, however often.
+    @Test func callsEndedForTheDestinationsFaultRefuseNothing() throws {
+        var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 10, maxAttempts: 3)
+        _ = window.enqueue(batch(["a", "b", "c"]), now: t0)
+        for _ in 0..<50 {
+            #expect(try sentIDs(window.takeForSending(now: t0)) == ["a", "b", "c"])
+            let lost = window.streamLost()
+            #expect(lost.requeued == 3 && lost.refused == nil)
+        }
+        #expect(window.isolation == nil && window.unsettled == 0)
+    }
+
+    /// Withdrawn suspects leave the isolation with their batch.
+    @Test func withdrawnSuspectsLeaveTheIsolation() throws {
+        var window = DeliveryWindow(byteBudget: 1 << 20, maxInFlight: 10)
+        let (mine, _) = window.enqueue(batch(["a", "b"]), now: t0)
+        _ = window.enqueue(batch(["x"]), now: t0)
+        _ = window.takeForSending(now: t0)
+        _ = window.streamLost(blame: "INVALID_ARGUMENT")
+        #expect(window.isolation == DeliveryWindow.Isolation(suspects: 3, groupSize: 1))
+        #expect(window.withdraw([mine]) == 2)
+        #expect(window.isolation == DeliveryWindow.Isolation(suspects: 1, groupSize: 1))
+        #expect(try sentIDs(window.takeForSending(now: t0)) == ["x"])
+    }
+}
+
+/// Whose fault a call's end is, from its gRPC status and message (issue 27): only a status about the log itself
+/// blames it; an engine failing, overloaded or refusing the credentials is the destination's.
+@Suite struct CallEndBlameTests {
+    @Test(arguments: [
+        (3, "log 1 refused: it contains \"POISON\""),
+        (8, "grpc: received message larger than max (5243000 vs. 4194304)"),
+        (8, "grpc: received message after decompression larger than max 4194304"),
+        (8, "Message too large"),
+        (13, "grpc: failed to unmarshal the received message: proto: cannot parse invalid wire-format data"),
+    ])
+    func aStatusAboutTheLogBlamesIt(_ code: Int, _ message: String) {
+        #expect(CallEndBlame.of(status: code, message: message) == .theLog)
+    }
+
+    @Test(arguments: [
+        (13, "internal error"), (13, nil), (2, "the handler failed"), (2, nil), (8, "too many requests, try again later"),
+        (8, nil), (14, "connection refused"), (4, "deadline exceeded"), (1, "canceled"), (16, "bad connection key"),
+        (7, "denied"), (12, "unknown method"), (9, "not ready"), (11, "out of range"), (15, "data loss"), (10, "aborted"),
+    ] as [(Int, String?)])
+    func anyOtherStatusBlamesTheDestination(_ code: Int, _ message: String?) {
+        #expect(CallEndBlame.of(status: code, message: message) == .theDestination)
+    }
+
+    @Test func anEndWithoutAStatusBlamesTheDestination() {
+        #expect(CallEndBlame.of(status: nil, message: nil) == .theDestination)
+        #expect(EngineStreamError(description: "lost").blame == .theDestination)
+        #expect(EngineStreamError.status("3", message: "bad").blame == .theLog)
+        #expect(EngineStreamError.status("13", message: "internal error").blame == .theDestination)
     }
 }

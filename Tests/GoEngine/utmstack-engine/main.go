@@ -92,6 +92,10 @@ func ack(id string) []byte {
 type engine struct {
 	refuse   string
 	ackDelay time.Duration
+	// Until failUntil, every Input call ends at its first log with failStatus (a troubled engine, not a bad log).
+	failUntil   time.Time
+	failStatus  codes.Code
+	failMessage string
 	mu       sync.Mutex
 	record   *os.File
 }
@@ -124,6 +128,9 @@ func (e *engine) input(_ interface{}, stream grpc.ServerStream) error {
 			return err
 		}
 		id, raw := field(msg, 1), field(msg, 6)
+		if time.Now().Before(e.failUntil) {
+			return status.Error(e.failStatus, e.failMessage)
+		}
 		if e.refuse != "" && strings.Contains(raw, e.refuse) {
 			return status.Errorf(codes.InvalidArgument, "log %s refused: it contains %q", id, e.refuse)
 		}
@@ -159,11 +166,15 @@ func main() {
 	record := flag.String("record", "", "file to append each acknowledged log to: kind, log id, record Id")
 	refuse := flag.String("refuse", "", "end the call with INVALID_ARGUMENT on a log whose raw contains this text")
 	ackDelay := flag.Duration("ack-delay", 0, "wait this long before acknowledging each log")
+	failFor := flag.Duration("fail-for", 0, "for this long after starting, end every Input call at its first log with -fail-status")
+	failStatus := flag.Int("fail-status", int(codes.Internal), "the gRPC status code -fail-for ends calls with")
+	failMessage := flag.String("fail-message", "the engine is failing", "the status message -fail-for ends calls with")
 	maxAge := flag.Duration("max-connection-age", 0, "send GOAWAY to connections older than this (grpc-go keepalive)")
 	maxAgeGrace := flag.Duration("max-connection-age-grace", 30*time.Second, "close a connection this long after its GOAWAY")
 	flag.Parse()
 	encoding.RegisterCodec(rawCodec{})
-	e := &engine{refuse: *refuse, ackDelay: *ackDelay}
+	e := &engine{refuse: *refuse, ackDelay: *ackDelay, failUntil: time.Now().Add(*failFor),
+		failStatus: codes.Code(*failStatus), failMessage: *failMessage}
 	if *record != "" {
 		f, err := os.OpenFile(*record, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {

@@ -16,7 +16,8 @@ final class GoEngine: Sendable {
     let output: URL
 
     /// Starts an engine on `socket` (replacing a stale socket file, as an orchestrator's new container does).
-    /// `arguments`: `-refuse TEXT`, `-ack-delay 5ms`, `-max-connection-age 1s`, `-max-connection-age-grace 30s`.
+    /// `arguments`: `-refuse TEXT`, `-ack-delay 5ms`, `-max-connection-age 1s`, `-max-connection-age-grace 30s`,
+    /// `-fail-for 10s -fail-status 13 -fail-message TEXT` (every call ends with that status for that long).
     static func start(socket: String, _ arguments: [String] = []) async throws -> GoEngine {
         let path = try #require(
             ProcessInfo.processInfo.environment["O365GW_GO_ENGINE"],
