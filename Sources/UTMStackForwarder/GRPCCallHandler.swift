@@ -46,6 +46,9 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     /// otherwise. We accept frames of that size only (we do not raise it), and our request headers must fit one.
     static let defaultWindow = 65_535
     static let defaultMaxFrame = 16_384
+    /// The largest response header block (HEADERS and its CONTINUATIONs) taken from the engine: a peer that sends
+    /// CONTINUATION frames without end would otherwise grow it without bound.
+    static let maxHeaderBlockBytes = 65_536
     static let streamID: UInt32 = 1
 
     enum FrameType: UInt8 {
@@ -271,6 +274,9 @@ final class GRPCCallHandler: ChannelDuplexHandler {
             guard type == .continuation, stream == Self.streamID else { throw protocolError("a header block without its CONTINUATION") }
             var block = partial.block
             var fragment = payload
+            guard block.readableBytes + fragment.readableBytes <= Self.maxHeaderBlockBytes else {
+                throw protocolError("a header block over \(Self.maxHeaderBlockBytes) bytes")
+            }
             block.writeBuffer(&fragment)
             if flags & Flag.endHeaders != 0 {
                 partialHeaderBlock = nil

@@ -259,6 +259,16 @@ import Testing
         #expect(goAway.type == 7 && goAway.payload.suffix(4) == [UInt8(code >> 24), UInt8(code >> 16 & 0xFF), UInt8(code >> 8 & 0xFF), UInt8(code & 0xFF)])
     }
 
+    /// A header block is bounded: an engine that sends CONTINUATION frames without end ends the call instead of
+    /// growing the block.
+    @Test(.timeLimit(.minutes(1))) func aHeaderBlockWithoutEndIsRefused() async throws {
+        let call = try Call()
+        try call.receive(1, flags: 0, [0x88])  // HEADERS without END_HEADERS
+        for _ in 0..<8 { try? call.receive(9, flags: 0, Array(repeating: 0x88, count: 16_384)) }
+        let error = await #expect(throws: (any Error).self) { try await call.all() }
+        #expect(error.map { "\($0)".contains("header block over 65536 bytes") } == true)
+    }
+
     @Test func aServerThatDoesNotStartWithSettingsIsRefused() async throws {
         let call = try Call(serverPreface: false)
         try call.receive(6, stream: 0, [1, 2, 3, 4, 5, 6, 7, 8])
