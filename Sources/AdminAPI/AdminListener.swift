@@ -35,13 +35,6 @@ public struct AdminListenerLimits: Sendable, Equatable {
     }
 }
 
-extension TimeAmount {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}
-
 /// The admin listener's open connections, shared by all of them: which serve a request and which wait idle.
 final class ConnectionRegistry: Sendable {
     private struct Entry {

@@ -62,11 +62,7 @@ enum JSONBodyCheck {
             index += 1
             var keys = Set<String>()
             skipWhitespace()
-            if peek == UInt8(ascii: "}") {
-                index += 1
-                depth -= 1
-                return
-            }
+            if peek == UInt8(ascii: "}") { return leave() }
             while true {
                 skipWhitespace()
                 guard peek == UInt8(ascii: "\"") else { throw Stop.malformed }
@@ -80,10 +76,7 @@ enum JSONBodyCheck {
                 skipWhitespace()
                 switch peek {
                 case UInt8(ascii: ","): index += 1
-                case UInt8(ascii: "}"):
-                    index += 1
-                    depth -= 1
-                    return
+                case UInt8(ascii: "}"): return leave()
                 default: throw Stop.malformed
                 }
             }
@@ -93,11 +86,7 @@ enum JSONBodyCheck {
             try enter()
             index += 1
             skipWhitespace()
-            if peek == UInt8(ascii: "]") {
-                index += 1
-                depth -= 1
-                return
-            }
+            if peek == UInt8(ascii: "]") { return leave() }
             var position = 0
             while true {
                 try value(at: "\(path)[\(position)]")
@@ -105,10 +94,7 @@ enum JSONBodyCheck {
                 skipWhitespace()
                 switch peek {
                 case UInt8(ascii: ","): index += 1
-                case UInt8(ascii: "]"):
-                    index += 1
-                    depth -= 1
-                    return
+                case UInt8(ascii: "]"): return leave()
                 default: throw Stop.malformed
                 }
             }
@@ -205,6 +191,12 @@ enum JSONBodyCheck {
         mutating func enter() throws {
             depth += 1
             guard depth <= JSONBodyCheck.maxDepth else { throw Stop.malformed }
+        }
+
+        /// Past the closing bracket of an object or array.
+        mutating func leave() {
+            index += 1
+            depth -= 1
         }
 
         var peek: UInt8? { index < bytes.count ? bytes[index] : nil }
